@@ -1,0 +1,233 @@
+//! The data model: questions, the pool's responses, embeddings, labels, splits and datasets.
+
+use ndarray::{Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::{Error, Result};
+
+/// Number of option letters rgd knows (A..T), as in the authors' code.
+pub const N_LETTERS: usize = 20;
+
+/// An option letter, `A` = 0 .. `T` = 19.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Letter(u8);
+
+impl Letter {
+    /// The letter with this 0-based index, if it is in A..T.
+    pub fn from_index(i: usize) -> Option<Letter> {
+        (i < N_LETTERS).then_some(Letter(i as u8))
+    }
+    /// Parse `"A"`, `"b"`, `"(C)"`, `" D."`: one letter A..T, optionally wrapped in
+    /// parentheses or followed by punctuation; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Letter> {
+        let t = s
+            .trim()
+            .trim_matches(|c: char| c == '(' || c == ')' || c == '.' || c == ':' || c == ',');
+        let mut chars = t.chars();
+        let c = chars.next()?;
+        if chars.next().is_some() || !c.is_ascii_alphabetic() {
+            return None;
+        }
+        Letter::from_index((c.to_ascii_uppercase() as u8 - b'A') as usize)
+    }
+    /// 0-based index (A = 0).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+    /// The letter as a char.
+    pub fn as_char(self) -> char {
+        (b'A' + self.0) as char
+    }
+}
+
+impl fmt::Display for Letter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_char())
+    }
+}
+
+impl TryFrom<String> for Letter {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        Letter::parse(&s).ok_or_else(|| format!("`{s}` is not an option letter A..T"))
+    }
+}
+
+impl From<Letter> for String {
+    fn from(l: Letter) -> String {
+        l.to_string()
+    }
+}
+
+/// A multiple-choice question.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    /// Unique id within its split.
+    pub id: String,
+    /// The subject (category) it belongs to.
+    pub subject: String,
+    /// The question text (what is embedded).
+    pub text: String,
+    /// The options, in letter order.
+    pub options: Vec<String>,
+    /// The answer key: the generator's key for generated data, the gold answer for real data.
+    pub answer: Option<Letter>,
+    /// Where the question came from (generator and prompt, benchmark, simulator), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The pool's responses to the questions of one split: `[question, model]` matrices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Responses {
+    /// The chosen letter; `None` is an abstention (no parseable answer).
+    pub choice: Array2<Option<Letter>>,
+    /// The model's confidence: mean token log-probability of its response (or the
+    /// log-probability of the chosen letter). `NaN` when unknown.
+    pub confidence: Array2<f64>,
+}
+
+impl Responses {
+    /// Is model `m`'s answer to question `q` equal to `key`?
+    pub fn is_correct(&self, q: usize, m: usize, key: Option<Letter>) -> bool {
+        match (self.choice[[q, m]], key) {
+            (Some(c), Some(k)) => c == k,
+            _ => false,
+        }
+    }
+}
+
+/// One split (the generated training data, or the real test set).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// `train` or `test` (or another name).
+    pub name: String,
+    /// The questions.
+    pub questions: Vec<Question>,
+    /// The pool's responses, rows aligned with `questions`, columns with the dataset's models.
+    pub responses: Responses,
+    /// Question-text embeddings, one row per question.
+    pub embeddings: Array2<f32>,
+}
+
+impl Split {
+    /// Number of questions.
+    pub fn len(&self) -> usize {
+        self.questions.len()
+    }
+    /// Whether the split has no question.
+    pub fn is_empty(&self) -> bool {
+        self.questions.is_empty()
+    }
+    /// Number of pool models.
+    pub fn n_models(&self) -> usize {
+        self.responses.choice.ncols()
+    }
+    /// Embedding of question `q`.
+    pub fn embedding(&self, q: usize) -> ArrayView1<'_, f32> {
+        self.embeddings.row(q)
+    }
+    /// Question indices grouped by subject, subjects in order of first appearance.
+    pub fn by_subject(&self) -> Vec<(String, Vec<usize>)> {
+        let mut order: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut pos: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, q) in self.questions.iter().enumerate() {
+            match pos.get(q.subject.as_str()) {
+                Some(&p) => order[p].1.push(i),
+                None => {
+                    pos.insert(&q.subject, order.len());
+                    order.push((q.subject.clone(), vec![i]));
+                }
+            }
+        }
+        order
+    }
+
+    /// Check shapes and values: matrices aligned with the questions and `n_models`,
+    /// finite embeddings of one dimension, unique question ids.
+    pub fn validate(&self, n_models: usize) -> Result<()> {
+        let n = self.questions.len();
+        let ctx = |m: String| Error::Data(format!("split `{}`: {m}", self.name));
+        if self.responses.choice.dim() != (n, n_models)
+            || self.responses.confidence.dim() != (n, n_models)
+        {
+            return Err(ctx(format!(
+                "responses are {:?} but the split has {n} questions x {n_models} models",
+                self.responses.choice.dim()
+            )));
+        }
+        if self.embeddings.nrows() != n {
+            return Err(ctx(format!(
+                "{} embedding rows for {n} questions",
+                self.embeddings.nrows()
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, q) in self.questions.iter().enumerate() {
+            if !seen.insert(q.id.as_str()) {
+                return Err(ctx(format!("duplicate question id `{}`", q.id)));
+            }
+            if let Some(bad) = self.embeddings.row(i).iter().find(|v| !v.is_finite()) {
+                return Err(ctx(format!(
+                    "embedding of question `{}` has a non-finite value ({bad})",
+                    q.id
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A routing dataset: a pool of models, a training split and a test split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// A short name (the task).
+    pub task: String,
+    /// The pool's model names, in column order.
+    pub models: Vec<String>,
+    /// Training data (generated questions, or real labeled ones).
+    pub train: Split,
+    /// The real test set (answers are gold).
+    pub test: Split,
+}
+
+impl Dataset {
+    /// Validate both splits and that their embedding dimensions agree.
+    pub fn validate(&self) -> Result<()> {
+        self.train.validate(self.models.len())?;
+        self.test.validate(self.models.len())?;
+        let (a, b) = (self.train.embeddings.ncols(), self.test.embeddings.ncols());
+        if !self.train.is_empty() && !self.test.is_empty() && a != b {
+            return Err(Error::Data(format!(
+                "train embeddings are {a}-d but test embeddings are {b}-d"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Per-(question, model) labels a router learns from: correctness against a key (0/1), or a
+/// soft score such as CASCAL's consensus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Labels {
+    /// What the labels are (`consensus`, `correctness`, ...).
+    pub kind: String,
+    /// `[question, model]` values, higher = better.
+    pub values: Array2<f64>,
+}
+
+/// Rank models by score, best first; exact ties go to the model listed first in the pool
+/// (deterministic, unlike the authors' random tie-break).
+pub fn rank(scores: &[f64]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (sa, sb) = (scores[a], scores[b]);
+        sb.partial_cmp(&sa)
+            .unwrap_or_else(|| sa.is_nan().cmp(&sb.is_nan()))
+            .then(a.cmp(&b))
+    });
+    idx
+}

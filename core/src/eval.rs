@@ -1,0 +1,206 @@
+//! Evaluation on the test split (cascal.md E): top-1, top-3 vote, single models, best single,
+//! oracle and random routing, overall and per subject.
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::data::{rank, Letter, Split};
+use crate::stats::LocScale;
+
+/// Accuracy of one router on a set of questions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Number of questions.
+    pub n: usize,
+    /// Accuracy of the top-ranked model's answer.
+    pub top1: f64,
+    /// Accuracy of the top-3 majority vote.
+    pub top3_vote: f64,
+}
+
+/// A router's evaluation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RouterEval {
+    /// Over the whole test split.
+    pub overall: Accuracy,
+    /// Per subject.
+    pub per_subject: BTreeMap<String, Accuracy>,
+    /// Share of test questions on which each model was ranked first.
+    pub top1_share: BTreeMap<String, f64>,
+    /// Per question: was the top-1 answer correct (for intervals and paired comparisons).
+    pub top1_correct: Vec<bool>,
+    /// Per question: was the top-3 vote correct.
+    pub top3_correct: Vec<bool>,
+}
+
+/// The letter the top-k vote answers: the plurality letter of the `k` best-ranked models; when
+/// several letters tie (e.g. three different answers), the answer of the tied model with the
+/// highest confidence z-score under its training-split (mu, sigma). Abstentions do not vote.
+pub fn vote(
+    split: &Split,
+    q: usize,
+    ranked: &[usize],
+    k: usize,
+    train_stats: &[LocScale],
+) -> Option<Letter> {
+    let sel = &ranked[..k.min(ranked.len())];
+    let mut counts: BTreeMap<Letter, usize> = BTreeMap::new();
+    for &m in sel {
+        if let Some(c) = split.responses.choice[[q, m]] {
+            *counts.entry(c).or_default() += 1;
+        }
+    }
+    let max = *counts.values().max()?;
+    let tied: Vec<Letter> = counts
+        .iter()
+        .filter(|(_, n)| **n == max)
+        .map(|(l, _)| *l)
+        .collect();
+    if tied.len() == 1 {
+        return Some(tied[0]);
+    }
+    let mut best: Option<(f64, Letter)> = None;
+    for &m in sel {
+        let Some(c) = split.responses.choice[[q, m]] else {
+            continue;
+        };
+        if !tied.contains(&c) {
+            continue;
+        }
+        let z = train_stats[m].z(split.responses.confidence[[q, m]]);
+        let z = if z.is_nan() { f64::NEG_INFINITY } else { z };
+        if best.is_none_or(|(bz, _)| z > bz) {
+            best = Some((z, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+fn frac(hits: usize, n: usize) -> f64 {
+    if n == 0 { 0.0 } else { hits as f64 / n as f64 }
+}
+
+/// Evaluate a router's `[question, model]` scores on the test split. `train_stats` are the
+/// pool's confidence statistics on the training split (for the top-3 tie-break).
+pub fn evaluate(
+    test: &Split,
+    models: &[String],
+    scores: &Array2<f64>,
+    train_stats: &[LocScale],
+) -> RouterEval {
+    let n = test.len();
+    let mut t1 = vec![false; n];
+    let mut t3 = vec![false; n];
+    let mut first = vec![0usize; models.len()];
+    for q in 0..n {
+        let row = scores.row(q);
+        let ranked = rank(row.as_slice().unwrap_or(&row.to_vec()));
+        let gold = test.questions[q].answer;
+        first[ranked[0]] += 1;
+        t1[q] = test.responses.is_correct(q, ranked[0], gold);
+        t3[q] = gold.is_some() && vote(test, q, &ranked, 3, train_stats) == gold;
+    }
+    let acc = |idx: &[usize]| Accuracy {
+        n: idx.len(),
+        top1: frac(idx.iter().filter(|&&q| t1[q]).count(), idx.len()),
+        top3_vote: frac(idx.iter().filter(|&&q| t3[q]).count(), idx.len()),
+    };
+    let all: Vec<usize> = (0..n).collect();
+    RouterEval {
+        overall: acc(&all),
+        per_subject: test
+            .by_subject()
+            .into_iter()
+            .map(|(s, idx)| (s, acc(&idx)))
+            .collect(),
+        top1_share: models
+            .iter()
+            .zip(&first)
+            .map(|(m, c)| (m.clone(), frac(*c, n)))
+            .collect(),
+        top1_correct: t1,
+        top3_correct: t3,
+    }
+}
+
+/// Reference points on one set of questions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceScores {
+    /// Number of questions.
+    pub n: usize,
+    /// Accuracy of each single model.
+    pub single: BTreeMap<String, f64>,
+    /// The best single model in hindsight (on these questions).
+    pub best_single_model: String,
+    /// Its accuracy.
+    pub best_single: f64,
+    /// Share of questions some model answers correctly.
+    pub oracle: f64,
+    /// Expected accuracy of routing uniformly at random (the mean of the single models).
+    pub random: f64,
+}
+
+/// Reference points overall and per subject.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct References {
+    /// Over the whole test split.
+    pub overall: ReferenceScores,
+    /// Per subject.
+    pub per_subject: BTreeMap<String, ReferenceScores>,
+}
+
+fn reference_scores(test: &Split, models: &[String], idx: &[usize]) -> ReferenceScores {
+    let n = idx.len();
+    let m = models.len();
+    let mut correct = vec![0usize; m];
+    let mut oracle = 0;
+    for &q in idx {
+        let gold = test.questions[q].answer;
+        let mut any = false;
+        for (j, c) in correct.iter_mut().enumerate() {
+            if test.responses.is_correct(q, j, gold) {
+                *c += 1;
+                any = true;
+            }
+        }
+        oracle += any as usize;
+    }
+    let single: Vec<f64> = correct.iter().map(|&c| frac(c, n)).collect();
+    let best = rank(&single).first().copied().unwrap_or(0);
+    ReferenceScores {
+        n,
+        single: models.iter().cloned().zip(single.iter().copied()).collect(),
+        best_single_model: models.get(best).cloned().unwrap_or_default(),
+        best_single: single.get(best).copied().unwrap_or(0.0),
+        oracle: frac(oracle, n),
+        random: if m == 0 { 0.0 } else { single.iter().sum::<f64>() / m as f64 },
+    }
+}
+
+/// Compute the references on the test split.
+pub fn references(test: &Split, models: &[String]) -> References {
+    let all: Vec<usize> = (0..test.len()).collect();
+    References {
+        overall: reference_scores(test, models, &all),
+        per_subject: test
+            .by_subject()
+            .into_iter()
+            .map(|(s, idx)| {
+                let r = reference_scores(test, models, &idx);
+                (s, r)
+            })
+            .collect(),
+    }
+}
+
+/// Confidence statistics (median, 1.4826 x MAD) of each model over a split.
+pub fn confidence_stats(split: &Split) -> Vec<LocScale> {
+    split
+        .responses
+        .confidence
+        .columns()
+        .into_iter()
+        .map(|c| LocScale::robust(&c.to_vec()))
+        .collect()
+}

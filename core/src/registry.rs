@@ -1,0 +1,401 @@
+//! The component registry: `type` name -> factory, per component kind.
+//!
+//! Built-in crates register with [`crate::register!`] (collected by `inventory` at link time);
+//! later sources (dynamic libraries, processes) add entries with [`Registry::add`]. The
+//! registry, not typetag, is the source of truth for what a TOML `type` names: typetag cannot
+//! see types that live in a dynamically loaded library.
+
+use schemars::Schema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::traits::{DataSource, Embedder, Filter, Generator, Labeler, LlmBackend, Router};
+use crate::{Error, Result};
+
+/// The kinds of component a pipeline is assembled from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Provides a dataset ([`DataSource`]).
+    DataSource,
+    /// Writes questions ([`Generator`]).
+    Generator,
+    /// Removes questions ([`Filter`]).
+    Filter,
+    /// Labels (question, model) pairs ([`Labeler`]).
+    Labeler,
+    /// Routes queries ([`Router`]).
+    Router,
+    /// Embeds text ([`Embedder`]).
+    Embedder,
+    /// An LLM ([`LlmBackend`]).
+    Backend,
+}
+
+impl Kind {
+    /// Every kind, in display order.
+    pub const ALL: [Kind; 7] = [
+        Kind::DataSource,
+        Kind::Generator,
+        Kind::Filter,
+        Kind::Labeler,
+        Kind::Router,
+        Kind::Embedder,
+        Kind::Backend,
+    ];
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::DataSource => "data source",
+            Kind::Generator => "generator",
+            Kind::Filter => "filter",
+            Kind::Labeler => "labeler",
+            Kind::Router => "router",
+            Kind::Embedder => "embedder",
+            Kind::Backend => "backend",
+        })
+    }
+}
+
+/// A built component.
+#[derive(Debug)]
+pub enum Component {
+    /// A data source.
+    DataSource(Box<dyn DataSource>),
+    /// A generator.
+    Generator(Box<dyn Generator>),
+    /// A filter.
+    Filter(Box<dyn Filter>),
+    /// A labeler.
+    Labeler(Box<dyn Labeler>),
+    /// A router.
+    Router(Box<dyn Router>),
+    /// An embedder.
+    Embedder(Box<dyn Embedder>),
+    /// An LLM backend.
+    Backend(Box<dyn LlmBackend>),
+}
+
+/// A factory: a component's TOML table (without `type`) -> the component, or a message.
+pub type BuildFn = fn(toml::Table) -> std::result::Result<Component, String>;
+
+/// A static registration, submitted by [`crate::register!`].
+pub struct Registration {
+    /// The component kind.
+    pub kind: Kind,
+    /// The TOML `type` name.
+    pub type_name: &'static str,
+    /// The registering crate (module path).
+    pub crate_name: &'static str,
+    /// JSON schema of the config (doc comment = description, fields, defaults).
+    pub schema: fn() -> Schema,
+    /// The factory.
+    pub build: BuildFn,
+}
+
+inventory::collect!(Registration);
+
+/// Deserialize a config struct from a TOML table (used by the registration macro).
+pub fn from_table<T: DeserializeOwned>(t: toml::Table) -> std::result::Result<T, String> {
+    T::deserialize(toml::Value::Table(t)).map_err(|e| e.message().to_string())
+}
+
+/// Register a component with the built-in registry:
+/// `rgd_core::register!(router, "cascal", CascalConfig);` where the config struct implements
+/// `Deserialize`, `schemars::JsonSchema` and the kind's trait (`Router` here).
+/// Kinds: `data_source`, `generator`, `filter`, `labeler`, `router`, `embedder`, `backend`.
+#[macro_export]
+macro_rules! register {
+    (data_source, $name:literal, $ty:ty) => { $crate::__register!(DataSource, $name, $ty); };
+    (generator, $name:literal, $ty:ty) => { $crate::__register!(Generator, $name, $ty); };
+    (filter, $name:literal, $ty:ty) => { $crate::__register!(Filter, $name, $ty); };
+    (labeler, $name:literal, $ty:ty) => { $crate::__register!(Labeler, $name, $ty); };
+    (router, $name:literal, $ty:ty) => { $crate::__register!(Router, $name, $ty); };
+    (embedder, $name:literal, $ty:ty) => { $crate::__register!(Embedder, $name, $ty); };
+    (backend, $name:literal, $ty:ty) => { $crate::__register!(Backend, $name, $ty); };
+}
+
+/// Implementation detail of [`register!`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __register {
+    ($variant:ident, $name:literal, $ty:ty) => {
+        $crate::inventory::submit! {
+            $crate::registry::Registration {
+                kind: $crate::registry::Kind::$variant,
+                type_name: $name,
+                crate_name: module_path!(),
+                schema: || $crate::schemars::schema_for!($ty),
+                build: |t| {
+                    let c: $ty = $crate::registry::from_table(t)?;
+                    Ok($crate::registry::Component::$variant(Box::new(c)))
+                },
+            }
+        }
+    };
+}
+
+/// Where a component comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "origin", rename_all = "snake_case")]
+pub enum Origin {
+    /// Compiled into this binary, by the named crate.
+    BuiltIn {
+        /// The crate (module path) that registered it.
+        crate_name: String,
+    },
+    /// Loaded from a dynamic library.
+    Dylib {
+        /// The library's path.
+        path: String,
+    },
+    /// Served by another process.
+    Process {
+        /// The command line.
+        command: Vec<String>,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::BuiltIn { crate_name } => write!(f, "built-in ({crate_name})"),
+            Origin::Dylib { path } => write!(f, "dylib {path}"),
+            Origin::Process { command } => write!(f, "process `{}`", command.join(" ")),
+        }
+    }
+}
+
+/// One documented config field of a component.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldDoc {
+    /// The TOML key.
+    pub name: String,
+    /// JSON-schema type (`number`, `string`, `integer`, ...).
+    pub ty: String,
+    /// Default value, as JSON; `None` for a required field.
+    pub default: Option<serde_json::Value>,
+    /// The field's doc comment.
+    pub doc: String,
+}
+
+/// A registered component type.
+#[derive(Clone)]
+pub struct Entry {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its TOML `type` name.
+    pub type_name: String,
+    /// One-line documentation.
+    pub doc: String,
+    /// Its config fields.
+    pub fields: Vec<FieldDoc>,
+    /// Where it comes from.
+    pub origin: Origin,
+    /// Its factory.
+    pub build: Arc<dyn Fn(toml::Table) -> std::result::Result<Component, String> + Send + Sync>,
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("kind", &self.kind)
+            .field("type_name", &self.type_name)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl Entry {
+    /// Build an entry from a JSON schema (doc and fields are read from it).
+    pub fn from_schema(
+        kind: Kind,
+        type_name: impl Into<String>,
+        schema: &Schema,
+        origin: Origin,
+        build: Arc<dyn Fn(toml::Table) -> std::result::Result<Component, String> + Send + Sync>,
+    ) -> Entry {
+        let (doc, fields) = describe_schema(schema);
+        Entry {
+            kind,
+            type_name: type_name.into(),
+            doc,
+            fields,
+            origin,
+            build,
+        }
+    }
+}
+
+/// First line of the schema's description and its documented properties.
+fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
+    let v = schema.as_value();
+    let doc = v
+        .get("description")
+        .and_then(|d| d.as_str())
+        .and_then(|d| d.lines().next())
+        .unwrap_or("")
+        .to_string();
+    let required: Vec<&str> = v
+        .get("required")
+        .and_then(|r| r.as_array())
+        .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    let mut fields = Vec::new();
+    if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+        for (name, p) in props {
+            let ty = match p.get("type") {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                _ => "value".to_string(),
+            };
+            let default = p.get("default").cloned().or_else(|| {
+                (!required.contains(&name.as_str())).then_some(serde_json::Value::Null)
+            });
+            fields.push(FieldDoc {
+                name: name.clone(),
+                ty,
+                default,
+                doc: p
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .unwrap_or("")
+                    .replace('\n', " "),
+            });
+        }
+    }
+    (doc, fields)
+}
+
+/// The host-owned registry of every component type.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    entries: BTreeMap<(Kind, String), Entry>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn empty() -> Registry {
+        Registry::default()
+    }
+
+    /// Every component linked into this binary (collected by `inventory`).
+    pub fn builtin() -> Result<Registry> {
+        let mut r = Registry::empty();
+        for reg in inventory::iter::<Registration> {
+            let build = reg.build;
+            r.add(Entry::from_schema(
+                reg.kind,
+                reg.type_name,
+                &(reg.schema)(),
+                Origin::BuiltIn {
+                    crate_name: reg
+                        .crate_name
+                        .split("::")
+                        .next()
+                        .unwrap_or(reg.crate_name)
+                        .replace('_', "-"),
+                },
+                Arc::new(build),
+            ))?;
+        }
+        Ok(r)
+    }
+
+    /// Add an entry; a second entry with the same kind and name is refused.
+    pub fn add(&mut self, entry: Entry) -> Result<()> {
+        let key = (entry.kind, entry.type_name.clone());
+        if let Some(first) = self.entries.get(&key) {
+            return Err(Error::DuplicateType {
+                kind: entry.kind.to_string(),
+                name: entry.type_name,
+                first: first.origin.to_string(),
+                second: entry.origin.to_string(),
+            });
+        }
+        self.entries.insert(key, entry);
+        Ok(())
+    }
+
+    /// The entries of one kind, sorted by name.
+    pub fn entries(&self, kind: Kind) -> impl Iterator<Item = &Entry> {
+        self.entries
+            .range((kind, String::new())..)
+            .take_while(move |((k, _), _)| *k == kind)
+            .map(|(_, e)| e)
+    }
+
+    /// Look up one entry.
+    pub fn get(&self, kind: Kind, name: &str) -> Option<&Entry> {
+        self.entries.get(&(kind, name.to_string()))
+    }
+
+    /// Build the component named by `table["type"]`; `context` (file, table, line) prefixes
+    /// every error.
+    pub fn build(&self, kind: Kind, mut table: toml::Table, context: &str) -> Result<Component> {
+        let name = match table.remove("type") {
+            Some(toml::Value::String(s)) => s,
+            Some(other) => {
+                return Err(Error::Config {
+                    context: context.to_string(),
+                    msg: format!("`type` must be a string, found {}", other.type_str()),
+                });
+            }
+            None => {
+                return Err(Error::Config {
+                    context: context.to_string(),
+                    msg: format!("missing field `type` (the {kind} type to use)"),
+                });
+            }
+        };
+        let entry = self.get(kind, &name).ok_or_else(|| Error::UnknownType {
+            context: context.to_string(),
+            kind: kind.to_string(),
+            name: name.clone(),
+            known: {
+                let k: Vec<&str> = self.entries(kind).map(|e| e.type_name.as_str()).collect();
+                if k.is_empty() { "(none)".to_string() } else { k.join(", ") }
+            },
+        })?;
+        (entry.build)(table).map_err(|msg| Error::Config {
+            context: format!("{context} (type `{name}`)"),
+            msg,
+        })
+    }
+
+    /// Build a router.
+    pub fn build_router(&self, table: toml::Table, context: &str) -> Result<Box<dyn Router>> {
+        match self.build(Kind::Router, table, context)? {
+            Component::Router(r) => Ok(r),
+            other => Err(wrong_kind(context, Kind::Router, &other)),
+        }
+    }
+
+    /// Build a data source.
+    pub fn build_data_source(
+        &self,
+        table: toml::Table,
+        context: &str,
+    ) -> Result<Box<dyn DataSource>> {
+        match self.build(Kind::DataSource, table, context)? {
+            Component::DataSource(d) => Ok(d),
+            other => Err(wrong_kind(context, Kind::DataSource, &other)),
+        }
+    }
+}
+
+fn wrong_kind(context: &str, want: Kind, got: &Component) -> Error {
+    Error::Config {
+        context: context.to_string(),
+        msg: format!("the factory returned {got:?} where a {want} was expected"),
+    }
+}

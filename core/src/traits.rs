@@ -1,0 +1,210 @@
+//! The component traits: data sources, generators, filters, labelers, routers, embedders and
+//! LLM backends. Each is implemented by plugin crates and found through the [`crate::Registry`].
+
+use ndarray::{Array2, ArrayView1};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use crate::data::{Dataset, Labels, Question, Split};
+use crate::Result;
+
+/// What every component call gets: where relative paths resolve, a seed, and verbosity.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// Directory relative paths in the pipeline resolve against (the pipeline file's folder).
+    pub base_dir: PathBuf,
+    /// Run seed (components derive their own streams from it).
+    pub seed: u64,
+    /// Suppress progress and informational output.
+    pub quiet: bool,
+}
+
+impl Context {
+    /// A context resolving paths against `base_dir`.
+    pub fn new(base_dir: impl Into<PathBuf>) -> Self {
+        Context {
+            base_dir: base_dir.into(),
+            seed: 0,
+            quiet: false,
+        }
+    }
+    /// Resolve `p` against the base directory (absolute paths stay as they are).
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+    /// Print an informational line on stderr unless quiet.
+    pub fn info(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", msg.as_ref());
+        }
+    }
+}
+
+/// Provides a whole [`Dataset`]: training split, test split and the pool's responses.
+pub trait DataSource: Send + Sync + Debug {
+    /// Load (or generate) the dataset.
+    fn load(&self, ctx: &Context) -> Result<Dataset>;
+}
+
+/// A subject and the one-paragraph description a generator writes questions from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubjectDescription {
+    /// Subject name (inherited by every generated question).
+    pub subject: String,
+    /// The task description.
+    pub description: String,
+}
+
+/// Writes multiple-choice questions with answer keys from subject descriptions.
+pub trait Generator: Send + Sync + Debug {
+    /// Generate questions for the given subjects.
+    fn generate(&self, subjects: &[SubjectDescription], ctx: &Context) -> Result<Vec<Question>>;
+}
+
+/// What a filter decided: which questions to keep and why the others were removed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FilterOutcome {
+    /// One flag per question of the split.
+    pub keep: Vec<bool>,
+    /// Reason -> number of questions removed for it.
+    pub removed: BTreeMap<String, usize>,
+}
+
+/// Removes training questions (format, self-answer, differentiation, duplicates, balance).
+pub trait Filter: Send + Sync + Debug {
+    /// Decide which questions of `split` to keep.
+    fn filter(&self, split: &Split, models: &[String], ctx: &Context) -> Result<FilterOutcome>;
+}
+
+/// Turns a split (questions + pool responses, maybe a key) into per-(question, model) labels.
+pub trait Labeler: Send + Sync + Debug {
+    /// Compute the labels.
+    fn label(&self, split: &Split) -> Result<Labels>;
+}
+
+/// A query as a trained router sees it at inference time.
+#[derive(Clone, Copy, Debug)]
+pub struct Query<'a> {
+    /// Question id (for deterministic per-query randomness; never for lookups of answers).
+    pub id: &'a str,
+    /// The question text.
+    pub text: &'a str,
+    /// Its embedding.
+    pub embedding: ArrayView1<'a, f32>,
+}
+
+/// A router's hyper-parameters; training produces a [`TrainedRouter`].
+pub trait Router: Send + Sync + Debug {
+    /// Train on the training split. `models` names the pool's columns.
+    fn train(&self, train: &Split, models: &[String], ctx: &Context)
+    -> Result<Box<dyn TrainedRouter>>;
+    /// Whether this router learns from the answer key (query-answer) or not (query-only).
+    fn uses_answer_key(&self) -> bool {
+        false
+    }
+}
+
+/// A trained router: an artifact that can be saved (typetag, tagged by `router`) and scores
+/// the pool's models for a query. Higher score = better; ranking ties go to the lower index.
+#[typetag::serde(tag = "router")]
+pub trait TrainedRouter: Send + Sync + Debug {
+    /// The pool, in score order.
+    fn models(&self) -> &[String];
+    /// Write one score per model into `out` (length = number of models).
+    fn score(&self, query: &Query<'_>, out: &mut [f64]) -> Result<()>;
+    /// Scores for every question of a split, `[question, model]`.
+    fn score_split(&self, split: &Split) -> Result<Array2<f64>> {
+        let m = self.models().len();
+        let mut out = Array2::zeros((split.len(), m));
+        let mut buf = vec![0.0; m];
+        for (i, q) in split.questions.iter().enumerate() {
+            let query = Query {
+                id: &q.id,
+                text: &q.text,
+                embedding: split.embedding(i),
+            };
+            self.score(&query, &mut buf)?;
+            out.row_mut(i).assign(&ArrayView1::from(&buf[..]));
+        }
+        Ok(out)
+    }
+    /// A one-line human explanation of the decision (cluster, subject, neighbours used).
+    fn explain(&self, _query: &Query<'_>) -> Option<String> {
+        None
+    }
+}
+
+/// Embeds texts into vectors.
+pub trait Embedder: Send + Sync + Debug {
+    /// A stable identity (model file hash), used as a cache key.
+    fn identity(&self) -> String;
+    /// Embed a batch of texts, one row each.
+    fn embed(&self, texts: &[&str]) -> Result<Array2<f32>>;
+}
+
+/// A chat message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// Ask a model to pick one of `n_options` letters for a prompt (one forward pass).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreRequest {
+    /// The conversation; the model's answer letter comes next.
+    pub messages: Vec<Message>,
+    /// How many letters (A..) to score.
+    pub n_options: usize,
+}
+
+/// Log-probabilities of the option letters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChoiceScores {
+    /// One log-probability per letter, A first.
+    pub logprobs: Vec<f64>,
+}
+
+/// Sampled generation parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Sampling temperature.
+    pub temperature: f64,
+    /// Nucleus sampling mass.
+    pub top_p: f64,
+    /// Maximum new tokens.
+    pub max_tokens: usize,
+    /// Sampling seed.
+    pub seed: u64,
+}
+
+/// A generated reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generation {
+    /// The text.
+    pub text: String,
+    /// Mean token log-probability of the text (its confidence).
+    pub mean_logprob: f64,
+    /// Number of generated tokens.
+    pub n_tokens: usize,
+}
+
+/// An LLM: scores option letters and generates text.
+pub trait LlmBackend: Send + Sync + Debug {
+    /// A stable identity (model file hash or endpoint + model name), used as a cache key.
+    fn identity(&self) -> String;
+    /// Score the option letters after the prompt.
+    fn score_choices(&self, req: &ScoreRequest) -> Result<ChoiceScores>;
+    /// Generate a reply.
+    fn generate(&self, req: &GenerateRequest) -> Result<Generation>;
+}
