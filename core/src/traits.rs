@@ -120,24 +120,30 @@ pub trait TrainedRouter: Send + Sync + Debug {
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> Result<()>;
     /// Scores for every question of a split, `[question, model]`.
     fn score_split(&self, split: &Split) -> Result<Array2<f64>> {
-        let m = self.models().len();
-        let mut out = Array2::zeros((split.len(), m));
-        let mut buf = vec![0.0; m];
-        for (i, q) in split.questions.iter().enumerate() {
-            let query = Query {
-                id: &q.id,
-                text: &q.text,
-                embedding: split.embedding(i),
-            };
-            self.score(&query, &mut buf)?;
-            out.row_mut(i).assign(&ArrayView1::from(&buf[..]));
-        }
-        Ok(out)
+        score_each(self, split)
     }
     /// A one-line human explanation of the decision (cluster, subject, neighbours used).
     fn explain(&self, _query: &Query<'_>) -> Option<String> {
         None
     }
+}
+
+/// Score a split one query at a time with [`TrainedRouter::score`] (the default
+/// `score_split`; batched implementations may fall back to it).
+pub fn score_each<R: TrainedRouter + ?Sized>(router: &R, split: &Split) -> Result<Array2<f64>> {
+    let m = router.models().len();
+    let mut out = Array2::zeros((split.len(), m));
+    let mut buf = vec![0.0; m];
+    for (i, q) in split.questions.iter().enumerate() {
+        let query = Query {
+            id: &q.id,
+            text: &q.text,
+            embedding: split.embedding(i),
+        };
+        router.score(&query, &mut buf)?;
+        out.row_mut(i).assign(&ArrayView1::from(&buf[..]));
+    }
+    Ok(out)
 }
 
 /// Embeds texts into vectors.
