@@ -1,1 +1,236 @@
-fn main(){}
+//! `rgd`: Routing with Generated Data — run pipelines, list plugins, simulate worlds, benchmark.
+
+mod bench;
+mod progress;
+mod results;
+mod run;
+
+// Plugin crates register their components through `inventory`; a crate the binary never
+// references is not linked, so reference each one.
+use rgd_labelers as _;
+use rgd_reference_layout as _;
+use rgd_router_baselines as _;
+use rgd_router_cascal as _;
+use rgd_sim as _;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use rgd_core::{Kind, Pipeline, Registry};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// rgd: routers trained on generated data (RGD), CASCAL and baselines, side by side.
+#[derive(Parser, Debug)]
+#[command(name = "rgd", version, about)]
+struct Cli {
+    /// No progress output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a pipeline: load data, train and evaluate every router; writes OUT/results.json,
+    /// OUT/report.md and OUT/routers/<name>.json.
+    Run {
+        /// The pipeline TOML file.
+        pipeline: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// List every registered component type per kind, with its doc and fields.
+    Plugins {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a simulated world in the authors' layout (Data/, Model_Responses/, embeddings/)
+    /// plus world.json (the hidden skills).
+    Simulate {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// A TOML file with `simulated` fields (see `rgd plugins`); flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        world: SimArgs,
+    },
+    /// Export a pipeline's dataset in the authors' layout, so their scripts can read it.
+    Export {
+        /// The pipeline TOML file.
+        pipeline: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// CASCAL consensus, training and inference times on a simulated world.
+    Cascal(bench::BenchArgs),
+}
+
+/// Common simulated-world flags.
+#[derive(clap::Args, Debug, Default)]
+struct SimArgs {
+    /// Task name.
+    #[arg(long)]
+    task: Option<String>,
+    /// Subjects.
+    #[arg(long)]
+    subjects: Option<usize>,
+    /// Pool size.
+    #[arg(long)]
+    models: Option<usize>,
+    /// Embedding dimension.
+    #[arg(long)]
+    dim: Option<usize>,
+    /// Generated training questions per subject.
+    #[arg(long)]
+    train_per_subject: Option<usize>,
+    /// Test questions per subject.
+    #[arg(long)]
+    test_per_subject: Option<usize>,
+    /// Probability the generator's key is right.
+    #[arg(long)]
+    key_accuracy: Option<f64>,
+    /// Share of generated questions every model answers the same (right).
+    #[arg(long)]
+    easy_share: Option<f64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+fn simulate(out: &PathBuf, config: Option<&PathBuf>, a: &SimArgs) -> Result<()> {
+    let mut sim: rgd_sim::Simulated = match config {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => rgd_sim::Simulated::default(),
+    };
+    macro_rules! set {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { sim.$f = v; } )* };
+    }
+    set!(task, subjects, models, dim, train_per_subject, test_per_subject, key_accuracy, easy_share, seed);
+    let ds = sim.generate()?;
+    rgd_reference_layout::export(&ds, out)?;
+    std::fs::write(
+        out.join("world.json"),
+        serde_json::to_vec_pretty(&sim.truth())?,
+    )?;
+    std::fs::write(out.join("simulated.toml"), toml::to_string(&sim)?)?;
+    println!(
+        "wrote {} ({} training and {} test questions, task {}, models {})",
+        out.display(),
+        ds.train.len(),
+        ds.test.len(),
+        ds.task,
+        ds.models.join(", ")
+    );
+    Ok(())
+}
+
+/// Print to stdout; a closed pipe (`rgd plugins | head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn plugins(registry: &Registry, json: bool) -> Result<()> {
+    use std::fmt::Write;
+    let mut o = String::new();
+    if json {
+        let mut v = serde_json::Map::new();
+        for kind in Kind::ALL {
+            let list: Vec<serde_json::Value> = registry
+                .entries(kind)
+                .map(|e| {
+                    serde_json::json!({
+                        "type": e.type_name, "doc": e.doc, "origin": e.origin, "fields": e.fields
+                    })
+                })
+                .collect();
+            v.insert(kind.to_string(), list.into());
+        }
+        return emit(&(serde_json::to_string_pretty(&v)? + "\n"));
+    }
+    for kind in Kind::ALL {
+        writeln!(o, "{kind}s:")?;
+        let mut any = false;
+        for e in registry.entries(kind) {
+            any = true;
+            writeln!(o, "  {:<18} {}  [{}]", e.type_name, e.doc, e.origin)?;
+            for f in &e.fields {
+                let default = match &f.default {
+                    None => "required".to_string(),
+                    Some(serde_json::Value::Null) => "optional".to_string(),
+                    Some(v) => format!("default {v}"),
+                };
+                writeln!(o, "      {:<22} {:<8} {:<18} {}", f.name, f.ty, default, f.doc)?;
+            }
+        }
+        if !any {
+            writeln!(o, "  (none registered yet)")?;
+        }
+    }
+    writeln!(
+        o,
+        "references (computed by every run on the test split): best_single (in hindsight), oracle, random, each single model"
+    )?;
+    emit(&o)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| -> Result<()> {
+        let registry = Registry::builtin()?;
+        match &cli.cmd {
+            Cmd::Run { pipeline, out } => {
+                let r = run::run(&registry, pipeline, out, cli.quiet)?;
+                if !cli.quiet {
+                    eprintln!("wrote {}/results.json and {}/report.md", out.display(), out.display());
+                }
+                if !r.failed.is_empty() {
+                    eprintln!("warning: {} router(s) failed: {}", r.failed.len(),
+                        r.failed.keys().cloned().collect::<Vec<_>>().join(", "));
+                }
+                Ok(())
+            }
+            Cmd::Plugins { json } => plugins(&registry, *json),
+            Cmd::Simulate { out, config, world } => simulate(out, config.as_ref(), world),
+            Cmd::Export { pipeline, out } => {
+                let p = Pipeline::from_file(pipeline)?;
+                let built = p.build(&registry, cli.quiet)?;
+                let ds = built.data.load(&built.ctx)?;
+                rgd_reference_layout::export(&ds, out)?;
+                println!("wrote {} (task {})", out.display(), ds.task);
+                Ok(())
+            }
+            Cmd::Bench { what: BenchCmd::Cascal(a) } => bench::bench_cascal(a),
+        }
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+

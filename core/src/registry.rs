@@ -238,9 +238,8 @@ fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
     let doc = v
         .get("description")
         .and_then(|d| d.as_str())
-        .and_then(|d| d.lines().next())
-        .unwrap_or("")
-        .to_string();
+        .map(|d| d.split("\n\n").next().unwrap_or("").replace('\n', " "))
+        .unwrap_or_default();
     let required: Vec<&str> = v
         .get("required")
         .and_then(|r| r.as_array())

@@ -104,9 +104,32 @@ pub trait Router: Send + Sync + Debug {
     /// Train on the training split. `models` names the pool's columns.
     fn train(&self, train: &Split, models: &[String], ctx: &Context)
     -> Result<Box<dyn TrainedRouter>>;
-    /// Whether this router learns from the answer key (query-answer) or not (query-only).
-    fn uses_answer_key(&self) -> bool {
-        false
+    /// What the router learns from (the report shows it next to its accuracy).
+    fn supervision(&self) -> Supervision {
+        Supervision::QueryOnly
+    }
+}
+
+/// What a router learns from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Supervision {
+    /// The queries and the answer key (labels = correctness against the key).
+    QueryAnswer,
+    /// The queries and the pool's own answers, no key.
+    QueryOnly,
+    /// Nothing (a reference such as random routing).
+    None,
+}
+
+impl Supervision {
+    /// Short label for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Supervision::QueryAnswer => "answer key",
+            Supervision::QueryOnly => "pool answers",
+            Supervision::None => "nothing",
+        }
     }
 }
 

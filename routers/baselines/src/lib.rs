@@ -1,1 +1,161 @@
-//! tmp
+//! Reference routers: `best_single` (always the model best on the training labels) and
+//! `random` (a uniformly random model per query, deterministic for a seed).
+
+use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    /// Training is impossible.
+    #[error("cannot train: {0}")]
+    Train(String),
+}
+
+impl From<BaselineError> for rgd_core::Error {
+    fn from(e: BaselineError) -> Self {
+        rgd_core::Error::component("baseline router", e)
+    }
+}
+
+/// Which training labels `best_single` averages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Labels {
+    /// Correctness against the answer key (query-answer).
+    Correctness,
+    /// Consensus scores (query-only).
+    Consensus,
+}
+
+/// Always routes to the model with the best mean label on the training data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BestSingle {
+    /// `correctness` (against the key) or `consensus` (no key).
+    pub labels: Labels,
+}
+
+impl Default for BestSingle {
+    fn default() -> Self {
+        BestSingle {
+            labels: Labels::Correctness,
+        }
+    }
+}
+
+/// A fixed score per model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FixedScores {
+    models: Vec<String>,
+    scores: Vec<f64>,
+}
+
+#[typetag::serde(name = "fixed_scores")]
+impl TrainedRouter for FixedScores {
+    fn models(&self) -> &[String] {
+        &self.models
+    }
+    fn score(&self, _query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
+        out.copy_from_slice(&self.scores);
+        Ok(())
+    }
+    fn explain(&self, _query: &Query<'_>) -> Option<String> {
+        Some("the same ranking for every query (mean training label per model)".into())
+    }
+}
+
+impl Router for BestSingle {
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        if train.is_empty() {
+            return Err(BaselineError::Train("the training split has no question".into()).into());
+        }
+        let labels = match self.labels {
+            Labels::Correctness => rgd_labelers::Correctness::default().label(train)?,
+            Labels::Consensus => rgd_labelers::Consensus::default().label(train)?,
+        };
+        let scores = labels
+            .values
+            .columns()
+            .into_iter()
+            .map(|c| c.mean().unwrap_or(0.0))
+            .collect();
+        Ok(Box::new(FixedScores {
+            models: models.to_vec(),
+            scores,
+        }))
+    }
+    fn supervision(&self) -> Supervision {
+        match self.labels {
+            Labels::Correctness => Supervision::QueryAnswer,
+            Labels::Consensus => Supervision::QueryOnly,
+        }
+    }
+}
+
+/// Routes each query to a uniformly random model (seeded; the same query always gets the same
+/// draw). Its expected accuracy is also reported as the `random` reference.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Random {
+    /// Seed of the per-query draws.
+    pub seed: u64,
+}
+
+/// The trained random router.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainedRandom {
+    models: Vec<String>,
+    seed: u64,
+}
+
+/// SplitMix64 of (seed, query id, model): a stable per-query draw without global state.
+fn draw(seed: u64, id: &str, m: usize) -> u64 {
+    let mut h = seed ^ 0x9e37_79b9_7f4a_7c15;
+    for b in id.bytes().chain((m as u64).to_le_bytes()) {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    let mut z = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[typetag::serde(name = "random")]
+impl TrainedRouter for TrainedRandom {
+    fn models(&self) -> &[String] {
+        &self.models
+    }
+    fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
+        for (m, o) in out.iter_mut().enumerate() {
+            *o = (draw(self.seed, query.id, m) >> 11) as f64 / (1u64 << 53) as f64;
+        }
+        Ok(())
+    }
+}
+
+impl Router for Random {
+    fn train(
+        &self,
+        _train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        Ok(Box::new(TrainedRandom {
+            models: models.to_vec(),
+            seed: self.seed,
+        }))
+    }
+    fn supervision(&self) -> Supervision {
+        Supervision::None
+    }
+}
+
+rgd_core::register!(router, "best_single", BestSingle);
+rgd_core::register!(router, "random", Random);

@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use rgd_core::stats::LocScale;
-use rgd_core::{Context, Labeler, Query, Router, Split, TrainedRouter};
+use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
 use rgd_labelers::{Consensus, Correctness};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -63,8 +63,9 @@ pub enum LabelSource {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cascal {
-    /// Labels the cluster rankings average: `consensus` (query-only) or `correctness` (uses the key).
-    pub labels: LabelSource,
+    /// Labels the cluster rankings average: `consensus` (query-only) or `correctness` (uses
+    /// the key); unset: `consensus` for `cascal`, `correctness` for `cascal_gt`.
+    pub labels: Option<LabelSource>,
     /// Consensus scoring parameters (tau, z_scale, weight_min, weight_max).
     pub consensus: Consensus,
     /// Skip questions whose plurality share of the pool is below this.
@@ -116,7 +117,7 @@ pub struct Cascal {
 impl Default for Cascal {
     fn default() -> Self {
         Cascal {
-            labels: LabelSource::Consensus,
+            labels: None,
             consensus: Consensus::default(),
             min_agreement: 0.5,
             weighted: true,
@@ -153,9 +154,18 @@ pub struct CascalGt(pub Cascal);
 impl Default for CascalGt {
     fn default() -> Self {
         CascalGt(Cascal {
-            labels: LabelSource::Correctness,
+            labels: Some(LabelSource::Correctness),
             ..Cascal::default()
         })
+    }
+}
+
+impl CascalGt {
+    fn resolved(&self) -> Cascal {
+        Cascal {
+            labels: Some(self.0.labels.unwrap_or(LabelSource::Correctness)),
+            ..self.0.clone()
+        }
     }
 }
 
@@ -712,8 +722,11 @@ impl Router for Cascal {
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
         Ok(Box::new(self.fit(train, models)?))
     }
-    fn uses_answer_key(&self) -> bool {
-        self.labels == LabelSource::Correctness
+    fn supervision(&self) -> Supervision {
+        match self.label_source() {
+            LabelSource::Consensus => Supervision::QueryOnly,
+            LabelSource::Correctness => Supervision::QueryAnswer,
+        }
     }
 }
 
@@ -724,14 +737,19 @@ impl Router for CascalGt {
         models: &[String],
         ctx: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        self.0.train(train, models, ctx)
+        self.resolved().train(train, models, ctx)
     }
-    fn uses_answer_key(&self) -> bool {
-        self.0.uses_answer_key()
+    fn supervision(&self) -> Supervision {
+        self.resolved().supervision()
     }
 }
 
 impl Cascal {
+    /// The labels used (unset = consensus).
+    pub fn label_source(&self) -> LabelSource {
+        self.labels.unwrap_or(LabelSource::Consensus)
+    }
+
     /// Train CASCAL on a split.
     pub fn fit(&self, train: &Split, models: &[String]) -> Result<TrainedCascal, CascalError> {
         self.check()?;
@@ -741,7 +759,7 @@ impl Cascal {
         if models.is_empty() {
             return Err(CascalError::Train("the pool has no model".into()));
         }
-        let labels = match self.labels {
+        let labels = match self.label_source() {
             LabelSource::Consensus => self.consensus.label(train),
             LabelSource::Correctness => Correctness::default().label(train),
         }

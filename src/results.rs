@@ -1,0 +1,203 @@
+//! `results.json` (the contract other tools read) and `report.md`.
+
+use rgd_core::eval::{Accuracy, ReferenceScores};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Calls to pool models per query of each decision rule.
+#[derive(Clone, Debug, Serialize)]
+pub struct Calls {
+    /// Top-1 asks one model.
+    pub top1: usize,
+    /// The top-3 vote asks three (or the whole pool if smaller).
+    pub top3_vote: usize,
+}
+
+/// Share of the gap between best single model and oracle a router closes.
+#[derive(Clone, Debug, Serialize)]
+pub struct GapClosed {
+    /// For top-1 (None when oracle = best single).
+    pub top1: Option<f64>,
+    /// For the top-3 vote.
+    pub top3_vote: Option<f64>,
+}
+
+/// One router's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouterResult {
+    /// Its `type`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// What it learned from.
+    pub supervision: rgd_core::Supervision,
+    /// Top-1 accuracy on the test split.
+    pub top1: f64,
+    /// Top-3 vote accuracy.
+    pub top3_vote: f64,
+    /// Calls per query.
+    pub calls_per_query: Calls,
+    /// Share of the oracle gap closed.
+    pub oracle_gap_closed: GapClosed,
+    /// Training and routing seconds.
+    pub seconds: BTreeMap<String, f64>,
+    /// Per subject accuracies.
+    pub per_subject: BTreeMap<String, Accuracy>,
+    /// Share of queries on which each model ranks first.
+    pub top1_share: BTreeMap<String, f64>,
+    /// Where the trained artifact was written.
+    pub artifact: Option<String>,
+}
+
+/// A router that failed, with why.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouterFailure {
+    /// Its `type`.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// The error.
+    pub error: String,
+}
+
+/// References (the contract's keys plus per-subject detail).
+#[derive(Clone, Debug, Serialize)]
+pub struct ReferencesOut {
+    /// Best single model's accuracy in hindsight (on the test split).
+    pub best_single: f64,
+    /// Which model that is.
+    pub best_single_model: String,
+    /// Share of questions some model answers correctly.
+    pub oracle: f64,
+    /// Expected accuracy of uniformly random routing.
+    pub random: f64,
+    /// Each model's accuracy.
+    pub single: BTreeMap<String, f64>,
+    /// The same per subject.
+    pub per_subject: BTreeMap<String, ReferenceScores>,
+}
+
+/// The whole `results.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResults {
+    /// rgd version.
+    pub rgd_version: String,
+    /// The pipeline file.
+    pub pipeline: String,
+    /// Task name.
+    pub task: String,
+    /// Pool models.
+    pub models: Vec<String>,
+    /// Training questions.
+    pub n_train: usize,
+    /// Test questions.
+    pub n_test: usize,
+    /// Routers that ran, by their table name.
+    pub routers: BTreeMap<String, RouterResult>,
+    /// Routers that failed.
+    pub failed: BTreeMap<String, RouterFailure>,
+    /// Reference points.
+    pub references: ReferencesOut,
+    /// Seconds spent loading the data.
+    pub load_seconds: f64,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}", 100.0 * x)
+}
+
+fn opt_pct(x: Option<f64>) -> String {
+    x.map(pct).unwrap_or_else(|| "–".into())
+}
+
+/// Render `report.md`; `order` lists router names in pipeline order.
+pub fn report(r: &RunResults, order: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# rgd report: {}\n", r.task);
+    let _ = writeln!(
+        s,
+        "Pipeline `{}`; {} training questions, {} test questions; pool: {}.\n",
+        r.pipeline,
+        r.n_train,
+        r.n_test,
+        r.models.join(", ")
+    );
+    let refs = &r.references;
+    let _ = writeln!(s, "## Routers (test split, accuracy %)\n");
+    let _ = writeln!(
+        s,
+        "| router | type | learns from | top-1 | top-3 vote | oracle gap closed (top-1 / top-3) | calls/query (top-1 / top-3) | train s | route s |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for name in order {
+        if let Some(x) = r.routers.get(name) {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} | {} | {} / {} | {} / {} | {:.3} | {:.3} |",
+                x.type_name,
+                x.supervision.label(),
+                pct(x.top1),
+                pct(x.top3_vote),
+                opt_pct(x.oracle_gap_closed.top1),
+                opt_pct(x.oracle_gap_closed.top3_vote),
+                x.calls_per_query.top1,
+                x.calls_per_query.top3_vote,
+                x.seconds.get("train").copied().unwrap_or(0.0),
+                x.seconds.get("route").copied().unwrap_or(0.0),
+            );
+        } else if let Some(f) = r.failed.get(name) {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | – | failed | failed | – | – | – | – |",
+                f.type_name
+            );
+        }
+    }
+    if !r.failed.is_empty() {
+        let _ = writeln!(s, "\nFailed routers:\n");
+        for (name, f) in &r.failed {
+            let _ = writeln!(s, "- `{name}`: {}", f.error.replace('\n', " "));
+        }
+    }
+    let _ = writeln!(s, "\n## References (test split, accuracy %)\n");
+    let _ = writeln!(s, "| reference | accuracy |\n|---|---:|");
+    let _ = writeln!(
+        s,
+        "| best single in hindsight ({}) | {} |",
+        refs.best_single_model,
+        pct(refs.best_single)
+    );
+    let _ = writeln!(s, "| oracle (any model right) | {} |", pct(refs.oracle));
+    let _ = writeln!(s, "| random routing (expected) | {} |", pct(refs.random));
+    for (m, a) in &refs.single {
+        let _ = writeln!(s, "| single: {m} | {} |", pct(*a));
+    }
+    let _ = writeln!(s, "\n## Per subject (top-1 accuracy %)\n");
+    let mut head = String::from("| subject | n |");
+    let mut rule = String::from("|---|---:|");
+    for name in order.iter().filter(|n| r.routers.contains_key(*n)) {
+        let _ = write!(head, " {name} |");
+        rule.push_str("---:|");
+    }
+    head.push_str(" best single | oracle |");
+    rule.push_str("---:|---:|");
+    let _ = writeln!(s, "{head}\n{rule}");
+    for (subj, rs) in &refs.per_subject {
+        let _ = write!(s, "| {subj} | {} |", rs.n);
+        for name in order.iter().filter(|n| r.routers.contains_key(*n)) {
+            let a = r.routers[name]
+                .per_subject
+                .get(subj)
+                .map(|a| pct(a.top1))
+                .unwrap_or_else(|| "–".into());
+            let _ = write!(s, " {a} |");
+        }
+        let _ = writeln!(
+            s,
+            " {} ({}) | {} |",
+            pct(rs.best_single),
+            rs.best_single_model,
+            pct(rs.oracle)
+        );
+    }
+    s
+}

@@ -1,0 +1,138 @@
+//! `rgd run`: build a pipeline, load its data, train and evaluate every router, write results.
+
+use anyhow::{Context as _, Result};
+use rgd_core::eval::{confidence_stats, evaluate, references};
+use rgd_core::{Pipeline, Registry, TrainedRouter};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::progress::Stage;
+use crate::results::{
+    report, Calls, GapClosed, ReferencesOut, RouterFailure, RouterResult, RunResults,
+};
+
+fn gap(router: f64, best: f64, oracle: f64) -> Option<f64> {
+    (oracle - best > 1e-12).then(|| (router - best) / (oracle - best))
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
+    // write then rename, so an interrupted run never leaves a half-written file
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Run the pipeline at `pipeline_path`, writing `results.json`, `report.md` and the trained
+/// routers (`routers/<name>.json`) into `out`.
+pub fn run(registry: &Registry, pipeline_path: &Path, out: &Path, quiet: bool) -> Result<RunResults> {
+    let pipeline = Pipeline::from_file(pipeline_path)?;
+    let built = pipeline.build(registry, quiet)?;
+    let ctx = &built.ctx;
+    std::fs::create_dir_all(out.join("routers"))
+        .with_context(|| format!("creating {}", out.display()))?;
+
+    let stage = Stage::start(format!("load data ({})", pipeline.data.context), quiet);
+    let ds = built.data.load(ctx)?;
+    ds.validate()?;
+    let load_seconds = stage.done(&format!(
+        "{} training and {} test questions, {} models",
+        ds.train.len(),
+        ds.test.len(),
+        ds.models.len()
+    ));
+    let refs = references(&ds.test, &ds.models);
+    let train_stats = confidence_stats(&ds.train);
+    let (best, oracle) = (refs.overall.best_single, refs.overall.oracle);
+
+    let mut routers = BTreeMap::new();
+    let mut failed = BTreeMap::new();
+    let order: Vec<String> = built.routers.iter().map(|(n, _)| n.clone()).collect();
+    for ((name, router), (_, located)) in built.routers.iter().zip(&pipeline.routers) {
+        let type_name = located
+            .table
+            .get("type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let stage = Stage::start(format!("router {name}"), quiet);
+        let t0 = Instant::now();
+        let outcome = router.train(&ds.train, &ds.models, ctx).and_then(|trained| {
+            let train_s = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let scores = trained.score_split(&ds.test)?;
+            Ok((trained, train_s, t1.elapsed().as_secs_f64(), scores))
+        });
+        match outcome {
+            Ok((trained, train_s, route_s, scores)) => {
+                let ev = evaluate(&ds.test, &ds.models, &scores, &train_stats);
+                let artifact = out.join("routers").join(format!("{name}.json"));
+                let boxed: &dyn TrainedRouter = trained.as_ref();
+                let json = serde_json::to_vec(boxed)?;
+                write_file(&artifact, &json)?;
+                stage.done(&format!(
+                    "top-1 {:.1}%, top-3 vote {:.1}%",
+                    100.0 * ev.overall.top1,
+                    100.0 * ev.overall.top3_vote
+                ));
+                routers.insert(
+                    name.clone(),
+                    RouterResult {
+                        type_name,
+                        supervision: router.supervision(),
+                        top1: ev.overall.top1,
+                        top3_vote: ev.overall.top3_vote,
+                        calls_per_query: Calls {
+                            top1: 1,
+                            top3_vote: ds.models.len().min(3),
+                        },
+                        oracle_gap_closed: GapClosed {
+                            top1: gap(ev.overall.top1, best, oracle),
+                            top3_vote: gap(ev.overall.top3_vote, best, oracle),
+                        },
+                        seconds: [("train".to_string(), train_s), ("route".to_string(), route_s)]
+                            .into(),
+                        per_subject: ev.per_subject,
+                        top1_share: ev.top1_share,
+                        artifact: Some(format!("routers/{name}.json")),
+                    },
+                );
+            }
+            Err(e) => {
+                stage.done(&format!("FAILED: {e}"));
+                failed.insert(
+                    name.clone(),
+                    RouterFailure {
+                        type_name,
+                        error: e.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    let results = RunResults {
+        rgd_version: env!("CARGO_PKG_VERSION").to_string(),
+        pipeline: pipeline.path.display().to_string(),
+        task: ds.task.clone(),
+        models: ds.models.clone(),
+        n_train: ds.train.len(),
+        n_test: ds.test.len(),
+        routers,
+        failed,
+        references: ReferencesOut {
+            best_single: refs.overall.best_single,
+            best_single_model: refs.overall.best_single_model.clone(),
+            oracle: refs.overall.oracle,
+            random: refs.overall.random,
+            single: refs.overall.single.clone(),
+            per_subject: refs.per_subject.clone(),
+        },
+        load_seconds,
+    };
+    write_file(
+        &out.join("results.json"),
+        &serde_json::to_vec_pretty(&results)?,
+    )?;
+    write_file(&out.join("report.md"), report(&results, &order).as_bytes())?;
+    Ok(results)
+}
