@@ -133,12 +133,24 @@ pub fn bench_cascal(a: &BenchArgs) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("CASCAL benchmark: {} (median of {} runs)", out.world, a.repeats);
-        println!("  consensus (train split)     {:>9.4} s", out.consensus_train_s);
-        println!("  consensus (test split)      {:>9.4} s", out.consensus_test_s);
+        println!(
+            "CASCAL benchmark: {} (median of {} runs)",
+            out.world, a.repeats
+        );
+        println!(
+            "  consensus (train split)     {:>9.4} s",
+            out.consensus_train_s
+        );
+        println!(
+            "  consensus (test split)      {:>9.4} s",
+            out.consensus_test_s
+        );
         println!("  training (incl. consensus)  {:>9.4} s", out.train_s);
         println!("  inference, all test queries {:>9.4} s", out.infer_all_s);
-        println!("  single query p50 / p99      {:>9.2} / {:.2} us", out.single_query_p50_us, out.single_query_p99_us);
+        println!(
+            "  single query p50 / p99      {:>9.2} / {:.2} us",
+            out.single_query_p50_us, out.single_query_p99_us
+        );
         if let Some(m) = out.peak_rss_mib {
             println!("  peak memory (VmHWM)         {m:>9.1} MiB");
         }

@@ -16,7 +16,7 @@ use rgd_sim as _;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use rgd_core::{Kind, Pipeline, Registry};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// rgd: routers trained on generated data (RGD), CASCAL and baselines, side by side.
@@ -112,7 +112,7 @@ struct SimArgs {
     seed: Option<u64>,
 }
 
-fn simulate(out: &PathBuf, config: Option<&PathBuf>, a: &SimArgs) -> Result<()> {
+fn simulate(out: &Path, config: Option<&PathBuf>, a: &SimArgs) -> Result<()> {
     let mut sim: rgd_sim::Simulated = match config {
         Some(p) => {
             let text =
@@ -124,7 +124,17 @@ fn simulate(out: &PathBuf, config: Option<&PathBuf>, a: &SimArgs) -> Result<()> 
     macro_rules! set {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { sim.$f = v; } )* };
     }
-    set!(task, subjects, models, dim, train_per_subject, test_per_subject, key_accuracy, easy_share, seed);
+    set!(
+        task,
+        subjects,
+        models,
+        dim,
+        train_per_subject,
+        test_per_subject,
+        key_accuracy,
+        easy_share,
+        seed
+    );
     let ds = sim.generate()?;
     rgd_reference_layout::export(&ds, out)?;
     std::fs::write(
@@ -182,7 +192,11 @@ fn plugins(registry: &Registry, json: bool) -> Result<()> {
                     Some(serde_json::Value::Null) => "optional".to_string(),
                     Some(v) => format!("default {v}"),
                 };
-                writeln!(o, "      {:<22} {:<8} {:<18} {}", f.name, f.ty, default, f.doc)?;
+                writeln!(
+                    o,
+                    "      {:<22} {:<8} {:<18} {}",
+                    f.name, f.ty, default, f.doc
+                )?;
             }
         }
         if !any {
@@ -204,11 +218,18 @@ fn main() -> ExitCode {
             Cmd::Run { pipeline, out } => {
                 let r = run::run(&registry, pipeline, out, cli.quiet)?;
                 if !cli.quiet {
-                    eprintln!("wrote {}/results.json and {}/report.md", out.display(), out.display());
+                    eprintln!(
+                        "wrote {}/results.json and {}/report.md",
+                        out.display(),
+                        out.display()
+                    );
                 }
                 if !r.failed.is_empty() {
-                    eprintln!("warning: {} router(s) failed: {}", r.failed.len(),
-                        r.failed.keys().cloned().collect::<Vec<_>>().join(", "));
+                    eprintln!(
+                        "warning: {} router(s) failed: {}",
+                        r.failed.len(),
+                        r.failed.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
                 }
                 Ok(())
             }
@@ -222,7 +243,9 @@ fn main() -> ExitCode {
                 println!("wrote {} (task {})", out.display(), ds.task);
                 Ok(())
             }
-            Cmd::Bench { what: BenchCmd::Cascal(a) } => bench::bench_cascal(a),
+            Cmd::Bench {
+                what: BenchCmd::Cascal(a),
+            } => bench::bench_cascal(a),
         }
     })();
     match result {
@@ -233,4 +256,3 @@ fn main() -> ExitCode {
         }
     }
 }
-

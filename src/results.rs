@@ -178,7 +178,7 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         let _ = write!(head, " {name} |");
         rule.push_str("---:|");
     }
-    head.push_str(" best single | oracle |");
+    head.push_str(" best model in hindsight | oracle |");
     rule.push_str("---:|---:|");
     let _ = writeln!(s, "{head}\n{rule}");
     for (subj, rs) in &refs.per_subject {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::progress::Stage;
 use crate::results::{
-    report, Calls, GapClosed, ReferencesOut, RouterFailure, RouterResult, RunResults,
+    Calls, GapClosed, ReferencesOut, RouterFailure, RouterResult, RunResults, report,
 };
 
 fn gap(router: f64, best: f64, oracle: f64) -> Option<f64> {
@@ -25,7 +25,12 @@ fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
 
 /// Run the pipeline at `pipeline_path`, writing `results.json`, `report.md` and the trained
 /// routers (`routers/<name>.json`) into `out`.
-pub fn run(registry: &Registry, pipeline_path: &Path, out: &Path, quiet: bool) -> Result<RunResults> {
+pub fn run(
+    registry: &Registry,
+    pipeline_path: &Path,
+    out: &Path,
+    quiet: bool,
+) -> Result<RunResults> {
     let pipeline = Pipeline::from_file(pipeline_path)?;
     let built = pipeline.build(registry, quiet)?;
     let ctx = &built.ctx;
@@ -57,12 +62,14 @@ pub fn run(registry: &Registry, pipeline_path: &Path, out: &Path, quiet: bool) -
             .to_string();
         let stage = Stage::start(format!("router {name}"), quiet);
         let t0 = Instant::now();
-        let outcome = router.train(&ds.train, &ds.models, ctx).and_then(|trained| {
-            let train_s = t0.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            let scores = trained.score_split(&ds.test)?;
-            Ok((trained, train_s, t1.elapsed().as_secs_f64(), scores))
-        });
+        let outcome = router
+            .train(&ds.train, &ds.models, ctx)
+            .and_then(|trained| {
+                let train_s = t0.elapsed().as_secs_f64();
+                let t1 = Instant::now();
+                let scores = trained.score_split(&ds.test)?;
+                Ok((trained, train_s, t1.elapsed().as_secs_f64(), scores))
+            });
         match outcome {
             Ok((trained, train_s, route_s, scores)) => {
                 let ev = evaluate(&ds.test, &ds.models, &scores, &train_stats);
@@ -90,8 +97,11 @@ pub fn run(registry: &Registry, pipeline_path: &Path, out: &Path, quiet: bool) -
                             top1: gap(ev.overall.top1, best, oracle),
                             top3_vote: gap(ev.overall.top3_vote, best, oracle),
                         },
-                        seconds: [("train".to_string(), train_s), ("route".to_string(), route_s)]
-                            .into(),
+                        seconds: [
+                            ("train".to_string(), train_s),
+                            ("route".to_string(), route_s),
+                        ]
+                        .into(),
                         per_subject: ev.per_subject,
                         top1_share: ev.top1_share,
                         artifact: Some(format!("routers/{name}.json")),

@@ -5,7 +5,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::data::{rank, Letter, Split};
+use crate::data::{Letter, Split, rank};
 use crate::stats::LocScale;
 
 /// Accuracy of one router on a set of questions.
@@ -174,7 +174,11 @@ fn reference_scores(test: &Split, models: &[String], idx: &[usize]) -> Reference
         best_single_model: models.get(best).cloned().unwrap_or_default(),
         best_single: single.get(best).copied().unwrap_or(0.0),
         oracle: frac(oracle, n),
-        random: if m == 0 { 0.0 } else { single.iter().sum::<f64>() / m as f64 },
+        random: if m == 0 {
+            0.0
+        } else {
+            single.iter().sum::<f64>() / m as f64
+        },
     }
 }
 

@@ -10,7 +10,7 @@ pub mod registry;
 pub mod stats;
 pub mod traits;
 
-pub use data::{rank, Dataset, Labels, Letter, Question, Responses, Split, N_LETTERS};
+pub use data::{Dataset, Labels, Letter, N_LETTERS, Question, Responses, Split, rank};
 pub use error::{Error, Result};
 pub use pipeline::{BuiltPipeline, Pipeline};
 pub use registry::{Component, Entry, Kind, Origin, Registry};

@@ -115,7 +115,12 @@ impl Pipeline {
         let routers = self
             .routers
             .iter()
-            .map(|(name, l)| Ok((name.clone(), registry.build_router(l.table.clone(), &l.context)?)))
+            .map(|(name, l)| {
+                Ok((
+                    name.clone(),
+                    registry.build_router(l.table.clone(), &l.context)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(BuiltPipeline {
             data,

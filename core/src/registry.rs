@@ -6,8 +6,8 @@
 //! see types that live in a dynamically loaded library.
 
 use schemars::Schema;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -111,13 +111,27 @@ pub fn from_table<T: DeserializeOwned>(t: toml::Table) -> std::result::Result<T,
 /// Kinds: `data_source`, `generator`, `filter`, `labeler`, `router`, `embedder`, `backend`.
 #[macro_export]
 macro_rules! register {
-    (data_source, $name:literal, $ty:ty) => { $crate::__register!(DataSource, $name, $ty); };
-    (generator, $name:literal, $ty:ty) => { $crate::__register!(Generator, $name, $ty); };
-    (filter, $name:literal, $ty:ty) => { $crate::__register!(Filter, $name, $ty); };
-    (labeler, $name:literal, $ty:ty) => { $crate::__register!(Labeler, $name, $ty); };
-    (router, $name:literal, $ty:ty) => { $crate::__register!(Router, $name, $ty); };
-    (embedder, $name:literal, $ty:ty) => { $crate::__register!(Embedder, $name, $ty); };
-    (backend, $name:literal, $ty:ty) => { $crate::__register!(Backend, $name, $ty); };
+    (data_source, $name:literal, $ty:ty) => {
+        $crate::__register!(DataSource, $name, $ty);
+    };
+    (generator, $name:literal, $ty:ty) => {
+        $crate::__register!(Generator, $name, $ty);
+    };
+    (filter, $name:literal, $ty:ty) => {
+        $crate::__register!(Filter, $name, $ty);
+    };
+    (labeler, $name:literal, $ty:ty) => {
+        $crate::__register!(Labeler, $name, $ty);
+    };
+    (router, $name:literal, $ty:ty) => {
+        $crate::__register!(Router, $name, $ty);
+    };
+    (embedder, $name:literal, $ty:ty) => {
+        $crate::__register!(Embedder, $name, $ty);
+    };
+    (backend, $name:literal, $ty:ty) => {
+        $crate::__register!(Backend, $name, $ty);
+    };
 }
 
 /// Implementation detail of [`register!`].
@@ -362,7 +376,11 @@ impl Registry {
             name: name.clone(),
             known: {
                 let k: Vec<&str> = self.entries(kind).map(|e| e.type_name.as_str()).collect();
-                if k.is_empty() { "(none)".to_string() } else { k.join(", ") }
+                if k.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    k.join(", ")
+                }
             },
         })?;
         (entry.build)(table).map_err(|msg| Error::Config {

@@ -41,7 +41,10 @@ impl LocScale {
     pub fn robust(xs: &[f64]) -> LocScale {
         let vals: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
         if vals.is_empty() {
-            return LocScale { mu: 0.0, sigma: 1.0 };
+            return LocScale {
+                mu: 0.0,
+                sigma: 1.0,
+            };
         }
         let mu = nan_median(vals.iter().copied());
         let mut sigma = 1.4826 * nan_median(vals.iter().map(|x| (x - mu).abs()));
@@ -91,6 +94,12 @@ mod tests {
         // constant -> 1
         assert_eq!(LocScale::robust(&[2.0, 2.0]).sigma, 1.0);
         // nothing finite -> (0, 1)
-        assert_eq!(LocScale::robust(&[f64::NAN]), LocScale { mu: 0.0, sigma: 1.0 });
+        assert_eq!(
+            LocScale::robust(&[f64::NAN]),
+            LocScale {
+                mu: 0.0,
+                sigma: 1.0
+            }
+        );
     }
 }

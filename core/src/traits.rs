@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use crate::data::{Dataset, Labels, Question, Split};
 use crate::Result;
+use crate::data::{Dataset, Labels, Question, Split};
 
 /// What every component call gets: where relative paths resolve, a seed, and verbosity.
 #[derive(Clone, Debug)]
@@ -102,8 +102,12 @@ pub struct Query<'a> {
 /// A router's hyper-parameters; training produces a [`TrainedRouter`].
 pub trait Router: Send + Sync + Debug {
     /// Train on the training split. `models` names the pool's columns.
-    fn train(&self, train: &Split, models: &[String], ctx: &Context)
-    -> Result<Box<dyn TrainedRouter>>;
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        ctx: &Context,
+    ) -> Result<Box<dyn TrainedRouter>>;
     /// What the router learns from (the report shows it next to its accuracy).
     fn supervision(&self) -> Supervision {
         Supervision::QueryOnly

@@ -24,14 +24,23 @@ fn consensus_and_z_match_the_reference_to_1e6() {
         let out = rgd_labelers::Consensus::default().compute(split).unwrap();
         for (j, m) in ds.models.iter().enumerate() {
             let path = fixture_dir().join(format!("Model_Responses/SYN-{}/{m}.json", split.name));
-            let rows: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            let rows: Vec<Value> =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
             assert_eq!(rows.len(), split.len());
             for (q, row) in rows.iter().enumerate() {
                 assert_eq!(row["question_id"].to_string(), split.questions[q].id);
                 let c = row["consensus_score"].as_f64().unwrap();
                 let z = row["z_score"].as_f64().unwrap();
-                assert!((out.scores[[q, j]] - c).abs() < 1e-6, "consensus {m} q{q}: {} vs {c}", out.scores[[q, j]]);
-                assert!((out.z[[q, j]] - z).abs() < 1e-6, "z {m} q{q}: {} vs {z}", out.z[[q, j]]);
+                assert!(
+                    (out.scores[[q, j]] - c).abs() < 1e-6,
+                    "consensus {m} q{q}: {} vs {c}",
+                    out.scores[[q, j]]
+                );
+                assert!(
+                    (out.z[[q, j]] - z).abs() < 1e-6,
+                    "z {m} q{q}: {} vs {z}",
+                    out.z[[q, j]]
+                );
             }
         }
     }
@@ -44,18 +53,37 @@ fn cascal_top1_and_top3_within_2_5_points_of_the_reference() {
         &std::fs::read_to_string(fixture_dir().join("reference_result.json")).unwrap(),
     )
     .unwrap();
-    let trained = rgd_router_cascal::Cascal::default().fit(&ds.train, &ds.models).unwrap();
+    let trained = rgd_router_cascal::Cascal::default()
+        .fit(&ds.train, &ds.models)
+        .unwrap();
     let scores = rgd_core::TrainedRouter::score_split(&trained, &ds.test).unwrap();
     let stats = rgd_core::eval::confidence_stats(&ds.train);
     let ev = rgd_core::eval::evaluate(&ds.test, &ds.models, &scores, &stats);
-    let (t1, t3) = (reference["top1"].as_f64().unwrap(), reference["top3_vote"].as_f64().unwrap());
-    eprintln!("rgd top1 {} top3 {} | reference {t1} {t3}", ev.overall.top1, ev.overall.top3_vote);
-    assert!((ev.overall.top1 - t1).abs() <= 0.025, "top1 {} vs {t1}", ev.overall.top1);
-    assert!((ev.overall.top3_vote - t3).abs() <= 0.025, "top3 {} vs {t3}", ev.overall.top3_vote);
+    let (t1, t3) = (
+        reference["top1"].as_f64().unwrap(),
+        reference["top3_vote"].as_f64().unwrap(),
+    );
+    eprintln!(
+        "rgd top1 {} top3 {} | reference {t1} {t3}",
+        ev.overall.top1, ev.overall.top3_vote
+    );
+    assert!(
+        (ev.overall.top1 - t1).abs() <= 0.025,
+        "top1 {} vs {t1}",
+        ev.overall.top1
+    );
+    assert!(
+        (ev.overall.top3_vote - t3).abs() <= 0.025,
+        "top3 {} vs {t3}",
+        ev.overall.top3_vote
+    );
     let refs = rgd_core::eval::references(&ds.test, &ds.models);
     assert!((refs.overall.oracle - reference["oracle"].as_f64().unwrap()).abs() < 1e-9);
     assert!((refs.overall.best_single - reference["best_single"].as_f64().unwrap()).abs() < 1e-9);
     for (m, v) in reference["single"].as_object().unwrap() {
-        assert!((refs.overall.single[m] - v.as_f64().unwrap()).abs() < 1e-9, "{m}");
+        assert!(
+            (refs.overall.single[m] - v.as_f64().unwrap()).abs() < 1e-9,
+            "{m}"
+        );
     }
 }

@@ -1,4 +1,10 @@
 //! Integration tests of rgd (one test binary, modules per area).
 
+// link the plugin crates so their registrations (typetag, inventory) are present
+use rgd_router_baselines as _;
+use rgd_router_cascal as _;
+
+mod bad_input;
+mod cli;
 mod common;
 mod fixture;

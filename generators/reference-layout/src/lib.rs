@@ -130,7 +130,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> rgd_cor
             + e.column().saturating_sub(1);
         let rest = text.get(offset..).unwrap_or("");
         let rest = rest.trim_start_matches(|c: char| c == ',' || c == '[' || c.is_whitespace());
-        if ["NaN", "Infinity", "-Infinity"].iter().any(|t| rest.starts_with(t)) {
+        if ["NaN", "Infinity", "-Infinity"]
+            .iter()
+            .any(|t| rest.starts_with(t))
+        {
             rgd_core::Error::Json {
                 path: path.to_path_buf(),
                 line: e.line(),
@@ -178,7 +181,10 @@ impl ReferenceLayout {
     }
 
     fn load_split(&self, root: &Path, split: &str, models: &[String]) -> rgd_core::Result<Split> {
-        let data_path = root.join("Data").join(&self.task).join(format!("{split}.json"));
+        let data_path = root
+            .join("Data")
+            .join(&self.task)
+            .join(format!("{split}.json"));
         let raw: Vec<RawQuestion> = read_json(&data_path, "the questions of the split")?;
         let mut index: HashMap<String, usize> = HashMap::with_capacity(raw.len());
         let mut questions = Vec::with_capacity(raw.len());
@@ -193,10 +199,14 @@ impl ReferenceLayout {
             }
             let answer = match &r.answer {
                 None | Some(serde_json::Value::Null) => None,
-                Some(v) => Some(letter_of(&Some(v.clone())).ok_or_else(|| LayoutError::Invalid {
-                    path: data_path.clone(),
-                    msg: format!("question `{id}`: answer {v} is not a letter A..T"),
-                })?),
+                Some(v) => {
+                    Some(
+                        letter_of(&Some(v.clone())).ok_or_else(|| LayoutError::Invalid {
+                            path: data_path.clone(),
+                            msg: format!("question `{id}`: answer {v} is not a letter A..T"),
+                        })?,
+                    )
+                }
             };
             questions.push(Question {
                 id,
@@ -284,7 +294,9 @@ impl ReferenceLayout {
                 }
                 .into());
             }
-            embeddings.row_mut(i).assign(&ndarray::ArrayView1::from(&v[..]));
+            embeddings
+                .row_mut(i)
+                .assign(&ndarray::ArrayView1::from(&v[..]));
         }
         Ok(Split {
             name: split.to_string(),
@@ -364,7 +376,10 @@ fn export_split(root: &Path, task: &str, models: &[String], split: &Split) -> rg
         })
         .collect();
     write_json(
-        &root.join("Data").join(task).join(format!("{}.json", split.name)),
+        &root
+            .join("Data")
+            .join(task)
+            .join(format!("{}.json", split.name)),
         &items,
     )?;
     let consensus = rgd_labelers::Consensus::default()
@@ -381,7 +396,9 @@ fn export_split(root: &Path, task: &str, models: &[String], split: &Split) -> rg
                 let obj = o.as_object_mut().expect("item is an object");
                 obj.insert(
                     "selected_choice".into(),
-                    c.map(|c| c.to_string()).unwrap_or_else(|| "N/A".into()).into(),
+                    c.map(|c| c.to_string())
+                        .unwrap_or_else(|| "N/A".into())
+                        .into(),
                 );
                 obj.insert("avg_logprob".into(), finite(lp));
                 obj.insert(
@@ -411,7 +428,9 @@ fn export_split(root: &Path, task: &str, models: &[String], split: &Split) -> rg
         })
         .collect();
     write_json(
-        &root.join("embeddings").join(format!("{task}-{}.json", split.name)),
+        &root
+            .join("embeddings")
+            .join(format!("{task}-{}.json", split.name)),
         &emb,
     )
 }

@@ -119,7 +119,9 @@ pub struct WorldTruth {
 }
 
 fn unit(rng: &mut impl Rng, dim: usize) -> Vec<f32> {
-    let v: Vec<f32> = (0..dim).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+    let v: Vec<f32> = (0..dim)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
     v.into_iter().map(|x| x / n).collect()
 }
@@ -323,10 +325,22 @@ impl Simulated {
         let world = self.world(&mut rng);
         let mut train_rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7472_6169_6e00);
         let mut test_rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7465_7374_0000);
-        let (train, gold) =
-            self.split(&world, "train", self.train_per_subject, 0, true, &mut train_rng);
-        let (test, _) =
-            self.split(&world, "test", self.test_per_subject, 100_000, false, &mut test_rng);
+        let (train, gold) = self.split(
+            &world,
+            "train",
+            self.train_per_subject,
+            0,
+            true,
+            &mut train_rng,
+        );
+        let (test, _) = self.split(
+            &world,
+            "test",
+            self.test_per_subject,
+            100_000,
+            false,
+            &mut test_rng,
+        );
         Ok((
             Dataset {
                 task: self.task.clone(),
@@ -360,11 +374,22 @@ mod tests {
         };
         let (a, gold) = sim.generate_with_truth().unwrap();
         assert_eq!(a, sim.generate().unwrap());
-        let other = Simulated { seed: 2, ..sim.clone() }.generate().unwrap();
+        let other = Simulated {
+            seed: 2,
+            ..sim.clone()
+        }
+        .generate()
+        .unwrap();
         assert_ne!(a.train.responses, other.train.responses);
         assert_eq!(a.train.len(), 8 * 500);
         // the generator's key is right about 60% of the time on training data
-        let right = a.train.questions.iter().zip(&gold).filter(|(q, g)| q.answer == Some(**g)).count();
+        let right = a
+            .train
+            .questions
+            .iter()
+            .zip(&gold)
+            .filter(|(q, g)| q.answer == Some(**g))
+            .count();
         let share = right as f64 / gold.len() as f64;
         assert!((share - 0.6).abs() < 0.03, "key accuracy {share}");
         a.validate().unwrap();

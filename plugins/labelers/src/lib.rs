@@ -3,7 +3,7 @@
 
 use ndarray::Array2;
 use rgd_core::stats::LocScale;
-use rgd_core::{Labeler, Labels, Split, N_LETTERS};
+use rgd_core::{Labeler, Labels, N_LETTERS, Split};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +66,10 @@ impl Consensus {
     /// Score a split.
     pub fn compute(&self, split: &Split) -> Result<ConsensusOutput, LabelError> {
         if !(self.tau > 0.0) {
-            return Err(LabelError::Invalid(format!("tau must be > 0, got {}", self.tau)));
+            return Err(LabelError::Invalid(format!(
+                "tau must be > 0, got {}",
+                self.tau
+            )));
         }
         let (n, m) = split.responses.choice.dim();
         let stats = rgd_core::eval::confidence_stats(split);

@@ -12,35 +12,55 @@
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
 
+/// Dot product in 16 independent lanes (vectorizes without target features).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let ca = a.chunks_exact(16);
+    let cb = b.chunks_exact(16);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] += xa[l] * xb[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Squared Euclidean distances `[n, k]` between rows of `x` (with squared norms `xn2`) and `c`.
 fn sq_dists(x: ArrayView2<f32>, xn2: &[f32], c: ArrayView2<f32>) -> Array2<f32> {
-    let cn2: Vec<f32> = c.rows().into_iter().map(|r| r.dot(&r)).collect();
-    let mut d = x.dot(&c.t());
-    for (i, mut row) in d.rows_mut().into_iter().enumerate() {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (xn2[i] - 2.0 * *v + cn2[j]).max(0.0);
+    let cs: Vec<Vec<f32>> = c.rows().into_iter().map(|r| r.to_vec()).collect();
+    let cn2: Vec<f32> = cs.iter().map(|r| dot(r, r)).collect();
+    let mut d = Array2::zeros((x.nrows(), cs.len()));
+    for (i, row) in x.rows().into_iter().enumerate() {
+        let owned;
+        let xr = match row.to_slice() {
+            Some(s) => s,
+            None => {
+                owned = row.to_vec();
+                &owned
+            }
+        };
+        for (j, c) in cs.iter().enumerate() {
+            d[[i, j]] = (xn2[i] - 2.0 * dot(xr, c) + cn2[j]).max(0.0);
         }
     }
     d
 }
 
-fn argmin_rows(d: &Array2<f32>) -> Vec<usize> {
-    d.rows()
-        .into_iter()
-        .map(|r| {
-            let mut best = 0;
-            for (j, &v) in r.iter().enumerate() {
-                if v < r[best] {
-                    best = j;
-                }
-            }
-            best
-        })
-        .collect()
-}
-
 /// Greedy k-means++ seeding with sample weights (sklearn's `_kmeans_plusplus`).
-fn kmeans_pp(x: ArrayView2<f32>, xn2: &[f32], w: &[f64], k: usize, rng: &mut impl Rng) -> Array2<f32> {
+fn kmeans_pp(
+    x: ArrayView2<f32>,
+    xn2: &[f32],
+    w: &[f64],
+    k: usize,
+    rng: &mut impl Rng,
+) -> Array2<f32> {
     let n = x.nrows();
     let trials = 2 + (k as f64).ln() as usize;
     let mut centers = Array2::zeros((k, x.ncols()));
@@ -94,7 +114,31 @@ fn kmeans_pp(x: ArrayView2<f32>, xn2: &[f32], w: &[f64], k: usize, rng: &mut imp
     centers
 }
 
-/// Weighted Lloyd k-means; returns (centers, labels).
+/// scikit-learn's absolute tolerance: `tol` times the mean per-feature variance of `x`.
+pub fn scaled_tol(x: ArrayView2<f32>, tol: f64) -> f64 {
+    let (n, d) = x.dim();
+    let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(d));
+    let ss: f64 = x
+        .rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .zip(&mean)
+                .map(|(a, b)| (a - b) * (a - b))
+                .sum::<f32>() as f64
+        })
+        .sum();
+    tol * ss / (n * d).max(1) as f64
+}
+
+/// Weighted Lloyd k-means with an absolute center-shift tolerance (see [`scaled_tol`]);
+/// returns (centers, labels).
+///
+/// The iterations are Lloyd's (assign every point to its nearest center, move each center to
+/// its members' weighted mean) computed with Hamerly's bounds: a point whose distance bounds
+/// prove its center cannot change is not looked at, and cluster sums are updated only for the
+/// points that move. The result is Lloyd's; the work per iteration drops from n k d to about
+/// (moved points) k d once the centers settle.
 pub fn kmeans(
     x: ArrayView2<f32>,
     w: &[f64],
@@ -105,63 +149,169 @@ pub fn kmeans(
 ) -> (Array2<f32>, Vec<usize>) {
     let (n, d) = x.dim();
     let xn2: Vec<f32> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
-    // sklearn scales tol by the mean per-feature variance of the data
-    let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(d));
-    let var_mean = x
+    let rows: Vec<std::borrow::Cow<[f32]>> = x
         .rows()
         .into_iter()
-        .map(|r| r.iter().zip(&mean).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>())
-        .sum::<f64>()
-        / (n * d) as f64;
-    let tol = tol * var_mean;
+        .map(|r| match r.to_slice() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(r.to_vec()),
+        })
+        .collect();
     let mut centers = kmeans_pp(x, &xn2, w, k, rng);
-    let mut labels = vec![usize::MAX; n];
-    for _ in 0..max_iter {
-        let dist = sq_dists(x, &xn2, centers.view());
-        let new_labels = argmin_rows(&dist);
-        if new_labels == labels {
-            break;
-        }
-        labels = new_labels;
-        let mut sums = Array2::<f64>::zeros((k, d));
-        let mut wsum = vec![0f64; k];
-        for (i, &l) in labels.iter().enumerate() {
-            wsum[l] += w[i];
-            for (s, &v) in sums.row_mut(l).iter_mut().zip(x.row(i)) {
-                *s += w[i] * v as f64;
+    let mut labels = vec![0usize; n];
+    let mut upper = vec![f32::INFINITY; n];
+    let mut lower = vec![0f32; n];
+    // distances of row i to every center: (best, its distance, second distance)
+    let nearest = |centers: &Array2<f32>, cn2: &[f32], i: usize| -> (usize, f32, f32) {
+        let (mut b, mut bd, mut sd) = (0usize, f32::INFINITY, f32::INFINITY);
+        for (j, c) in centers.rows().into_iter().enumerate() {
+            let c = c.to_slice().expect("owned centers are contiguous");
+            let dd = (xn2[i] - 2.0 * dot(&rows[i], c) + cn2[j]).max(0.0).sqrt();
+            if dd < bd {
+                sd = bd;
+                bd = dd;
+                b = j;
+            } else if dd < sd {
+                sd = dd;
             }
         }
-        // empty clusters take the points farthest from their centers (sklearn's relocation)
-        let empty: Vec<usize> = (0..k).filter(|&j| wsum[j] == 0.0).collect();
-        if !empty.is_empty() {
+        (b, bd, sd)
+    };
+    let norms2 =
+        |c: &Array2<f32>| -> Vec<f32> { c.rows().into_iter().map(|r| r.dot(&r)).collect() };
+    // first assignment and the cluster sums
+    let cn2 = norms2(&centers);
+    let mut sums = Array2::<f64>::zeros((k, d));
+    let mut wsum = vec![0f64; k];
+    let full = |centers: &Array2<f32>,
+                labels: &mut [usize],
+                upper: &mut [f32],
+                lower: &mut [f32],
+                sums: &mut Array2<f64>,
+                wsum: &mut [f64]| {
+        let cn2 = norms2(centers);
+        // f32 slices vectorize; the running sums are kept in f64 afterwards
+        let mut acc = vec![0f32; k * d];
+        wsum.fill(0.0);
+        for i in 0..n {
+            let (b, bd, sd) = nearest(centers, &cn2, i);
+            labels[i] = b;
+            upper[i] = bd;
+            lower[i] = sd;
+            wsum[b] += w[i];
+            let wi = w[i] as f32;
+            for (a, v) in acc[b * d..(b + 1) * d].iter_mut().zip(rows[i].iter()) {
+                *a += wi * v;
+            }
+        }
+        for (s, a) in sums.iter_mut().zip(&acc) {
+            *s = *a as f64;
+        }
+    };
+    let _ = cn2;
+    full(
+        &centers,
+        &mut labels,
+        &mut upper,
+        &mut lower,
+        &mut sums,
+        &mut wsum,
+    );
+    const EPS: f32 = 1e-6;
+    for _ in 0..max_iter {
+        // an empty cluster takes the point farthest from its center (sklearn's relocation)
+        if wsum.iter().any(|&v| v <= 0.0) {
+            let dist = sq_dists(x, &xn2, centers.view());
             let mut far: Vec<usize> = (0..n).collect();
             far.sort_by(|&a, &b| dist[[b, labels[b]]].total_cmp(&dist[[a, labels[a]]]));
-            for (j, &i) in empty.iter().zip(&far) {
-                let old = labels[i];
-                wsum[old] -= w[i];
-                for (s, &v) in sums.row_mut(old).iter_mut().zip(x.row(i)) {
-                    *s -= w[i] * v as f64;
-                }
-                labels[i] = *j;
-                wsum[*j] = w[i];
-                for (s, &v) in sums.row_mut(*j).iter_mut().zip(x.row(i)) {
-                    *s = w[i] * v as f64;
+            let empty: Vec<usize> = (0..k).filter(|&j| wsum[j] <= 0.0).collect();
+            for (&j, &i) in empty.iter().zip(&far) {
+                labels[i] = j;
+                centers.row_mut(j).assign(&x.row(i));
+            }
+            sums.fill(0.0);
+            wsum.fill(0.0);
+            for i in 0..n {
+                wsum[labels[i]] += w[i];
+                for (a, v) in sums.row_mut(labels[i]).iter_mut().zip(rows[i].iter()) {
+                    *a += w[i] * *v as f64;
                 }
             }
+            upper.fill(f32::INFINITY);
+            lower.fill(0.0);
         }
+        // M-step
+        let mut moved = vec![0f32; k];
         let mut shift = 0f64;
         for j in 0..k {
             if wsum[j] > 0.0 {
+                let mut m2 = 0f64;
                 for (c, s) in centers.row_mut(j).iter_mut().zip(sums.row(j)) {
                     let nv = (s / wsum[j]) as f32;
-                    shift += ((nv - *c) as f64).powi(2);
+                    m2 += ((nv - *c) as f64).powi(2);
                     *c = nv;
+                }
+                shift += m2;
+                moved[j] = m2.sqrt() as f32;
+            }
+        }
+        let converged_by_shift = shift <= tol;
+        // bounds follow the centers
+        let (mut p1, mut p1j, mut p2) = (0f32, 0usize, 0f32);
+        for (j, &m) in moved.iter().enumerate() {
+            if m > p1 {
+                p2 = p1;
+                p1 = m;
+                p1j = j;
+            } else if m > p2 {
+                p2 = m;
+            }
+        }
+        for i in 0..n {
+            upper[i] += moved[labels[i]];
+            lower[i] -= if labels[i] == p1j { p2 } else { p1 };
+        }
+        // E-step with Hamerly's test
+        let cn2 = norms2(&centers);
+        let mut half_gap = vec![f32::INFINITY; k];
+        for a in 0..k {
+            for b in 0..k {
+                if a != b {
+                    let dd = (cn2[a] - 2.0 * centers.row(a).dot(&centers.row(b)) + cn2[b])
+                        .max(0.0)
+                        .sqrt();
+                    half_gap[a] = half_gap[a].min(0.5 * dd);
                 }
             }
         }
-        if shift <= tol {
-            // final E-step so labels match the centers
-            labels = argmin_rows(&sq_dists(x, &xn2, centers.view()));
+        let mut changed = false;
+        for i in 0..n {
+            let a = labels[i];
+            let bound = half_gap[a].max(lower[i]);
+            if upper[i] + EPS <= bound {
+                continue;
+            }
+            let c = centers.row(a);
+            let c = c.to_slice().expect("owned centers are contiguous");
+            upper[i] = (xn2[i] - 2.0 * dot(&rows[i], c) + cn2[a]).max(0.0).sqrt();
+            if upper[i] + EPS <= bound {
+                continue;
+            }
+            let (b, bd, sd) = nearest(&centers, &cn2, i);
+            upper[i] = bd;
+            lower[i] = sd;
+            if b != a {
+                changed = true;
+                labels[i] = b;
+                wsum[a] -= w[i];
+                wsum[b] += w[i];
+                for (j, v) in rows[i].iter().enumerate() {
+                    sums[[a, j]] -= w[i] * *v as f64;
+                    sums[[b, j]] += w[i] * *v as f64;
+                }
+            }
+        }
+        if !changed || converged_by_shift {
             break;
         }
     }
@@ -178,7 +328,14 @@ pub fn silhouette_cosine(x: ArrayView2<f32>, labels: &[usize], k: usize) -> f64 
         count[l] += 1;
         sums.row_mut(l).scaled_add(1.0, &x.row(i));
     }
-    let dots = x.dot(&sums.t()); // [n, k]
+    let srows: Vec<Vec<f32>> = sums.rows().into_iter().map(|r| r.to_vec()).collect();
+    let mut dots = Array2::<f32>::zeros((n, k)); // x_i . S_j
+    for (i, row) in x.rows().into_iter().enumerate() {
+        let xr = row.to_vec();
+        for (j, sj) in srows.iter().enumerate() {
+            dots[[i, j]] = dot(&xr, sj);
+        }
+    }
     let mut total = 0.0;
     for i in 0..n {
         let own = labels[i];

@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub use kmeans::{kmeans, silhouette_cosine};
+pub use kmeans::{kmeans, scaled_tol, silhouette_cosine};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -288,9 +288,8 @@ fn proficient(
         if max == 0 {
             continue;
         }
-        let in_plurality = |j: usize| {
-            split.responses.choice[[q, j]].is_some_and(|c| counts[c.index()] == max)
-        };
+        let in_plurality =
+            |j: usize| split.responses.choice[[q, j]].is_some_and(|c| counts[c.index()] == max);
         let agreeing = (0..m).filter(|&j| in_plurality(j)).count();
         let agreement = agreeing as f64 / m as f64;
         if agreement < min_agreement {
@@ -338,10 +337,7 @@ impl Cascal {
                 c.scaled_add(wn[i], &r.mapv(|v| v as f64));
             }
             let c = c.mapv(|v| v as f32);
-            (
-                normalize_rows(c.insert_axis(Axis(0))),
-                vec![0usize; n],
-            )
+            (normalize_rows(c.insert_axis(Axis(0))), vec![0usize; n])
         };
         if n <= 1 {
             return single(&vec![1.0; n]);
@@ -352,19 +348,27 @@ impl Cascal {
         } else {
             vec![1.0; n]
         };
-        let mut uniq = std::collections::HashSet::new();
+        // distinct rows, counted only up to k_max + 1 (all that the choice of k needs)
+        let cap = self.k_max + 1;
+        let mut distinct: Vec<ArrayView1<f32>> = Vec::with_capacity(cap);
         for r in xn.rows() {
-            uniq.insert(r.iter().map(|v| v.to_bits()).collect::<Vec<u32>>());
+            if distinct.len() >= cap {
+                break;
+            }
+            if !distinct.contains(&r) {
+                distinct.push(r);
+            }
         }
-        let n_unique = uniq.len();
+        let n_unique = distinct.len();
         if n_unique == 1 {
             return single(&vec![1.0; n]);
         }
         let max_k = self.k_max.min(n - 1).min(n_unique - 1).max(1);
         let mut best: Option<(f64, usize, Vec<usize>)> = None;
+        let tol = kmeans::scaled_tol(xn, self.kmeans_tol);
         for k in self.k_min.max(2)..=max_k {
             let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64));
-            let (_, labels) = kmeans(xn, &wn, k, self.kmeans_max_iter, self.kmeans_tol, &mut rng);
+            let (_, labels) = kmeans(xn, &wn, k, self.kmeans_max_iter, tol, &mut rng);
             let s = silhouette_cosine(xn, &labels, k);
             if best.as_ref().is_none_or(|(bs, _, _)| s > *bs) {
                 best = Some((s, k, labels));
@@ -374,7 +378,8 @@ impl Cascal {
             Some((s, k, labels)) if s >= self.silhouette_threshold => {
                 let mut c = Array2::<f64>::zeros((k, xn.ncols()));
                 for (i, &l) in labels.iter().enumerate() {
-                    c.row_mut(l).scaled_add(wn[i], &xn.row(i).mapv(|v| v as f64));
+                    c.row_mut(l)
+                        .scaled_add(wn[i], &xn.row(i).mapv(|v| v as f64));
                 }
                 (normalize_rows(c.mapv(|v| v as f32)), labels)
             }
@@ -509,7 +514,11 @@ impl Cascal {
         };
         let top = |scores: &[f64]| -> Vec<usize> {
             let mut o: Vec<usize> = (0..m).collect();
-            o.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(models[a].cmp(&models[b])));
+            o.sort_by(|&a, &b| {
+                scores[b]
+                    .total_cmp(&scores[a])
+                    .then(models[a].cmp(&models[b]))
+            });
             o.truncate(self.prune_top);
             o
         };
@@ -527,7 +536,11 @@ impl Cascal {
                     }
                     let inter = tops[i].iter().filter(|x| tops[j].contains(x)).count();
                     let union = tops[i].len() + tops[j].len() - inter;
-                    let sim = if union == 0 { 0.0 } else { inter as f64 / union as f64 };
+                    let sim = if union == 0 {
+                        0.0
+                    } else {
+                        inter as f64 / union as f64
+                    };
                     if sim >= self.prune_jaccard {
                         if clusters[j].2.len() > clusters[i].2.len() {
                             keep[i] = false;
@@ -601,7 +614,8 @@ impl TrainedCascal {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                reps.row_mut(i).assign(&ArrayView1::from(&s.representative[..]));
+                reps.row_mut(i)
+                    .assign(&ArrayView1::from(&s.representative[..]));
                 let m = self.models.len();
                 let mut c = Array2::zeros((s.clusters.len(), d));
                 let mut sharp = Array2::zeros((s.clusters.len(), m));
@@ -655,7 +669,10 @@ impl TrainedCascal {
             }
         }
         let d0 = near[0].1;
-        let mut w: Vec<f64> = near.iter().map(|(_, d)| -d / p.distance_temperature).collect();
+        let mut w: Vec<f64> = near
+            .iter()
+            .map(|(_, d)| -d / p.distance_temperature)
+            .collect();
         if w.len() == 1 {
             w[0] = 1.0;
         } else {
@@ -710,7 +727,6 @@ impl TrainedCascal {
             best
         }
     }
-
 }
 
 impl Router for Cascal {
@@ -754,7 +770,9 @@ impl Cascal {
     pub fn fit(&self, train: &Split, models: &[String]) -> Result<TrainedCascal, CascalError> {
         self.check()?;
         if train.is_empty() {
-            return Err(CascalError::Train("the training split has no question".into()));
+            return Err(CascalError::Train(
+                "the training split has no question".into(),
+            ));
         }
         if models.is_empty() {
             return Err(CascalError::Train("the pool has no model".into()));
@@ -809,7 +827,10 @@ impl TrainedRouter for TrainedCascal {
         if e.len() != d {
             return Err(CascalError::Route {
                 id: query.id.to_string(),
-                msg: format!("embedding has {} values, the router was trained on {d}", e.len()),
+                msg: format!(
+                    "embedding has {} values, the router was trained on {d}",
+                    e.len()
+                ),
             }
             .into());
         }
@@ -876,7 +897,10 @@ impl TrainedRouter for TrainedCascal {
         let (s, ds) = self.pick_subject(v.view())?;
         let subj = &self.subjects[s];
         if subj.clusters.is_empty() {
-            return Some(format!("subject `{}` has no cluster: global ranking", subj.name));
+            return Some(format!(
+                "subject `{}` has no cluster: global ranking",
+                subj.name
+            ));
         }
         let sims = self.d().tables[s].0.dot(&v);
         let mut buf = vec![0.0; self.models.len()];

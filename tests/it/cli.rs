@@ -1,0 +1,175 @@
+//! The command line: the pipeline contract, plugins, simulate, artifacts.
+
+use crate::common::{rgd, stderr};
+use rgd_core::TrainedRouter;
+use serde_json::Value;
+
+#[test]
+fn contract_pipeline_with_relative_path_writes_results_json() {
+    let t = tempfile::tempdir().unwrap();
+    let o = rgd(
+        t.path(),
+        &[
+            "simulate",
+            "--out",
+            "world",
+            "--task",
+            "SYN",
+            "--subjects",
+            "4",
+            "--train-per-subject",
+            "60",
+            "--test-per-subject",
+            "40",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::create_dir(t.path().join("pipelines")).unwrap();
+    std::fs::write(
+        t.path().join("pipelines/it.toml"),
+        "[data]\ntype = \"reference_layout\"\npath = \"../world\"\ntask = \"SYN\"\n[routers.cascal]\ntype = \"cascal\"\n",
+    )
+    .unwrap();
+    // run from another folder: the path resolves against the pipeline file
+    let elsewhere = tempfile::tempdir().unwrap();
+    let pipeline = t.path().join("pipelines/it.toml");
+    let out = t.path().join("D");
+    let o = rgd(
+        elsewhere.path(),
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).is_empty(),
+        "--quiet prints nothing: {}",
+        stderr(&o)
+    );
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["n_test"], 160);
+    for k in ["top1", "top3_vote"] {
+        let v = r["routers"]["cascal"][k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v));
+    }
+    for k in ["best_single", "oracle", "random"] {
+        let v = r["references"][k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v));
+    }
+    assert_eq!(r["references"]["single"].as_object().unwrap().len(), 6);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("| cascal | cascal | pool answers |"),
+        "{report}"
+    );
+    // the saved artifact routes exactly as the run did
+    let art = std::fs::read_to_string(out.join("routers/cascal.json")).unwrap();
+    let trained: Box<dyn TrainedRouter> = serde_json::from_str(&art).unwrap();
+    assert_eq!(trained.models().len(), 6);
+}
+
+#[test]
+fn plugins_lists_cascal_and_the_references() {
+    let o = rgd(std::path::Path::new("."), &["plugins"]);
+    assert!(o.status.success());
+    let s = String::from_utf8(o.stdout).unwrap();
+    for name in [
+        "cascal ",
+        "cascal_gt",
+        "best_single",
+        "random",
+        "reference_layout",
+        "simulated",
+        "consensus",
+        "correctness",
+    ] {
+        assert!(s.contains(name), "missing {name} in\n{s}");
+    }
+    assert!(s.contains("references (computed by every run"));
+    assert!(s.contains("fallback_distance") && s.contains("default 0.5"));
+    let o = rgd(std::path::Path::new("."), &["plugins", "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let routers = v["router"].as_array().unwrap();
+    assert!(
+        routers
+            .iter()
+            .any(|r| r["type"] == "cascal" && r["origin"]["origin"] == "built_in")
+    );
+}
+
+#[test]
+fn simulated_pipeline_runs_and_is_deterministic() {
+    let t = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/pipelines/simulated.toml"
+    );
+    let mut results = Vec::new();
+    for run in ["a", "b"] {
+        let out = t.path().join(run);
+        let o = rgd(
+            t.path(),
+            &["run", example, "--out", out.to_str().unwrap(), "-q"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let mut r: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap())
+                .unwrap();
+        for (_, v) in r["routers"].as_object_mut().unwrap() {
+            v.as_object_mut().unwrap().remove("seconds");
+        }
+        r.as_object_mut().unwrap().remove("load_seconds");
+        results.push(r);
+    }
+    assert_eq!(results[0], results[1]);
+    let r = &results[0];
+    // on a world with skill niches, CASCAL beats the best single model by a clear margin
+    let cascal = r["routers"]["cascal"]["top1"].as_f64().unwrap();
+    let best = r["references"]["best_single"].as_f64().unwrap();
+    assert!(
+        cascal > best + 0.05,
+        "cascal {cascal} vs best single {best}"
+    );
+    assert_eq!(r["routers"]["cascal_gt"]["supervision"], "query_answer");
+    assert_eq!(r["routers"]["cascal"]["supervision"], "query_only");
+}
+
+#[test]
+fn export_writes_the_authors_layout_that_reads_back_identically() {
+    let t = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/pipelines/simulated.toml"
+    );
+    let o = rgd(t.path(), &["export", example, "--out", "layout"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sim: rgd_sim::Simulated = toml::from_str(
+        "subjects = 8\ntrain_per_subject = 200\ntest_per_subject = 100\nkey_accuracy = 0.85\nseed = 1\n",
+    )
+    .unwrap();
+    let original = sim.generate().unwrap();
+    let back = rgd_core::DataSource::load(
+        &rgd_reference_layout::ReferenceLayout {
+            path: t.path().join("layout"),
+            task: "SIM".into(),
+            models: None,
+            train_split: "train".into(),
+            test_split: "test".into(),
+        },
+        &rgd_core::Context::new("."),
+    )
+    .unwrap();
+    assert_eq!(back.models, original.models);
+    assert_eq!(back.train.responses.choice, original.train.responses.choice);
+    assert_eq!(back.test.questions.len(), original.test.questions.len());
+    for (a, b) in back.train.questions.iter().zip(&original.train.questions) {
+        assert_eq!((&a.id, &a.subject, a.answer), (&b.id, &b.subject, b.answer));
+    }
+    let diff = (&back.train.embeddings - &original.train.embeddings).mapv(f32::abs);
+    assert!(diff.iter().all(|d| *d < 1e-6));
+}
