@@ -208,3 +208,106 @@ pub fn confidence_stats(split: &Split) -> Vec<LocScale> {
         .map(|c| LocScale::robust(&c.to_vec()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Question, Responses};
+    use ndarray::Array2;
+
+    fn split(choices: &[[Option<usize>; 3]], conf: &[[f64; 3]], gold: usize) -> Split {
+        let n = choices.len();
+        Split {
+            name: "test".into(),
+            questions: (0..n)
+                .map(|i| Question {
+                    id: i.to_string(),
+                    subject: if i % 2 == 0 { "s0" } else { "s1" }.into(),
+                    text: String::new(),
+                    options: vec![],
+                    answer: Letter::from_index(gold),
+                    source: None,
+                })
+                .collect(),
+            responses: Responses {
+                choice: Array2::from_shape_fn((n, 3), |(q, m)| {
+                    choices[q][m].and_then(Letter::from_index)
+                }),
+                confidence: Array2::from_shape_fn((n, 3), |(q, m)| conf[q][m]),
+            },
+            embeddings: Array2::zeros((n, 1)),
+        }
+    }
+
+    #[test]
+    fn top3_vote_majority_then_highest_z() {
+        let stats = vec![
+            LocScale {
+                mu: 0.0,
+                sigma: 1.0
+            };
+            3
+        ];
+        // two of three agree on A (gold)
+        let s = split(&[[Some(0), Some(1), Some(0)]], &[[-1.0, -0.1, -1.0]], 0);
+        assert_eq!(vote(&s, 0, &[0, 1, 2], 3, &stats), Letter::from_index(0));
+        // all differ: the most confident (by z) wins
+        let s = split(&[[Some(0), Some(1), Some(2)]], &[[-1.0, -0.1, -2.0]], 0);
+        assert_eq!(vote(&s, 0, &[0, 1, 2], 3, &stats), Letter::from_index(1));
+        // z uses each model's own training (mu, sigma)
+        let stats2 = vec![
+            LocScale {
+                mu: -2.0,
+                sigma: 0.5,
+            },
+            LocScale {
+                mu: 0.0,
+                sigma: 1.0,
+            },
+            LocScale {
+                mu: 0.0,
+                sigma: 1.0,
+            },
+        ];
+        assert_eq!(vote(&s, 0, &[0, 1, 2], 3, &stats2), Letter::from_index(0));
+        // abstentions do not vote
+        let s = split(&[[None, None, Some(3)]], &[[0.0, 0.0, -5.0]], 3);
+        assert_eq!(vote(&s, 0, &[0, 1, 2], 3, &stats), Letter::from_index(3));
+    }
+
+    #[test]
+    fn references_and_router_accuracy() {
+        let s = split(
+            &[
+                [Some(0), Some(1), Some(1)],
+                [Some(1), Some(0), Some(1)],
+                [Some(1), Some(1), Some(1)],
+                [Some(0), Some(0), Some(1)],
+            ],
+            &[[-1.0; 3]; 4],
+            0,
+        );
+        let models: Vec<String> = ["a", "b", "c"].iter().map(|m| m.to_string()).collect();
+        let r = references(&s, &models);
+        assert_eq!(r.overall.single["a"], 0.5);
+        assert_eq!(r.overall.single["b"], 0.5);
+        assert_eq!(r.overall.best_single_model, "a"); // tie goes to the first model
+        assert_eq!(r.overall.oracle, 0.75);
+        assert!((r.overall.random - 1.0 / 3.0).abs() < 1e-12);
+        // a router that always prefers b, then a
+        let scores = Array2::from_shape_fn((4, 3), |(_, m)| [0.5, 1.0, 0.0][m]);
+        let ev = evaluate(
+            &s,
+            &models,
+            &scores,
+            &[LocScale {
+                mu: 0.0,
+                sigma: 1.0,
+            }; 3],
+        );
+        assert_eq!(ev.overall.top1, 0.5);
+        assert_eq!(ev.per_subject["s1"].top1, 1.0);
+        assert_eq!(ev.per_subject["s0"].top1, 0.0);
+        assert_eq!(ev.top1_share["b"], 1.0);
+    }
+}

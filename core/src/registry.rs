@@ -416,3 +416,80 @@ fn wrong_kind(context: &str, want: Kind, got: &Component) -> Error {
         msg: format!("the factory returned {got:?} where a {want} was expected"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traits::{Context, DataSource};
+
+    /// A data source for the registry tests.
+    #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Dummy {
+        /// A required number.
+        n: usize,
+        /// An optional name.
+        #[serde(default)]
+        name: Option<String>,
+    }
+
+    impl DataSource for Dummy {
+        fn load(&self, _ctx: &Context) -> Result<crate::Dataset> {
+            Err(Error::Data(format!("dummy {} {:?}", self.n, self.name)))
+        }
+    }
+
+    crate::register!(data_source, "dummy_for_tests", Dummy);
+
+    fn table(s: &str) -> toml::Table {
+        toml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn builds_documents_and_refuses_duplicates() {
+        let mut r = Registry::builtin().unwrap();
+        let e = r.get(Kind::DataSource, "dummy_for_tests").unwrap().clone();
+        assert_eq!(e.doc, "A data source for the registry tests.");
+        let n = e.fields.iter().find(|f| f.name == "n").unwrap();
+        assert_eq!(
+            (n.default.clone(), n.doc.as_str()),
+            (None, "A required number.")
+        );
+        let built = r
+            .build_data_source(table("type = \"dummy_for_tests\"\nn = 3"), "here")
+            .unwrap();
+        let msg = built.load(&Context::new(".")).unwrap_err().to_string();
+        assert_eq!(msg, "dummy 3 None");
+        let err = r
+            .build_data_source(
+                table("type = \"dummy_for_tests\"\nm = 3"),
+                "f.toml:2 [data]",
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f.toml:2 [data]") && err.contains("unknown field `m`"),
+            "{err}"
+        );
+        let err = r
+            .build_data_source(table("type = \"nope\""), "ctx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown data source type `nope`") && err.contains("dummy_for_tests"));
+        let err = r
+            .build_data_source(table("n = 1"), "ctx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `type`"));
+        let dup = r.add(Entry {
+            origin: Origin::Dylib {
+                path: "/x.so".into(),
+            },
+            ..e
+        });
+        let msg = dup.unwrap_err().to_string();
+        assert!(
+            msg.contains("duplicate data source type `dummy_for_tests`") && msg.contains("/x.so")
+        );
+    }
+}

@@ -149,3 +149,62 @@ impl Labeler for Correctness {
 
 rgd_core::register!(labeler, "consensus", Consensus);
 rgd_core::register!(labeler, "correctness", Correctness);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rgd_core::{Letter, Question, Responses};
+
+    fn split(choice: Vec<Option<usize>>, conf: Vec<f64>, key: Option<usize>) -> Split {
+        let m = choice.len();
+        Split {
+            name: "t".into(),
+            questions: vec![Question {
+                id: "q".into(),
+                subject: "s".into(),
+                text: String::new(),
+                options: vec![],
+                answer: key.and_then(Letter::from_index),
+                source: None,
+            }],
+            responses: Responses {
+                choice: Array2::from_shape_fn((1, m), |(_, j)| {
+                    choice[j].and_then(Letter::from_index)
+                }),
+                confidence: Array2::from_shape_fn((1, m), |(_, j)| conf[j]),
+            },
+            embeddings: Array2::zeros((1, 2)),
+        }
+    }
+
+    #[test]
+    fn agreeing_models_share_a_score_and_abstainers_get_zero() {
+        let s = split(vec![Some(0), Some(0), Some(1), None], vec![-0.5; 4], None);
+        let out = Consensus::default().compute(&s).unwrap();
+        // one question: z = 0 for everyone, weight 0.5 each; raw A = 1.0, B = 0.5
+        let e = |x: f64| x.exp();
+        let denom = e(1.0) + e(0.5) + 18.0;
+        assert!((out.scores[[0, 0]] - e(1.0) / denom).abs() < 1e-12);
+        assert_eq!(out.scores[[0, 0]], out.scores[[0, 1]]);
+        assert!((out.scores[[0, 2]] - e(0.5) / denom).abs() < 1e-12);
+        assert_eq!(out.scores[[0, 3]], 0.0);
+    }
+
+    #[test]
+    fn correctness_needs_a_key() {
+        let s = split(vec![Some(0), Some(1)], vec![-0.5; 2], Some(1));
+        assert_eq!(
+            Correctness::default().compute(&s).unwrap().row(0).to_vec(),
+            vec![0.0, 1.0]
+        );
+        let s = split(vec![Some(0)], vec![-0.5], None);
+        assert!(
+            Correctness::default()
+                .compute(&s)
+                .unwrap_err()
+                .to_string()
+                .contains("no answer key")
+        );
+    }
+}

@@ -159,3 +159,72 @@ impl Router for Random {
 
 rgd_core::register!(router, "best_single", BestSingle);
 rgd_core::register!(router, "random", Random);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rgd_core::{Letter, Question, Responses};
+
+    fn split() -> Split {
+        // model 1 matches the key on 3 of 4 questions, model 0 on 1
+        let ch = [[0, 1], [1, 1], [2, 1], [0, 0]];
+        Split {
+            name: "t".into(),
+            questions: (0..4)
+                .map(|i| Question {
+                    id: i.to_string(),
+                    subject: "s".into(),
+                    text: String::new(),
+                    options: vec![],
+                    answer: Letter::from_index(1),
+                    source: None,
+                })
+                .collect(),
+            responses: Responses {
+                choice: Array2::from_shape_fn((4, 2), |(q, m)| Letter::from_index(ch[q][m])),
+                confidence: Array2::from_elem((4, 2), -0.5),
+            },
+            embeddings: Array2::zeros((4, 2)),
+        }
+    }
+
+    #[test]
+    fn best_single_picks_the_model_best_on_the_key() {
+        let models = vec!["a".to_string(), "b".to_string()];
+        let t = BestSingle::default()
+            .train(&split(), &models, &Context::new("."))
+            .unwrap();
+        let s = t.score_split(&split()).unwrap();
+        assert!(s.rows().into_iter().all(|r| r[1] > r[0]));
+        assert_eq!(s[[0, 1]], 0.75);
+    }
+
+    #[test]
+    fn random_is_deterministic_per_query_and_spreads() {
+        let models: Vec<String> = (0..4).map(|i| i.to_string()).collect();
+        let t = Random { seed: 7 }
+            .train(&split(), &models, &Context::new("."))
+            .unwrap();
+        let mut counts = [0usize; 4];
+        let mut a = vec![0.0; 4];
+        let mut b = vec![0.0; 4];
+        let e = ndarray::Array1::<f32>::zeros(2);
+        for i in 0..4000 {
+            let id = i.to_string();
+            let q = Query {
+                id: &id,
+                text: "",
+                embedding: e.view(),
+            };
+            t.score(&q, &mut a).unwrap();
+            t.score(&q, &mut b).unwrap();
+            assert_eq!(a, b);
+            counts[rgd_core::rank(&a)[0]] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
+    }
+}

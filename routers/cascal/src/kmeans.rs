@@ -359,3 +359,93 @@ pub fn silhouette_cosine(x: ArrayView2<f32>, labels: &[usize], k: usize) -> f64 
     }
     total / n as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn unit_rows(n: usize, d: usize, seed: u64) -> Array2<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut x = Array2::from_shape_fn((n, d), |_| rng.random::<f32>() - 0.5);
+        for mut r in x.rows_mut() {
+            let nn = r.dot(&r).sqrt();
+            r.mapv_inplace(|v| v / nn);
+        }
+        x
+    }
+
+    #[test]
+    fn silhouette_equals_the_pairwise_definition() {
+        let x = unit_rows(40, 7, 1);
+        let labels: Vec<usize> = (0..40).map(|i| (i * 7 + i / 3) % 3).collect();
+        let n = x.nrows();
+        let dist = |i: usize, j: usize| 1.0 - x.row(i).dot(&x.row(j)) as f64;
+        let mut total = 0.0;
+        for i in 0..n {
+            let mean_to = |c: usize| {
+                let m: Vec<usize> = (0..n).filter(|&j| labels[j] == c && j != i).collect();
+                m.iter().map(|&j| dist(i, j)).sum::<f64>() / m.len() as f64
+            };
+            let a = mean_to(labels[i]);
+            let b = (0..3)
+                .filter(|&c| c != labels[i])
+                .map(|c| {
+                    let m: Vec<usize> = (0..n).filter(|&j| labels[j] == c).collect();
+                    m.iter().map(|&j| dist(i, j)).sum::<f64>() / m.len() as f64
+                })
+                .fold(f64::INFINITY, f64::min);
+            total += (b - a) / a.max(b);
+        }
+        let fast = silhouette_cosine(x.view(), &labels, 3);
+        assert!(
+            (fast - total / n as f64).abs() < 1e-5,
+            "{fast} vs {}",
+            total / n as f64
+        );
+    }
+
+    #[test]
+    fn kmeans_is_a_lloyd_fixed_point_and_finds_separated_clusters() {
+        // three tight groups around orthogonal directions
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut x = Array2::<f32>::zeros((90, 6));
+        for i in 0..90 {
+            x[[i, i % 3]] = 1.0;
+            for j in 0..6 {
+                x[[i, j]] += 0.05 * (rng.random::<f32>() - 0.5);
+            }
+        }
+        let w: Vec<f64> = (0..90).map(|i| 0.5 + (i % 5) as f64 * 0.1).collect();
+        let (c, labels) = kmeans(x.view(), &w, 3, 200, 1e-12, &mut rng);
+        for i in 0..90 {
+            assert_eq!(
+                labels[i],
+                labels[i % 3],
+                "row {i} is grouped with its direction"
+            );
+        }
+        // every point is assigned to its nearest center, each center is its members' weighted mean
+        let xn2: Vec<f32> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
+        let d = sq_dists(x.view(), &xn2, c.view());
+        for i in 0..90 {
+            let best = (0..3)
+                .min_by(|&a, &b| d[[i, a]].total_cmp(&d[[i, b]]))
+                .unwrap();
+            assert_eq!(best, labels[i]);
+        }
+        for j in 0..3 {
+            let ws: f64 = (0..90).filter(|&i| labels[i] == j).map(|i| w[i]).sum();
+            for k in 0..6 {
+                let m: f64 = (0..90)
+                    .filter(|&i| labels[i] == j)
+                    .map(|i| w[i] * x[[i, k]] as f64)
+                    .sum::<f64>()
+                    / ws;
+                assert!((m - c[[j, k]] as f64).abs() < 1e-5);
+            }
+        }
+        assert!(silhouette_cosine(x.view(), &labels, 3) > 0.9);
+    }
+}

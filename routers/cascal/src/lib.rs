@@ -922,3 +922,120 @@ impl TrainedRouter for TrainedCascal {
 
 rgd_core::register!(router, "cascal", Cascal);
 rgd_core::register!(router, "cascal_gt", CascalGt);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rgd_core::{Letter, Question, Responses};
+
+    /// Two subjects on orthogonal axes; in subject `a` model 0 agrees with the majority, in
+    /// subject `b` model 1 does. A query near each axis must go to that subject's model.
+    fn world() -> (Split, Vec<String>) {
+        let models: Vec<String> = ["m0", "m1", "m2"].iter().map(|s| s.to_string()).collect();
+        let n = 40;
+        let mut questions = Vec::new();
+        let mut choice = Array2::from_elem((n, 3), None);
+        let mut confidence = Array2::from_elem((n, 3), -0.5);
+        let mut emb = Array2::<f32>::zeros((n, 4));
+        for q in 0..n {
+            let subj = if q < 20 { "a" } else { "b" };
+            emb[[q, if q < 20 { 0 } else { 1 }]] = 1.0;
+            emb[[q, 2 + q % 2]] = 0.1 * (q % 5) as f32;
+            let good = if q < 20 { 0 } else { 1 };
+            for j in 0..3 {
+                let l = if j == good || j == 2 { 0 } else { 1 + q % 3 };
+                choice[[q, j]] = Letter::from_index(l);
+                confidence[[q, j]] = if j == good { -0.1 } else { -0.9 };
+            }
+            questions.push(Question {
+                id: q.to_string(),
+                subject: subj.into(),
+                text: format!("q{q}"),
+                options: vec!["x".into(); 4],
+                answer: Letter::from_index(0),
+                source: None,
+            });
+        }
+        let split = Split {
+            name: "train".into(),
+            questions,
+            responses: Responses { choice, confidence },
+            embeddings: emb,
+        };
+        (split, models)
+    }
+
+    #[test]
+    fn routes_each_subject_to_the_model_that_agrees_with_the_majority() {
+        let (split, models) = world();
+        let t = Cascal::default().fit(&split, &models).unwrap();
+        assert_eq!(t.subjects.len(), 2);
+        let mut out = vec![0.0; 3];
+        for (axis, want) in [(0usize, 0usize), (1, 1)] {
+            let mut e = ndarray::Array1::<f32>::zeros(4);
+            e[axis] = 1.0;
+            let q = Query {
+                id: "t",
+                text: "t",
+                embedding: e.view(),
+            };
+            t.score(&q, &mut out).unwrap();
+            assert_eq!(rgd_core::rank(&out)[0], want, "axis {axis}: {out:?}");
+            assert!(
+                t.explain(&q)
+                    .unwrap()
+                    .contains(if axis == 0 { "`a`" } else { "`b`" })
+            );
+        }
+        // batched and one-by-one scoring agree
+        let batch = t.score_split(&split).unwrap();
+        let each = rgd_core::score_each(&t, &split).unwrap();
+        assert!((batch - each).mapv(f64::abs).iter().all(|d| *d < 1e-9));
+    }
+
+    #[test]
+    fn artifact_round_trips_and_config_round_trips() {
+        let (split, models) = world();
+        let t: Box<dyn TrainedRouter> = Box::new(Cascal::default().fit(&split, &models).unwrap());
+        let json = serde_json::to_string(&t).unwrap();
+        let back: Box<dyn TrainedRouter> = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            t.score_split(&split).unwrap(),
+            back.score_split(&split).unwrap()
+        );
+        let c = Cascal {
+            k_nearest: 2,
+            labels: Some(LabelSource::Correctness),
+            ..Default::default()
+        };
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(toml::from_str::<Cascal>(&text).unwrap(), c);
+        assert_eq!(
+            toml::from_str::<CascalGt>("")
+                .unwrap()
+                .resolved()
+                .label_source(),
+            LabelSource::Correctness
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_refused() {
+        let (split, models) = world();
+        let e = Cascal {
+            k_nearest: 0,
+            ..Default::default()
+        }
+        .fit(&split, &models)
+        .unwrap_err();
+        assert!(e.to_string().contains("k_nearest"));
+        let e = Cascal {
+            scoring_temperature: f64::NAN,
+            ..Default::default()
+        }
+        .fit(&split, &models)
+        .unwrap_err();
+        assert!(e.to_string().contains("scoring_temperature"));
+    }
+}
