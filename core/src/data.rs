@@ -88,6 +88,9 @@ pub struct Responses {
     /// The model's confidence: mean token log-probability of its response (or the
     /// log-probability of the chosen letter). `NaN` when unknown.
     pub confidence: Array2<f64>,
+    /// Seconds each answer took, when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Array2<f64>>,
 }
 
 impl Responses {

@@ -234,6 +234,7 @@ mod tests {
                     choices[q][m].and_then(Letter::from_index)
                 }),
                 confidence: Array2::from_shape_fn((n, 3), |(q, m)| conf[q][m]),
+                latency: None,
             },
             embeddings: Array2::zeros((n, 1)),
         }

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::traits::{DataSource, Embedder, Filter, Generator, Labeler, LlmBackend, Router};
+use crate::traits::{
+    DataSource, Embedder, Filter, Generator, Labeler, LlmBackend, QuestionSource, Router,
+};
 use crate::{Error, Result};
 
 /// The kinds of component a pipeline is assembled from.
@@ -21,6 +23,8 @@ use crate::{Error, Result};
 pub enum Kind {
     /// Provides a dataset ([`DataSource`]).
     DataSource,
+    /// Provides questions ([`QuestionSource`]).
+    Questions,
     /// Writes questions ([`Generator`]).
     Generator,
     /// Removes questions ([`Filter`]).
@@ -37,8 +41,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 8] = [
         Kind::DataSource,
+        Kind::Questions,
         Kind::Generator,
         Kind::Filter,
         Kind::Labeler,
@@ -52,6 +57,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::DataSource => "data source",
+            Kind::Questions => "question source",
             Kind::Generator => "generator",
             Kind::Filter => "filter",
             Kind::Labeler => "labeler",
@@ -67,6 +73,8 @@ impl fmt::Display for Kind {
 pub enum Component {
     /// A data source.
     DataSource(Box<dyn DataSource>),
+    /// A question source.
+    Questions(Box<dyn QuestionSource>),
     /// A generator.
     Generator(Box<dyn Generator>),
     /// A filter.
@@ -111,34 +119,30 @@ pub fn from_table<T: DeserializeOwned>(t: toml::Table) -> std::result::Result<T,
 /// Kinds: `data_source`, `generator`, `filter`, `labeler`, `router`, `embedder`, `backend`.
 #[macro_export]
 macro_rules! register {
-    (data_source, $name:literal, $ty:ty) => {
-        $crate::__register!(DataSource, $name, $ty);
-    };
-    (generator, $name:literal, $ty:ty) => {
-        $crate::__register!(Generator, $name, $ty);
-    };
-    (filter, $name:literal, $ty:ty) => {
-        $crate::__register!(Filter, $name, $ty);
-    };
-    (labeler, $name:literal, $ty:ty) => {
-        $crate::__register!(Labeler, $name, $ty);
-    };
-    (router, $name:literal, $ty:ty) => {
-        $crate::__register!(Router, $name, $ty);
-    };
-    (embedder, $name:literal, $ty:ty) => {
-        $crate::__register!(Embedder, $name, $ty);
-    };
-    (backend, $name:literal, $ty:ty) => {
-        $crate::__register!(Backend, $name, $ty);
-    };
+    (data_source, $($rest:tt)*) => { $crate::__register!(DataSource, $($rest)*); };
+    (questions, $($rest:tt)*) => { $crate::__register!(Questions, $($rest)*); };
+    (generator, $($rest:tt)*) => { $crate::__register!(Generator, $($rest)*); };
+    (filter, $($rest:tt)*) => { $crate::__register!(Filter, $($rest)*); };
+    (labeler, $($rest:tt)*) => { $crate::__register!(Labeler, $($rest)*); };
+    (router, $($rest:tt)*) => { $crate::__register!(Router, $($rest)*); };
+    (embedder, $($rest:tt)*) => { $crate::__register!(Embedder, $($rest)*); };
+    (backend, $($rest:tt)*) => { $crate::__register!(Backend, $($rest)*); };
 }
 
-/// Implementation detail of [`register!`].
+/// Implementation detail of [`register!`]. With a fourth argument, the config is turned into
+/// the component by that function (`fn(Config) -> Result<Box<dyn Trait>, impl Display>`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register {
     ($variant:ident, $name:literal, $ty:ty) => {
+        $crate::__register!(
+            $variant,
+            $name,
+            $ty,
+            ::std::result::Result::<_, ::std::convert::Infallible>::Ok
+        );
+    };
+    ($variant:ident, $name:literal, $ty:ty, $f:path) => {
         $crate::inventory::submit! {
             $crate::registry::Registration {
                 kind: $crate::registry::Kind::$variant,
@@ -147,7 +151,8 @@ macro_rules! __register {
                 schema: || $crate::schemars::schema_for!($ty),
                 build: |t| {
                     let c: $ty = $crate::registry::from_table(t)?;
-                    Ok($crate::registry::Component::$variant(Box::new(c)))
+                    let built = $f(Box::new(c)).map_err(|e| e.to_string())?;
+                    Ok($crate::registry::Component::$variant(built))
                 },
             }
         }
@@ -394,6 +399,34 @@ impl Registry {
         match self.build(Kind::Router, table, context)? {
             Component::Router(r) => Ok(r),
             other => Err(wrong_kind(context, Kind::Router, &other)),
+        }
+    }
+
+    /// Build a question source.
+    pub fn build_questions(
+        &self,
+        table: toml::Table,
+        context: &str,
+    ) -> Result<Box<dyn QuestionSource>> {
+        match self.build(Kind::Questions, table, context)? {
+            Component::Questions(q) => Ok(q),
+            other => Err(wrong_kind(context, Kind::Questions, &other)),
+        }
+    }
+
+    /// Build an LLM backend.
+    pub fn build_backend(&self, table: toml::Table, context: &str) -> Result<Box<dyn LlmBackend>> {
+        match self.build(Kind::Backend, table, context)? {
+            Component::Backend(b) => Ok(b),
+            other => Err(wrong_kind(context, Kind::Backend, &other)),
+        }
+    }
+
+    /// Build an embedder.
+    pub fn build_embedder(&self, table: toml::Table, context: &str) -> Result<Box<dyn Embedder>> {
+        match self.build(Kind::Embedder, table, context)? {
+            Component::Embedder(e) => Ok(e),
+            other => Err(wrong_kind(context, Kind::Embedder, &other)),
         }
     }
 

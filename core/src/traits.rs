@@ -52,6 +52,12 @@ pub trait DataSource: Send + Sync + Debug {
     fn load(&self, ctx: &Context) -> Result<Dataset>;
 }
 
+/// Provides questions without responses (a benchmark, a file of generated questions, ...).
+pub trait QuestionSource: Send + Sync + Debug {
+    /// Load the questions.
+    fn questions(&self, ctx: &Context) -> Result<Vec<Question>>;
+}
+
 /// A subject and the one-paragraph description a generator writes questions from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SubjectDescription {
@@ -197,6 +203,9 @@ pub struct ScoreRequest {
     pub messages: Vec<Message>,
     /// How many letters (A..) to score.
     pub n_options: usize,
+    /// Text appended after the rendered conversation (e.g. `Answer:`); the letter follows it.
+    #[serde(default)]
+    pub answer_prefix: String,
 }
 
 /// Log-probabilities of the option letters.
@@ -204,6 +213,9 @@ pub struct ScoreRequest {
 pub struct ChoiceScores {
     /// One log-probability per letter, A first.
     pub logprobs: Vec<f64>,
+    /// Seconds the model took (kept in the cache, so replays report the original latency).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Sampled generation parameters.
@@ -230,6 +242,9 @@ pub struct Generation {
     pub mean_logprob: f64,
     /// Number of generated tokens.
     pub n_tokens: usize,
+    /// Seconds the model took.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// An LLM: scores option letters and generates text.

@@ -301,7 +301,11 @@ impl ReferenceLayout {
         Ok(Split {
             name: split.to_string(),
             questions,
-            responses: Responses { choice, confidence },
+            responses: Responses {
+                choice,
+                confidence,
+                latency: None,
+            },
             embeddings,
         })
     }

@@ -306,7 +306,11 @@ impl Simulated {
         let split = Split {
             name: name.into(),
             questions,
-            responses: Responses { choice, confidence },
+            responses: Responses {
+                choice,
+                confidence,
+                latency: None,
+            },
             embeddings,
         };
         (split, golds)

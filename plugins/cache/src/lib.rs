@@ -13,7 +13,7 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use ndarray::Array2;
 use rgd_core::{ChoiceScores, Embedder, GenerateRequest, Generation, LlmBackend, ScoreRequest};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,9 @@ pub enum CacheError {
         detail: String,
     },
     /// Replay mode and the call was never recorded.
-    #[error("replay miss: no recorded answer for {op} on `{identity}` (request {request}); recompute it with the cache in read_write mode (e.g. `rgd run --live`)")]
+    #[error(
+        "replay miss: no recorded answer for {op} on `{identity}` (request {request}); recompute it with the cache in read_write mode (e.g. `rgd run --live`)"
+    )]
     Miss {
         /// Operation.
         op: String,
@@ -152,7 +154,8 @@ impl CallCache {
         let conn = if mode == CacheMode::ReadOnly {
             Connection::open_with_flags(
                 path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
         } else {
             Connection::open(path)
@@ -265,7 +268,14 @@ impl CallCache {
             .map_err(self.sq())
     }
 
-    fn put_raw(&self, key: &str, identity: &str, op: &str, request: &str, response: &str) -> Result<(), CacheError> {
+    fn put_raw(
+        &self,
+        key: &str,
+        identity: &str,
+        op: &str,
+        request: &str,
+        response: &str,
+    ) -> Result<(), CacheError> {
         let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn
             .prepare_cached(
@@ -289,7 +299,8 @@ impl CallCache {
             self.inner.misses.fetch_add(1, Ordering::Relaxed);
             return compute();
         }
-        let req = serde_json::to_string(request).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
+        let req =
+            serde_json::to_string(request).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
         let key = Self::key(identity, op, &req);
         if let Some(resp) = self.get_raw(&key)? {
             if let Ok(v) = serde_json::from_str(&resp) {
@@ -315,7 +326,8 @@ impl CallCache {
         }
         self.inner.misses.fetch_add(1, Ordering::Relaxed);
         let value = compute()?;
-        let resp = serde_json::to_string(&value).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
+        let resp =
+            serde_json::to_string(&value).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
         self.put_raw(&key, identity, op, &req, &resp)?;
         Ok(value)
     }
@@ -367,8 +379,10 @@ impl CallCache {
                 key,
                 identity,
                 op,
-                request: serde_json::from_str(&request).unwrap_or(serde_json::Value::String(request)),
-                response: serde_json::from_str(&response).unwrap_or(serde_json::Value::String(response)),
+                request: serde_json::from_str(&request)
+                    .unwrap_or(serde_json::Value::String(request)),
+                response: serde_json::from_str(&response)
+                    .unwrap_or(serde_json::Value::String(response)),
             };
             serde_json::to_writer(&mut gz, &rec).map_err(|e| io(std::io::Error::other(e)))?;
             gz.write_all(b"\n").map_err(io)?;
@@ -442,12 +456,15 @@ impl LlmBackend for CachedBackend {
         self.inner.identity()
     }
     fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
-        self.cache
-            .call(&self.inner.identity(), "score", req, || self.inner.score_choices(req))
+        self.cache.call(&self.inner.identity(), "score", req, || {
+            self.inner.score_choices(req)
+        })
     }
     fn generate(&self, req: &GenerateRequest) -> rgd_core::Result<Generation> {
         self.cache
-            .call(&self.inner.identity(), "generate", req, || self.inner.generate(req))
+            .call(&self.inner.identity(), "generate", req, || {
+                self.inner.generate(req)
+            })
     }
 }
 
@@ -508,7 +525,11 @@ impl Embedder for CachedEmbedder {
                 found[i] = Some(v);
             }
         }
-        let dim = found.first().and_then(|v| v.as_ref()).map(Vec::len).unwrap_or(0);
+        let dim = found
+            .first()
+            .and_then(|v| v.as_ref())
+            .map(Vec::len)
+            .unwrap_or(0);
         let mut m = Array2::zeros((texts.len(), dim));
         for (i, v) in found.into_iter().enumerate() {
             let v = v.expect("every text embedded");
@@ -534,22 +555,41 @@ mod tests {
         let p = t.path().join("c.sqlite");
         let c = CallCache::open(&p, CacheMode::ReadWrite).unwrap();
         let mut calls = 0;
-        let v: Vec<f64> = c.call("m#abc", "score", &("q", 1), || { calls += 1; Ok(vec![1.0, 2.0]) }).unwrap();
-        let w: Vec<f64> = c.call("m#abc", "score", &("q", 1), || { calls += 1; Ok(vec![9.0]) }).unwrap();
+        let v: Vec<f64> = c
+            .call("m#abc", "score", &("q", 1), || {
+                calls += 1;
+                Ok(vec![1.0, 2.0])
+            })
+            .unwrap();
+        let w: Vec<f64> = c
+            .call("m#abc", "score", &("q", 1), || {
+                calls += 1;
+                Ok(vec![9.0])
+            })
+            .unwrap();
         assert_eq!((v.clone(), w, calls), (vec![1.0, 2.0], vec![1.0, 2.0], 1));
         assert_eq!(c.stats(), (1, 1));
         let out = t.path().join("rec.jsonl.gz");
         assert_eq!(c.export(&out, None).unwrap(), 1);
         drop(c);
         let r = CallCache::open(&p, CacheMode::ReadOnly).unwrap();
-        let v2: Vec<f64> = r.call("m#abc", "score", &("q", 1), || unreachable!()).unwrap();
+        let v2: Vec<f64> = r
+            .call("m#abc", "score", &("q", 1), || unreachable!())
+            .unwrap();
         assert_eq!(v2, v);
-        let e = r.call::<_, Vec<f64>>("m#abc", "score", &("q", 2), || unreachable!()).unwrap_err();
-        assert!(e.to_string().contains("replay miss") && e.to_string().contains("m#abc"), "{e}");
+        let e = r
+            .call::<_, Vec<f64>>("m#abc", "score", &("q", 2), || unreachable!())
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("replay miss") && e.to_string().contains("m#abc"),
+            "{e}"
+        );
         // a recording imports into a fresh cache
         let fresh = CallCache::open(&t.path().join("d.sqlite"), CacheMode::ReadWrite).unwrap();
         assert_eq!(fresh.import(&out).unwrap(), 1);
-        let v3: Vec<f64> = fresh.call("m#abc", "score", &("q", 1), || unreachable!()).unwrap();
+        let v3: Vec<f64> = fresh
+            .call("m#abc", "score", &("q", 1), || unreachable!())
+            .unwrap();
         assert_eq!(v3, v);
     }
 
@@ -558,7 +598,9 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("c.sqlite");
         std::fs::write(&p, vec![0x42u8; 8192]).unwrap();
-        let e = CallCache::open(&p, CacheMode::ReadWrite).unwrap_err().to_string();
+        let e = CallCache::open(&p, CacheMode::ReadWrite)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("corrupt"), "{e}");
     }
 

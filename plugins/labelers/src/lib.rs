@@ -173,6 +173,7 @@ mod tests {
                     choice[j].and_then(Letter::from_index)
                 }),
                 confidence: Array2::from_shape_fn((1, m), |(_, j)| conf[j]),
+                latency: None,
             },
             embeddings: Array2::zeros((1, 2)),
         }

@@ -184,6 +184,7 @@ mod tests {
             responses: Responses {
                 choice: Array2::from_shape_fn((4, 2), |(q, m)| Letter::from_index(ch[q][m])),
                 confidence: Array2::from_elem((4, 2), -0.5),
+                latency: None,
             },
             embeddings: Array2::zeros((4, 2)),
         }

@@ -960,7 +960,11 @@ mod tests {
         let split = Split {
             name: "train".into(),
             questions,
-            responses: Responses { choice, confidence },
+            responses: Responses {
+                choice,
+                confidence,
+                latency: None,
+            },
             embeddings: emb,
         };
         (split, models)

@@ -1,0 +1,397 @@
+//! The `llamacpp` backend: GGUF models run in-process by llama.cpp (through `llama-cpp-2`).
+//!
+//! - Choice scoring: one forward pass over the prompt; the log-probability of each option
+//!   letter as the next token (the sum over its single-token spellings, `" A"` and `"A"`).
+//! - Generation: temperature, top-p and seed sampling; the reply's mean token log-probability
+//!   under the model's own (temperature 1) distribution is its confidence.
+//!
+//! Prompts use the model's own chat template when it has one (`chat_template = true`).
+//! A model is loaded on its first call, so a replayed run (every call cached) never loads it.
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use rgd_core::{ChoiceScores, GenerateRequest, Generation, LlmBackend, Message, ScoreRequest};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaError {
+    /// The model file cannot be found or fetched.
+    #[error(transparent)]
+    Asset(#[from] rgd_assets::AssetError),
+    /// llama.cpp could not load the file.
+    #[error("{}: llama.cpp could not load this GGUF ({detail}); check the file (e.g. `rgd assets verify`)", path.display())]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What llama.cpp said.
+        detail: String,
+    },
+    /// The prompt does not fit the context.
+    #[error(
+        "prompt of {tokens} tokens is longer than the context of {n_ctx} tokens (raise `n_ctx`)"
+    )]
+    TooLong {
+        /// Prompt tokens.
+        tokens: usize,
+        /// Context size.
+        n_ctx: u32,
+    },
+    /// A llama.cpp call failed.
+    #[error("llama.cpp: {0}")]
+    Llama(String),
+}
+
+impl From<LlamaError> for rgd_core::Error {
+    fn from(e: LlamaError) -> Self {
+        rgd_core::Error::component("backend llamacpp", e)
+    }
+}
+
+fn llama(e: impl std::fmt::Display) -> LlamaError {
+    LlamaError::Llama(e.to_string())
+}
+
+/// A GGUF model run in-process by llama.cpp: letter scoring in one forward pass, and sampling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaCpp {
+    /// An asset name (`smollm2-135m`, `gemma3-270m`, `qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`)
+    /// or a path to a `.gguf` file.
+    pub model: String,
+    /// Maximum context in tokens.
+    #[serde(default = "default_ctx")]
+    pub n_ctx: u32,
+    /// CPU threads (0 = all cores).
+    #[serde(default)]
+    pub threads: i32,
+    /// Render prompts with the model's own chat template (when it has one).
+    #[serde(default = "yes")]
+    pub chat_template: bool,
+}
+
+fn default_ctx() -> u32 {
+    2048
+}
+fn yes() -> bool {
+    true
+}
+
+struct Loaded {
+    model: LlamaModel,
+    template: Option<llama_cpp_2::model::LlamaChatTemplate>,
+    bos_text: String,
+    /// Per letter A..T: its single-token spellings.
+    letter_tokens: Vec<Vec<LlamaToken>>,
+}
+
+/// The backend (the config plus the lazily loaded model).
+pub struct LlamaCppBackend {
+    cfg: LlamaCpp,
+    path: PathBuf,
+    sha256: String,
+    loaded: OnceLock<Result<Loaded, String>>,
+    /// llama.cpp contexts are not shared between threads: one call at a time per model.
+    lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for LlamaCppBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaCppBackend")
+            .field("model", &self.cfg.model)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
+}
+
+fn backend() -> Result<&'static LlamaBackend, LlamaError> {
+    static B: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    B.get_or_init(|| {
+        let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+        if std::env::var_os("RGD_LLAMA_LOG").is_none() {
+            b.void_logs();
+        }
+        Ok(b)
+    })
+    .as_ref()
+    .map_err(|e| LlamaError::Llama(e.clone()))
+}
+
+impl LlamaCpp {
+    /// Resolve the model file and its identity (an asset's pinned hash, or the file's hash).
+    pub fn open(&self) -> Result<LlamaCppBackend, LlamaError> {
+        let (path, sha256) = if let Some(h) = rgd_assets::sha256_of(&self.model, "model.gguf") {
+            let path = rgd_assets::assets_dir()
+                .join(&self.model)
+                .join("model.gguf");
+            (path, h.to_string())
+        } else {
+            let path = PathBuf::from(&self.model);
+            let (h, _) = rgd_assets::hash_file(&path)?;
+            (path, h)
+        };
+        Ok(LlamaCppBackend {
+            cfg: self.clone(),
+            path,
+            sha256,
+            loaded: OnceLock::new(),
+            lock: Mutex::new(()),
+        })
+    }
+}
+
+fn threads(n: i32) -> i32 {
+    if n > 0 {
+        n
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as i32)
+            .unwrap_or(2)
+    }
+}
+
+fn log_softmax_at(logits: &[f32], ids: &[LlamaToken]) -> Vec<f64> {
+    let mx = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = mx
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - mx).exp())
+            .sum::<f64>()
+            .ln();
+    ids.iter()
+        .map(|t| logits[t.0 as usize] as f64 - lse)
+        .collect()
+}
+
+fn logsumexp(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        return f64::NEG_INFINITY;
+    }
+    let mx = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    mx + xs.iter().map(|x| (x - mx).exp()).sum::<f64>().ln()
+}
+
+impl LlamaCppBackend {
+    fn load(&self) -> Result<&Loaded, LlamaError> {
+        self.loaded
+            .get_or_init(|| {
+                let b = backend().map_err(|e| e.to_string())?;
+                if !self.path.exists() {
+                    return Err(match rgd_assets::spec(&self.cfg.model) {
+                        Ok(_) => rgd_assets::file(&self.cfg.model, "model.gguf")
+                            .err()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default(),
+                        Err(_) => format!("{}: no such model file", self.path.display()),
+                    });
+                }
+                let model = LlamaModel::load_from_file(b, &self.path, &LlamaModelParams::default())
+                    .map_err(|e| {
+                        LlamaError::Load {
+                            path: self.path.clone(),
+                            detail: e.to_string(),
+                        }
+                        .to_string()
+                    })?;
+                let template = if self.cfg.chat_template {
+                    model.chat_template(None).ok()
+                } else {
+                    None
+                };
+                let vocab = model.vocab();
+                let bos_text =
+                    String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None))
+                        .into_owned();
+                let letter_tokens = (0..rgd_core::N_LETTERS)
+                    .map(|i| {
+                        let l = (b'A' + i as u8) as char;
+                        let mut v: Vec<LlamaToken> = Vec::new();
+                        for s in [format!(" {l}"), l.to_string()] {
+                            let t = vocab.tokenize(s.as_bytes(), false, false);
+                            if t.len() == 1 && !v.contains(&t[0]) {
+                                v.push(t[0]);
+                            }
+                        }
+                        v
+                    })
+                    .collect();
+                Ok(Loaded {
+                    model,
+                    template,
+                    bos_text,
+                    letter_tokens,
+                })
+            })
+            .as_ref()
+            .map_err(|e| LlamaError::Llama(e.clone()))
+    }
+
+    fn render(
+        &self,
+        l: &Loaded,
+        messages: &[Message],
+        assistant_next: bool,
+    ) -> Result<String, LlamaError> {
+        if let Some(t) = &l.template {
+            let chat = messages
+                .iter()
+                .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(llama)?;
+            if let Ok(s) = l.model.apply_chat_template(t, &chat, assistant_next) {
+                return Ok(s);
+            }
+        }
+        // no (usable) template: plain text, one message per paragraph
+        let mut s = messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        s.push('\n');
+        Ok(s)
+    }
+
+    fn tokens(&self, l: &Loaded, prompt: &str) -> Vec<LlamaToken> {
+        let vocab = l.model.vocab();
+        // a template that writes the BOS text itself must not get a second BOS
+        let add_special = l.bos_text.is_empty() || !prompt.starts_with(&l.bos_text);
+        vocab.tokenize(prompt.as_bytes(), add_special, true)
+    }
+
+    fn context<'a>(
+        &self,
+        l: &'a Loaded,
+        n: usize,
+    ) -> Result<llama_cpp_2::context::LlamaContext<'a>, LlamaError> {
+        let n_ctx = (n as u32).div_ceil(256) * 256;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx.max(256)))
+            .with_n_batch(n_ctx.max(256))
+            .with_n_threads(threads(self.cfg.threads))
+            .with_n_threads_batch(threads(self.cfg.threads));
+        l.model.new_context(backend()?, params).map_err(llama)
+    }
+
+    /// Model file path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl LlmBackend for LlamaCppBackend {
+    fn identity(&self) -> String {
+        format!(
+            "llamacpp:{}:{}",
+            self.sha256,
+            if self.cfg.chat_template {
+                "chat"
+            } else {
+                "plain"
+            }
+        )
+    }
+
+    fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let l = self.load()?;
+        let t0 = std::time::Instant::now();
+        let mut prompt = self.render(l, &req.messages, true)?;
+        prompt.push_str(&req.answer_prefix);
+        let toks = self.tokens(l, &prompt);
+        if toks.len() + 1 > self.cfg.n_ctx as usize {
+            return Err(LlamaError::TooLong {
+                tokens: toks.len(),
+                n_ctx: self.cfg.n_ctx,
+            }
+            .into());
+        }
+        let mut ctx = self.context(l, toks.len() + 1)?;
+        let mut batch = LlamaBatch::new(toks.len(), 1);
+        let last = toks.len() - 1;
+        for (i, t) in toks.iter().enumerate() {
+            batch.add(*t, i as i32, &[0], i == last).map_err(llama)?;
+        }
+        ctx.decode(&mut batch).map_err(llama)?;
+        let logits = ctx.get_logits_ith(last as i32);
+        let logprobs = (0..req.n_options.min(rgd_core::N_LETTERS))
+            .map(|i| logsumexp(&log_softmax_at(logits, &l.letter_tokens[i])))
+            .collect();
+        Ok(ChoiceScores {
+            logprobs,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn generate(&self, req: &GenerateRequest) -> rgd_core::Result<Generation> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let l = self.load()?;
+        let t0 = std::time::Instant::now();
+        let prompt = self.render(l, &req.messages, true)?;
+        let toks = self.tokens(l, &prompt);
+        if toks.len() + req.max_tokens > self.cfg.n_ctx as usize {
+            return Err(LlamaError::TooLong {
+                tokens: toks.len() + req.max_tokens,
+                n_ctx: self.cfg.n_ctx,
+            }
+            .into());
+        }
+        let mut ctx = self.context(l, toks.len() + req.max_tokens)?;
+        let mut batch = LlamaBatch::new(toks.len().max(1), 1);
+        let last = toks.len() - 1;
+        for (i, t) in toks.iter().enumerate() {
+            batch.add(*t, i as i32, &[0], i == last).map_err(llama)?;
+        }
+        ctx.decode(&mut batch).map_err(llama)?;
+        let mut sampler = if req.temperature <= 0.0 {
+            LlamaSampler::greedy()
+        } else {
+            LlamaSampler::chain_simple([
+                LlamaSampler::top_p(req.top_p as f32, 1),
+                LlamaSampler::temp(req.temperature as f32),
+                LlamaSampler::dist(req.seed as u32),
+            ])
+        };
+        let vocab = l.model.vocab();
+        let mut out = Vec::new();
+        let mut lp_sum = 0.0;
+        let mut n = 0usize;
+        let mut idx = batch.n_tokens() - 1;
+        let mut pos = toks.len() as i32;
+        while n < req.max_tokens {
+            let token = sampler.sample(&ctx, idx);
+            if vocab.is_eog(token) {
+                break;
+            }
+            lp_sum += log_softmax_at(ctx.get_logits_ith(idx), &[token])[0];
+            n += 1;
+            out.extend(vocab.token_to_piece(token, false, None));
+            batch.clear();
+            batch.add(token, pos, &[0], true).map_err(llama)?;
+            pos += 1;
+            ctx.decode(&mut batch).map_err(llama)?;
+            idx = 0;
+        }
+        Ok(Generation {
+            text: String::from_utf8_lossy(&out).into_owned(),
+            mean_logprob: if n == 0 { 0.0 } else { lp_sum / n as f64 },
+            n_tokens: n,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn build(c: Box<LlamaCpp>) -> Result<Box<dyn LlmBackend>, LlamaError> {
+    Ok(Box::new(c.open()?))
+}
+
+rgd_core::register!(backend, "llamacpp", LlamaCpp, build);
