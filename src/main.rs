@@ -1,6 +1,7 @@
 //! `rgd`: Routing with Generated Data — run pipelines, list plugins, simulate worlds, benchmark.
 
 mod bench;
+mod data;
 mod progress;
 mod results;
 mod run;
@@ -8,6 +9,8 @@ mod run;
 // Plugin crates register their components through `inventory`; a crate the binary never
 // references is not linked, so reference each one.
 use rgd_backend_llamacpp as _;
+use rgd_benchmarks as _;
+use rgd_embedders as _;
 use rgd_labelers as _;
 use rgd_reference_layout as _;
 use rgd_router_baselines as _;
@@ -41,6 +44,8 @@ enum Cmd {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        cache: data::CacheArgs,
     },
     /// List every registered component type per kind, with its doc and fields.
     Plugins {
@@ -358,8 +363,8 @@ fn main() -> ExitCode {
     let result = (|| -> Result<()> {
         let registry = Registry::builtin()?;
         match &cli.cmd {
-            Cmd::Run { pipeline, out } => {
-                let r = run::run(&registry, pipeline, out, cli.quiet)?;
+            Cmd::Run { pipeline, out, cache } => {
+                let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
                 if !cli.quiet {
                     eprintln!(
                         "wrote {}/results.json and {}/report.md",
@@ -381,7 +386,7 @@ fn main() -> ExitCode {
             Cmd::Export { pipeline, out } => {
                 let p = Pipeline::from_file(pipeline)?;
                 let built = p.build(&registry, cli.quiet)?;
-                let ds = built.data.load(&built.ctx)?;
+                let (ds, _) = data::load(&registry, &p, &built.ctx, &data::CacheArgs::default(), cli.quiet)?;
                 rgd_reference_layout::export(&ds, out)?;
                 println!("wrote {} (task {})", out.display(), ds.task);
                 Ok(())

@@ -99,6 +99,20 @@ pub struct RunResults {
     pub references: ReferencesOut,
     /// Seconds spent loading the data.
     pub load_seconds: f64,
+    /// Model calls of the data stage (when a pool answered through the cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Calls2>,
+}
+
+/// Call statistics of the data stage.
+#[derive(Clone, Debug, Serialize)]
+pub struct Calls2 {
+    /// The cache file.
+    pub cache: String,
+    /// Calls served from the cache.
+    pub cache_hits: u64,
+    /// Calls that ran a model.
+    pub model_calls: u64,
 }
 
 fn pct(x: f64) -> String {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::data::CacheArgs;
 use crate::progress::Stage;
 use crate::results::{
     Calls, GapClosed, ReferencesOut, RouterFailure, RouterResult, RunResults, report,
@@ -29,6 +30,7 @@ pub fn run(
     registry: &Registry,
     pipeline_path: &Path,
     out: &Path,
+    cache_args: &CacheArgs,
     quiet: bool,
 ) -> Result<RunResults> {
     let pipeline = Pipeline::from_file(pipeline_path)?;
@@ -37,8 +39,8 @@ pub fn run(
     std::fs::create_dir_all(out.join("routers"))
         .with_context(|| format!("creating {}", out.display()))?;
 
-    let stage = Stage::start(format!("load data ({})", pipeline.data.context), quiet);
-    let ds = built.data.load(ctx)?;
+    let stage = Stage::start("load data", quiet);
+    let (ds, cache) = crate::data::load(registry, &pipeline, ctx, cache_args, quiet)?;
     ds.validate()?;
     let load_seconds = stage.done(&format!(
         "{} training and {} test questions, {} models",
@@ -138,6 +140,14 @@ pub fn run(
             per_subject: refs.per_subject.clone(),
         },
         load_seconds,
+        calls: cache.map(|c| {
+            let (hits, misses) = c.stats();
+            crate::results::Calls2 {
+                cache: c.path().display().to_string(),
+                cache_hits: hits,
+                model_calls: misses,
+            }
+        }),
     };
     write_file(
         &out.join("results.json"),

@@ -10,17 +10,45 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 use crate::registry::Registry;
-use crate::traits::{Context, DataSource, Router};
+use crate::traits::{Context, Router};
 use crate::{Error, Result};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPipeline {
-    data: Spanned<toml::Table>,
+    #[serde(default)]
+    data: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    questions: IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    pool: IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    embedder: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    cache: Option<Spanned<toml::Table>>,
     #[serde(default)]
     routers: IndexMap<String, Spanned<toml::Table>>,
     #[serde(default)]
     seed: u64,
+}
+
+/// Where the dataset comes from.
+#[derive(Clone, Debug)]
+pub enum DataSpec {
+    /// `[data]`: a data source that provides everything (questions, responses, embeddings).
+    Source(Located),
+    /// Questions answered by a pool of models and embedded here:
+    /// `[questions.train]`, `[questions.test]`, `[pool.NAME]`..., `[embedder]`.
+    Answered {
+        /// Training questions.
+        train: Located,
+        /// Test questions.
+        test: Located,
+        /// Pool models, in file order.
+        pool: Vec<(String, Located)>,
+        /// The embedder.
+        embedder: Located,
+    },
 }
 
 /// A component's TOML table and where it stands (for error messages).
@@ -39,19 +67,20 @@ pub struct Pipeline {
     pub path: PathBuf,
     /// The folder relative paths resolve against.
     pub base_dir: PathBuf,
-    /// `[data]`.
-    pub data: Located,
+    /// Where the data comes from.
+    pub data: DataSpec,
+    /// `[cache]`, if given (`path`, `mode`).
+    pub cache: Option<Located>,
     /// `[routers.NAME]`, in file order.
     pub routers: Vec<(String, Located)>,
     /// Run seed (`seed = N` at top level; default 0).
     pub seed: u64,
 }
 
-/// A pipeline whose components are built.
+/// A pipeline whose routers are built (the data stage is built by the runner, which knows
+/// the call cache).
 #[derive(Debug)]
 pub struct BuiltPipeline {
-    /// The data source.
-    pub data: Box<dyn DataSource>,
     /// Routers by their table name.
     pub routers: Vec<(String, Box<dyn Router>)>,
     /// The context to run them with.
@@ -93,10 +122,68 @@ impl Pipeline {
                 context: format!("{file}:{line} [{name}]"),
             }
         };
+        let err = |msg: String| Error::Config {
+            context: file.clone(),
+            msg,
+        };
+        let mut questions: IndexMap<String, Located> = raw
+            .questions
+            .into_iter()
+            .map(|(k, t)| {
+                let l = locate(t, &format!("questions.{k}"));
+                (k, l)
+            })
+            .collect();
+        if let Some(k) = questions.keys().find(|k| *k != "train" && *k != "test") {
+            return Err(err(format!(
+                "[questions.{k}]: question tables must be named `train` or `test`"
+            )));
+        }
+        let answered_keys = !questions.is_empty() || !raw.pool.is_empty() || raw.embedder.is_some();
+        let data = match (raw.data, answered_keys) {
+            (Some(d), false) => DataSpec::Source(locate(d, "data")),
+            (Some(_), true) => {
+                return Err(err(
+                    "give either [data] or [questions.train] + [questions.test] + [pool.NAME] + [embedder], not both"
+                        .into(),
+                ));
+            }
+            (None, _) => {
+                let missing: Vec<&str> = [
+                    (!questions.contains_key("train")).then_some("[questions.train]"),
+                    (!questions.contains_key("test")).then_some("[questions.test]"),
+                    raw.pool.is_empty().then_some("[pool.NAME]"),
+                    raw.embedder.is_none().then_some("[embedder]"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                if missing.len() == 4 {
+                    return Err(err("missing [data] (or questions answered by a pool: [questions.train], [questions.test], [pool.NAME], [embedder])".into()));
+                }
+                if !missing.is_empty() {
+                    return Err(err(format!("missing {}", missing.join(", "))));
+                }
+                DataSpec::Answered {
+                    train: questions.shift_remove("train").expect("checked"),
+                    test: questions.shift_remove("test").expect("checked"),
+                    pool: raw
+                        .pool
+                        .into_iter()
+                        .map(|(k, t)| {
+                            let l = locate(t, &format!("pool.{k}"));
+                            (k, l)
+                        })
+                        .collect(),
+                    embedder: locate(raw.embedder.expect("checked"), "embedder"),
+                }
+            }
+        };
         Ok(Pipeline {
             path: path.to_path_buf(),
             base_dir: base_dir.to_path_buf(),
-            data: locate(raw.data, "data"),
+            data,
+            cache: raw.cache.map(|c| locate(c, "cache")),
             routers: raw
                 .routers
                 .into_iter()
@@ -109,9 +196,8 @@ impl Pipeline {
         })
     }
 
-    /// Build every component through the registry.
+    /// Build the routers through the registry (and check the data stage's types exist).
     pub fn build(&self, registry: &Registry, quiet: bool) -> Result<BuiltPipeline> {
-        let data = registry.build_data_source(self.data.table.clone(), &self.data.context)?;
         let routers = self
             .routers
             .iter()
@@ -123,7 +209,6 @@ impl Pipeline {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(BuiltPipeline {
-            data,
             routers,
             ctx: Context {
                 base_dir: self.base_dir.clone(),

@@ -1,0 +1,252 @@
+//! The pool stage: every pool model answers every question (one forward pass scoring the
+//! option letters), and the questions are embedded; the result is a [`Split`].
+//!
+//! The prompt is the question, then `Choices:` with `(A) text` lines, then an instruction to
+//! answer with the letter; `Answer:` follows the rendered conversation and the letter is the
+//! next token. Letter log-probabilities are renormalized over the options; the answer is the
+//! argmax and its (renormalized) log-probability the confidence.
+//!
+//! Letter-prior correction (per model, opt-in): small models answer the same letter whatever
+//! the question (SmolLM2-135M says "A" almost always). With `prior_correction`, each letter's
+//! mean log-probability over the split's questions (with the same number of options) is
+//! subtracted before the argmax; the confidence stays the uncorrected log-probability of the
+//! chosen letter. A question the model cannot score (e.g. longer than its context) is an
+//! abstention, counted and reported, not a crash.
+
+use ndarray::Array2;
+use rgd_core::{Context, Embedder, Letter, LlmBackend, Message, Question, Responses, ScoreRequest, Split};
+use std::collections::BTreeMap;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The embedder returned the wrong number of rows.
+    #[error("embedder returned {got} rows for {want} texts")]
+    Embed {
+        /// Rows returned.
+        got: usize,
+        /// Texts sent.
+        want: usize,
+    },
+}
+
+impl From<PoolError> for rgd_core::Error {
+    fn from(e: PoolError) -> Self {
+        rgd_core::Error::component("pool", e)
+    }
+}
+
+/// A pool model.
+#[derive(Debug)]
+pub struct PoolMember {
+    /// Its name in reports.
+    pub name: String,
+    /// Its backend (usually wrapped in the call cache).
+    pub backend: Box<dyn LlmBackend>,
+    /// Subtract the model's mean log-probability per letter before choosing.
+    pub prior_correction: bool,
+}
+
+/// The multiple-choice prompt of a question.
+pub fn mc_request(q: &Question) -> ScoreRequest {
+    let mut user = format!("{}\n\nChoices:\n", q.text.trim());
+    for (i, o) in q.options.iter().enumerate() {
+        let l = Letter::from_index(i).map(|l| l.as_char()).unwrap_or('?');
+        user.push_str(&format!("({l}) {}\n", o.trim()));
+    }
+    user.push_str("\nAnswer with the letter of the correct choice.");
+    ScoreRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: user,
+        }],
+        n_options: q.options.len(),
+        answer_prefix: "Answer:".into(),
+    }
+}
+
+fn renormalize(lp: &[f64]) -> Vec<f64> {
+    let mx = lp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !mx.is_finite() {
+        return vec![f64::NAN; lp.len()];
+    }
+    let lse = mx + lp.iter().map(|x| (x - mx).exp()).sum::<f64>().ln();
+    lp.iter().map(|x| x - lse).collect()
+}
+
+/// What answering produced besides the responses.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnswerReport {
+    /// Per model: questions it could not score (abstentions) and the first reason.
+    pub failures: BTreeMap<String, (usize, String)>,
+}
+
+/// Every member answers every question. `progress(model, done, total)` is called as it goes.
+pub fn answer(
+    questions: &[Question],
+    members: &[PoolMember],
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> rgd_core::Result<(Responses, AnswerReport)> {
+    let n = questions.len();
+    let m = members.len();
+    let mut choice = Array2::from_elem((n, m), None);
+    let mut confidence = Array2::from_elem((n, m), f64::NAN);
+    let mut latency = Array2::from_elem((n, m), f64::NAN);
+    let mut report = AnswerReport::default();
+    for (j, member) in members.iter().enumerate() {
+        let mut norm: Vec<Option<Vec<f64>>> = Vec::with_capacity(n);
+        for (i, q) in questions.iter().enumerate() {
+            progress(&member.name, i, n);
+            match member.backend.score_choices(&mc_request(q)) {
+                Ok(s) => {
+                    latency[[i, j]] = s.seconds;
+                    let r = renormalize(&s.logprobs);
+                    norm.push(r.iter().all(|x| x.is_finite()).then_some(r));
+                }
+                Err(e) => {
+                    let entry = report.failures.entry(member.name.clone()).or_insert((0, e.to_string()));
+                    entry.0 += 1;
+                    norm.push(None);
+                }
+            }
+        }
+        progress(&member.name, n, n);
+        // per number of options: the mean renormalized log-prob of each letter
+        let mut prior: BTreeMap<usize, (Vec<f64>, usize)> = BTreeMap::new();
+        if member.prior_correction {
+            for r in norm.iter().flatten() {
+                let e = prior.entry(r.len()).or_insert((vec![0.0; r.len()], 0));
+                for (a, x) in e.0.iter_mut().zip(r) {
+                    *a += x;
+                }
+                e.1 += 1;
+            }
+        }
+        for (i, r) in norm.iter().enumerate() {
+            let Some(r) = r else { continue };
+            let shift = prior.get(&r.len()).map(|(s, c)| s.iter().map(|x| x / *c as f64).collect::<Vec<_>>());
+            let adj: Vec<f64> = match &shift {
+                Some(s) => r.iter().zip(s).map(|(x, p)| x - p).collect(),
+                None => r.clone(),
+            };
+            let best = rgd_core::rank(&adj)[0];
+            choice[[i, j]] = Letter::from_index(best);
+            confidence[[i, j]] = r[best];
+        }
+    }
+    Ok((
+        Responses {
+            choice,
+            confidence,
+            latency: Some(latency),
+        },
+        report,
+    ))
+}
+
+/// Embed the question texts (the text only, no options) in batches.
+pub fn embed(questions: &[Question], embedder: &dyn Embedder, batch: usize) -> rgd_core::Result<Array2<f32>> {
+    let mut rows: Vec<Vec<f32>> = Vec::with_capacity(questions.len());
+    for chunk in questions.chunks(batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(|q| q.text.as_str()).collect();
+        let e = embedder.embed(&texts)?;
+        if e.nrows() != texts.len() {
+            return Err(PoolError::Embed {
+                got: e.nrows(),
+                want: texts.len(),
+            }
+            .into());
+        }
+        rows.extend(e.rows().into_iter().map(|r| r.to_vec()));
+    }
+    let dim = rows.first().map(Vec::len).unwrap_or(0);
+    let mut out = Array2::zeros((rows.len(), dim));
+    for (i, r) in rows.iter().enumerate() {
+        out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));
+    }
+    Ok(out)
+}
+
+/// Answer and embed one split.
+pub fn build_split(
+    name: &str,
+    questions: Vec<Question>,
+    members: &[PoolMember],
+    embedder: &dyn Embedder,
+    ctx: &Context,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> rgd_core::Result<Split> {
+    let (responses, report) = answer(&questions, members, progress)?;
+    for (model, (count, first)) in &report.failures {
+        ctx.info(format!(
+            "warning: {model} could not answer {count} {name} question(s) (abstentions); first: {first}"
+        ));
+    }
+    let embeddings = embed(&questions, embedder, 256)?;
+    Ok(Split {
+        name: name.to_string(),
+        questions,
+        responses,
+        embeddings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rgd_core::{ChoiceScores, GenerateRequest, Generation};
+
+    /// A backend that always prefers letter A by a margin, with a question-dependent bump.
+    #[derive(Debug)]
+    struct BiasedA;
+    impl LlmBackend for BiasedA {
+        fn identity(&self) -> String {
+            "biased".into()
+        }
+        fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
+            let text = &req.messages[0].content;
+            if text.contains("too long") {
+                return Err(rgd_core::Error::Data("prompt longer than the context".into()));
+            }
+            // the right letter (encoded in the question) gets +1, A always gets +2
+            let right = text.chars().next().unwrap() as usize - '0' as usize;
+            let lp = (0..req.n_options)
+                .map(|i| -3.0 + if i == 0 { 2.0 } else { 0.0 } + if i == right { 1.0 } else { 0.0 })
+                .collect();
+            Ok(ChoiceScores { logprobs: lp, seconds: 0.01 })
+        }
+        fn generate(&self, _req: &GenerateRequest) -> rgd_core::Result<Generation> {
+            unreachable!()
+        }
+    }
+
+    fn q(right: usize) -> Question {
+        Question {
+            id: format!("{right}"),
+            subject: "s".into(),
+            text: format!("{right} what?"),
+            options: vec!["w".into(), "x".into(), "y".into(), "z".into()],
+            answer: Letter::from_index(right),
+            source: None,
+        }
+    }
+
+    #[test]
+    fn prior_correction_removes_a_letter_bias_and_failures_abstain() {
+        let qs: Vec<Question> = (0..8).map(|i| q(i % 4)).chain([Question { text: "0 too long".into(), ..q(0) }]).collect();
+        let members = vec![
+            PoolMember { name: "raw".into(), backend: Box::new(BiasedA), prior_correction: false },
+            PoolMember { name: "fixed".into(), backend: Box::new(BiasedA), prior_correction: true },
+        ];
+        let (r, report) = answer(&qs, &members, &mut |_, _, _| {}).unwrap();
+        for i in 0..8 {
+            assert_eq!(r.choice[[i, 0]], Letter::from_index(0), "raw always says A");
+            assert_eq!(r.choice[[i, 1]], Letter::from_index(i % 4), "corrected finds the right letter");
+            assert!(r.confidence[[i, 1]] < 0.0);
+        }
+        assert_eq!(r.choice[[8, 0]], None);
+        assert_eq!(report.failures["raw"].0, 1);
+        let p = mc_request(&qs[0]);
+        assert!(p.messages[0].content.contains("Choices:\n(A) w\n(B) x"));
+    }
+}
