@@ -161,3 +161,168 @@ pub fn bench_cascal(a: &BenchArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `rgd bench pool`: the local pool on real MMLU questions.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PoolBenchArgs {
+    /// MMLU questions (sampled across all subjects, seeded).
+    #[arg(long, default_value_t = 200)]
+    pub questions: usize,
+    /// Models (asset names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "smollm2-135m,gemma3-270m,qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"
+    )]
+    pub models: Vec<String>,
+    /// Call cache (reruns are free; delete it to re-measure speed).
+    #[arg(long, default_value = "/tmp/rgd-bench-pool.sqlite")]
+    pub cache: std::path::PathBuf,
+}
+
+/// Accuracy with and without letter-prior correction, and seconds per question per model.
+pub fn bench_pool(a: &PoolBenchArgs) -> Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let (mut all, _) = rgd_benchmarks::load_all("mmlu")?;
+    all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    all.truncate(a.questions);
+    let cache = rgd_cache::CallCache::open(&a.cache, rgd_cache::CacheMode::ReadWrite)?;
+    println!(
+        "{} MMLU questions (seed 7), cache {}",
+        all.len(),
+        a.cache.display()
+    );
+    println!(
+        "| model | accuracy raw | accuracy prior-corrected | s/question | letter most chosen (raw) |"
+    );
+    println!("|---|---:|---:|---:|---|");
+    let mut per_question_total = 0.0;
+    for m in &a.models {
+        let backend = rgd_backend_llamacpp::LlamaCpp {
+            model: m.clone(),
+            n_ctx: 2048,
+            threads: 0,
+            chat_template: true,
+        }
+        .open()?;
+        let mut row = Vec::new();
+        let mut secs = 0.0;
+        let mut top_letter = String::new();
+        for pc in [false, true] {
+            let member = rgd_pool::PoolMember {
+                name: m.clone(),
+                backend: Box::new(rgd_cache::CachedBackend {
+                    inner: Box::new(backend.open_again()),
+                    cache: cache.clone(),
+                }),
+                prior_correction: pc,
+            };
+            let (r, _) = rgd_pool::answer(&all, std::slice::from_ref(&member), &mut |_, _, _| {})?;
+            let right = (0..all.len())
+                .filter(|&i| r.is_correct(i, 0, all[i].answer))
+                .count();
+            row.push(right as f64 / all.len() as f64);
+            if !pc {
+                secs = r
+                    .latency
+                    .as_ref()
+                    .map(|l| l.column(0).mean().unwrap_or(0.0))
+                    .unwrap_or(0.0);
+                let mut counts = std::collections::BTreeMap::new();
+                for c in r.choice.column(0).iter().flatten() {
+                    *counts.entry(c.to_string()).or_insert(0usize) += 1;
+                }
+                if let Some((l, n)) = counts.iter().max_by_key(|(_, n)| **n) {
+                    top_letter = format!("{l} ({n}/{})", all.len());
+                }
+            }
+        }
+        per_question_total += secs;
+        println!(
+            "| {m} | {:.3} | {:.3} | {:.2} | {top_letter} |",
+            row[0], row[1], secs
+        );
+    }
+    println!(
+        "one question with all {} models: {:.2} s",
+        a.models.len(),
+        per_question_total
+    );
+    Ok(())
+}
+
+/// `rgd bench embed`: MiniLM throughput.
+#[derive(clap::Args, Debug, Clone)]
+pub struct EmbedBenchArgs {
+    /// Questions per batch.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Repetitions.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// `minilm` or `wordllama`.
+    #[arg(long, default_value = "minilm")]
+    pub embedder: String,
+}
+
+/// Questions per second of an embedder on MMLU question texts.
+pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let (mut all, _) = rgd_benchmarks::load_all("mmlu")?;
+    all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    let texts: Vec<&str> = all.iter().take(a.batch).map(|q| q.text.as_str()).collect();
+    let registry = rgd_core::Registry::builtin()?;
+    let mut t = toml::Table::new();
+    t.insert("type".into(), a.embedder.clone().into());
+    let e = registry.build_embedder(t, "bench")?;
+    e.embed(&texts[..1])?; // load
+    let (secs, out) = time(a.repeats, || e.embed(&texts));
+    let out = out?;
+    println!(
+        "{}: {} MMLU questions (random sample, seed 7) in {:.3} s = {:.0} questions/s ({}-d, median of {})",
+        a.embedder,
+        texts.len(),
+        secs,
+        texts.len() as f64 / secs,
+        out.ncols(),
+        a.repeats
+    );
+    Ok(())
+}
+
+/// `rgd bench cache`: overhead of a cache hit.
+pub fn bench_cache() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("rgd-bench-cache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let c = rgd_cache::CallCache::open(&dir.join("c.sqlite"), rgd_cache::CacheMode::ReadWrite)?;
+    let n = 10_000;
+    let req = |i: usize| rgd_core::ScoreRequest {
+        messages: vec![rgd_core::Message {
+            role: "user".into(),
+            content: format!("question {i}: {}", "lorem ipsum ".repeat(40)),
+        }],
+        n_options: 4,
+        answer_prefix: "Answer:".into(),
+    };
+    for i in 0..n {
+        c.call("bench#model", "score", &req(i), || {
+            Ok(rgd_core::ChoiceScores {
+                logprobs: vec![-1.0, -2.0, -3.0, -4.0],
+                seconds: 0.5,
+            })
+        })?;
+    }
+    let reqs: Vec<_> = (0..n).map(req).collect();
+    let t = Instant::now();
+    for r in &reqs {
+        let _: rgd_core::ChoiceScores = c.call("bench#model", "score", r, || unreachable!())?;
+    }
+    let per = t.elapsed().as_secs_f64() / n as f64 * 1e6;
+    println!(
+        "cache hit (key hash + SQLite lookup + decode), {n} hits on {n} stored calls: {per:.1} us per hit"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

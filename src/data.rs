@@ -86,7 +86,10 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
         Some(v) => {
             return Err(rgd_core::Error::Config {
                 context: l.context.clone(),
-                msg: format!("`prior_correction` must be true or false, found {}", v.type_str()),
+                msg: format!(
+                    "`prior_correction` must be true or false, found {}",
+                    v.type_str()
+                ),
             }
             .into());
         }
@@ -135,14 +138,18 @@ pub fn load(
             let bar = (!quiet).then(|| {
                 let b = ProgressBar::new(0);
                 b.set_style(
-                    ProgressStyle::with_template("  {prefix} {msg:<28} [{bar:30}] {pos}/{len} ({elapsed})")
-                        .expect("static template"),
+                    ProgressStyle::with_template(
+                        "  {prefix} {msg:<28} [{bar:30}] {pos}/{len} ({elapsed})",
+                    )
+                    .expect("static template"),
                 );
                 b
             });
             let mut splits = Vec::new();
             for (name, src) in [("train", &tq), ("test", &sq)] {
-                let qs = src.questions(ctx).with_context(|| format!("loading the {name} questions"))?;
+                let qs = src
+                    .questions(ctx)
+                    .with_context(|| format!("loading the {name} questions"))?;
                 if let Some(b) = &bar {
                     b.set_prefix(name.to_string());
                 }
@@ -153,7 +160,14 @@ pub fn load(
                         b.set_message(model.to_string());
                     }
                 };
-                splits.push(rgd_pool::build_split(name, qs, &members, &emb, ctx, &mut progress)?);
+                splits.push(rgd_pool::build_split(
+                    name,
+                    qs,
+                    &members,
+                    &emb,
+                    ctx,
+                    &mut progress,
+                )?);
             }
             if let Some(b) = bar {
                 b.finish_and_clear();

@@ -134,6 +134,12 @@ enum CacheCmd {
 enum BenchCmd {
     /// CASCAL consensus, training and inference times on a simulated world.
     Cascal(bench::BenchArgs),
+    /// The local pool on real MMLU questions: accuracy (raw and prior-corrected), speed.
+    Pool(bench::PoolBenchArgs),
+    /// Embedder throughput on MMLU question texts.
+    Embed(bench::EmbedBenchArgs),
+    /// Overhead of a call-cache hit.
+    Cache,
 }
 
 /// Common simulated-world flags.
@@ -363,7 +369,11 @@ fn main() -> ExitCode {
     let result = (|| -> Result<()> {
         let registry = Registry::builtin()?;
         match &cli.cmd {
-            Cmd::Run { pipeline, out, cache } => {
+            Cmd::Run {
+                pipeline,
+                out,
+                cache,
+            } => {
                 let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
                 if !cli.quiet {
                     eprintln!(
@@ -386,7 +396,13 @@ fn main() -> ExitCode {
             Cmd::Export { pipeline, out } => {
                 let p = Pipeline::from_file(pipeline)?;
                 let built = p.build(&registry, cli.quiet)?;
-                let (ds, _) = data::load(&registry, &p, &built.ctx, &data::CacheArgs::default(), cli.quiet)?;
+                let (ds, _) = data::load(
+                    &registry,
+                    &p,
+                    &built.ctx,
+                    &data::CacheArgs::default(),
+                    cli.quiet,
+                )?;
                 rgd_reference_layout::export(&ds, out)?;
                 println!("wrote {} (task {})", out.display(), ds.task);
                 Ok(())
@@ -394,6 +410,15 @@ fn main() -> ExitCode {
             Cmd::Bench {
                 what: BenchCmd::Cascal(a),
             } => bench::bench_cascal(a),
+            Cmd::Bench {
+                what: BenchCmd::Pool(a),
+            } => bench::bench_pool(a),
+            Cmd::Bench {
+                what: BenchCmd::Embed(a),
+            } => bench::bench_embed(a),
+            Cmd::Bench {
+                what: BenchCmd::Cache,
+            } => bench::bench_cache(),
             Cmd::Assets { what } => assets(what, cli.quiet),
             Cmd::Cache { what } => cache(what),
         }

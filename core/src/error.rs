@@ -61,6 +61,10 @@ pub enum Error {
         /// Origin of the second registration.
         second: String,
     },
+    /// A model cannot answer this input (e.g. a prompt longer than its context): the pool
+    /// records an abstention and goes on, unlike other errors.
+    #[error("unanswerable: {0}")]
+    Unanswerable(String),
     /// Input data is inconsistent (unknown question, wrong embedding length, NaN, ...).
     #[error("{0}")]
     Data(String),

@@ -34,6 +34,7 @@ struct RawPipeline {
 
 /// Where the dataset comes from.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per run
 pub enum DataSpec {
     /// `[data]`: a data source that provides everything (questions, responses, embeddings).
     Source(Located),

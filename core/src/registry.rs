@@ -135,12 +135,7 @@ macro_rules! register {
 #[macro_export]
 macro_rules! __register {
     ($variant:ident, $name:literal, $ty:ty) => {
-        $crate::__register!(
-            $variant,
-            $name,
-            $ty,
-            ::std::result::Result::<_, ::std::convert::Infallible>::Ok
-        );
+        $crate::__register!($variant, $name, $ty, ::std::boxed::Box::new);
     };
     ($variant:ident, $name:literal, $ty:ty, $f:path) => {
         $crate::inventory::submit! {
@@ -151,12 +146,30 @@ macro_rules! __register {
                 schema: || $crate::schemars::schema_for!($ty),
                 build: |t| {
                     let c: $ty = $crate::registry::from_table(t)?;
-                    let built = $f(Box::new(c)).map_err(|e| e.to_string())?;
+                    let built = $crate::registry::IntoBuilt::into_built($f(c))?;
                     Ok($crate::registry::Component::$variant(built))
                 },
             }
         }
     };
+}
+
+/// What a build function may return: the component, or a result with a displayable error.
+pub trait IntoBuilt<T> {
+    /// Normalize to `Result<T, String>`.
+    fn into_built(self) -> std::result::Result<T, String>;
+}
+
+impl<T> IntoBuilt<T> for T {
+    fn into_built(self) -> std::result::Result<T, String> {
+        Ok(self)
+    }
+}
+
+impl<T, E: std::fmt::Display> IntoBuilt<T> for std::result::Result<T, E> {
+    fn into_built(self) -> std::result::Result<T, String> {
+        self.map_err(|e| e.to_string())
+    }
 }
 
 /// Where a component comes from.

@@ -13,8 +13,8 @@
 //! (`main`) with the same seed and holdout never share a question.
 
 use flate2::read::GzDecoder;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
+use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rgd_core::{Context, Letter, Question, QuestionSource};
 use schemars::JsonSchema;
@@ -87,7 +87,15 @@ pub struct Benchmark {
 }
 
 /// Every benchmark name.
-pub const BENCHMARKS: &[&str] = &["mmlu", "medmcqa", "arc_easy", "arc_challenge", "csqa", "openbookqa", "sciq"];
+pub const BENCHMARKS: &[&str] = &[
+    "mmlu",
+    "medmcqa",
+    "arc_easy",
+    "arc_challenge",
+    "csqa",
+    "openbookqa",
+    "sciq",
+];
 
 fn read_lines(asset: &str, file: &str) -> Result<(String, Vec<String>), BenchError> {
     let path = rgd_assets::file(asset, file)?;
@@ -161,8 +169,15 @@ pub fn load_all(name: &str) -> Result<(Vec<Question>, usize), BenchError> {
                         .iter()
                         .map(|k| d[*k].as_str().map(String::from))
                         .collect();
-                    match (d["question"].as_str(), opts, d["cop"].as_u64(), d["subject_name"].as_str()) {
-                        (Some(q), Some(o), Some(g), Some(s)) => Some((q.to_string(), o, g as usize, s.to_string())),
+                    match (
+                        d["question"].as_str(),
+                        opts,
+                        d["cop"].as_u64(),
+                        d["subject_name"].as_str(),
+                    ) {
+                        (Some(q), Some(o), Some(g), Some(s)) => {
+                            Some((q.to_string(), o, g as usize, s.to_string()))
+                        }
                         _ => None,
                     }
                 } else {
@@ -174,16 +189,20 @@ pub fn load_all(name: &str) -> Result<(Vec<Question>, usize), BenchError> {
                                 .to_string()
                         })
                     });
-                    let opts: Option<Vec<String>> = d["choices"]
-                        .as_array()
-                        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect());
+                    let opts: Option<Vec<String>> = d["choices"].as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    });
                     match (text, opts, d["gold"].as_u64()) {
                         (Some(q), Some(o), Some(g)) => Some((q, o, g as usize, name.to_string())),
                         _ => None,
                     }
                 };
                 match parsed {
-                    Some((q, mut o, g, s)) if g < o.len() && o.len() >= 2 && o.len() <= rgd_core::N_LETTERS => {
+                    Some((q, mut o, g, s))
+                        if g < o.len() && o.len() >= 2 && o.len() <= rgd_core::N_LETTERS =>
+                    {
                         let mut gold = g;
                         if name == "sciq" {
                             // the gold answer is always last: shuffle, seeded by the document
@@ -220,7 +239,10 @@ impl Benchmark {
     /// Select the questions.
     pub fn select(&self) -> Result<(Vec<Question>, usize), BenchError> {
         if !(0.0..1.0).contains(&self.holdout) {
-            return Err(BenchError::Select(format!("holdout must be in [0, 1), got {}", self.holdout)));
+            return Err(BenchError::Select(format!(
+                "holdout must be in [0, 1), got {}",
+                self.holdout
+            )));
         }
         let (all, bad) = load_all(&self.name)?;
         let mut by: BTreeMap<String, Vec<Question>> = BTreeMap::new();
@@ -248,7 +270,11 @@ impl Benchmark {
                 Part::Heldout => qs.drain(..k).collect(),
                 Part::Main => qs.split_off(k),
             };
-            let take = if self.per_subject == 0 { part.len() } else { self.per_subject.min(part.len()) };
+            let take = if self.per_subject == 0 {
+                part.len()
+            } else {
+                self.per_subject.min(part.len())
+            };
             for mut q in part.into_iter().take(take) {
                 if self.prefix_subjects {
                     q.subject = format!("{}/{}", self.name, q.subject);
@@ -261,7 +287,9 @@ impl Benchmark {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 impl QuestionSource for Benchmark {

@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use ndarray::Array2;
+use rayon::prelude::*;
 use rgd_core::Embedder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,7 @@ pub struct MiniLm {
 impl Default for MiniLm {
     fn default() -> Self {
         MiniLm {
-            batch_size: 64,
+            batch_size: 4,
             max_tokens: 256,
         }
     }
@@ -77,7 +78,9 @@ pub struct MiniLmEmbedder {
 
 impl std::fmt::Debug for MiniLmEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MiniLmEmbedder").field("cfg", &self.cfg).finish()
+        f.debug_struct("MiniLmEmbedder")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -116,13 +119,12 @@ impl MiniLmEmbedder {
                     let weights = rgd_assets::file("minilm", "model.safetensors")?;
                     let config = rgd_assets::file("minilm", "config.json")?;
                     let tok = rgd_assets::file("minilm", "tokenizer.json")?;
-                    let cfg: BertConfig = serde_json::from_str(
-                        &std::fs::read_to_string(&config).map_err(run)?,
-                    )
-                    .map_err(|e| EmbedError::Load {
-                        what: config.display().to_string(),
-                        detail: e.to_string(),
-                    })?;
+                    let cfg: BertConfig =
+                        serde_json::from_str(&std::fs::read_to_string(&config).map_err(run)?)
+                            .map_err(|e| EmbedError::Load {
+                                what: config.display().to_string(),
+                                detail: e.to_string(),
+                            })?;
                     // buffered, not mmapped: mmap is `unsafe`, which rgd keeps out of this crate
                     let bytes = std::fs::read(&weights).map_err(run)?;
                     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
@@ -146,8 +148,16 @@ impl MiniLmEmbedder {
     }
 
     fn embed_batch(&self, m: &MiniLmModel, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let enc = m.tokenizer.encode_batch(texts.to_vec(), true).map_err(run)?;
-        let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
+        let enc = m
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(run)?;
+        let len = enc
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let b = texts.len();
         let mut ids = vec![0u32; b * len];
         let mut mask = vec![0u32; b * len];
@@ -161,13 +171,32 @@ impl MiniLmEmbedder {
         let ids_t = Tensor::from_vec(ids, (b, len), &dev).map_err(run)?;
         let mask_t = Tensor::from_vec(mask, (b, len), &dev).map_err(run)?;
         let types = ids_t.zeros_like().map_err(run)?;
-        let out = m.model.forward(&ids_t, &types, Some(&mask_t)).map_err(run)?; // [b, len, d]
-        let maskf = mask_t.to_dtype(DType::F32).map_err(run)?.unsqueeze(2).map_err(run)?;
-        let summed = out.broadcast_mul(&maskf).map_err(run)?.sum(1).map_err(run)?; // [b, d]
+        let out = m
+            .model
+            .forward(&ids_t, &types, Some(&mask_t))
+            .map_err(run)?; // [b, len, d]
+        let maskf = mask_t
+            .to_dtype(DType::F32)
+            .map_err(run)?
+            .unsqueeze(2)
+            .map_err(run)?;
+        let summed = out
+            .broadcast_mul(&maskf)
+            .map_err(run)?
+            .sum(1)
+            .map_err(run)?; // [b, d]
         let counts = maskf.sum(1).map_err(run)?; // [b, 1]
         let mean = summed.broadcast_div(&counts).map_err(run)?;
-        let norm = mean.sqr().map_err(run)?.sum_keepdim(1).map_err(run)?.sqrt().map_err(run)?;
-        let unit = mean.broadcast_div(&norm.clamp(1e-12, f32::MAX).map_err(run)?).map_err(run)?;
+        let norm = mean
+            .sqr()
+            .map_err(run)?
+            .sum_keepdim(1)
+            .map_err(run)?
+            .sqrt()
+            .map_err(run)?;
+        let unit = mean
+            .broadcast_div(&norm.clamp(1e-12, f32::MAX).map_err(run)?)
+            .map_err(run)?;
         unit.to_vec2::<f32>().map_err(run)
     }
 }
@@ -187,10 +216,17 @@ impl Embedder for MiniLmEmbedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut out = Array2::zeros((texts.len(), 384));
-        for chunk in order.chunks(self.cfg.batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let rows = self.embed_batch(m, &batch)?;
-            for (&i, r) in chunk.iter().zip(rows) {
+        // candle's CPU matmuls here run on one core: run the batches on all of them
+        let chunks: Vec<&[usize]> = order.chunks(self.cfg.batch_size.max(1)).collect();
+        let results: Vec<Result<Vec<Vec<f32>>, EmbedError>> = chunks
+            .par_iter()
+            .map(|chunk| {
+                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                self.embed_batch(m, &batch)
+            })
+            .collect();
+        for (chunk, rows) in chunks.iter().zip(results) {
+            for (&i, r) in chunk.iter().zip(rows?) {
                 out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));
             }
         }
@@ -222,14 +258,18 @@ impl WordLlamaEmbedder {
                     let w = rgd_assets::file("wordllama", "weights.safetensors")?;
                     let t = rgd_assets::file("wordllama", "tokenizer.json")?;
                     let bytes = std::fs::read(&w).map_err(run)?;
-                    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| EmbedError::Load {
-                        what: w.display().to_string(),
-                        detail: e.to_string(),
+                    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+                        EmbedError::Load {
+                            what: w.display().to_string(),
+                            detail: e.to_string(),
+                        }
                     })?;
-                    let view = st.tensor("embedding.weight").map_err(|e| EmbedError::Load {
-                        what: w.display().to_string(),
-                        detail: e.to_string(),
-                    })?;
+                    let view = st
+                        .tensor("embedding.weight")
+                        .map_err(|e| EmbedError::Load {
+                            what: w.display().to_string(),
+                            detail: e.to_string(),
+                        })?;
                     let shape = view.shape().to_vec();
                     let data: Vec<f32> = view
                         .data()
@@ -277,11 +317,11 @@ impl Embedder for WordLlamaEmbedder {
     }
 }
 
-fn open_minilm(c: Box<MiniLm>) -> Result<Box<dyn Embedder>, EmbedError> {
+fn open_minilm(c: MiniLm) -> Result<Box<dyn Embedder>, EmbedError> {
     Ok(Box::new(c.open()))
 }
 
-fn open_wordllama(_c: Box<WordLlama>) -> Result<Box<dyn Embedder>, EmbedError> {
+fn open_wordllama(_c: WordLlama) -> Result<Box<dyn Embedder>, EmbedError> {
     Ok(Box::new(WordLlamaEmbedder {
         loaded: OnceLock::new(),
     }))

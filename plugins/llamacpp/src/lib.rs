@@ -53,7 +53,10 @@ pub enum LlamaError {
 
 impl From<LlamaError> for rgd_core::Error {
     fn from(e: LlamaError) -> Self {
-        rgd_core::Error::component("backend llamacpp", e)
+        match e {
+            LlamaError::TooLong { .. } => rgd_core::Error::Unanswerable(e.to_string()),
+            e => rgd_core::Error::component("backend llamacpp", e),
+        }
     }
 }
 
@@ -282,6 +285,17 @@ impl LlamaCppBackend {
         l.model.new_context(backend()?, params).map_err(llama)
     }
 
+    /// A second handle on the same model file (it loads its own copy on first use).
+    pub fn open_again(&self) -> LlamaCppBackend {
+        LlamaCppBackend {
+            cfg: self.cfg.clone(),
+            path: self.path.clone(),
+            sha256: self.sha256.clone(),
+            loaded: OnceLock::new(),
+            lock: Mutex::new(()),
+        }
+    }
+
     /// Model file path.
     pub fn path(&self) -> &std::path::Path {
         &self.path
@@ -390,7 +404,7 @@ impl LlmBackend for LlamaCppBackend {
     }
 }
 
-fn build(c: Box<LlamaCpp>) -> Result<Box<dyn LlmBackend>, LlamaError> {
+fn build(c: LlamaCpp) -> Result<Box<dyn LlmBackend>, LlamaError> {
     Ok(Box::new(c.open()?))
 }
 

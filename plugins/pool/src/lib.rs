@@ -11,10 +11,13 @@
 //! mean log-probability over the split's questions (with the same number of options) is
 //! subtracted before the argmax; the confidence stays the uncorrected log-probability of the
 //! chosen letter. A question the model cannot score (e.g. longer than its context) is an
-//! abstention, counted and reported, not a crash.
+//! abstention, counted and reported, not a crash; any other backend error (a model that
+//! cannot load, say) stops the run, naming the model.
 
 use ndarray::Array2;
-use rgd_core::{Context, Embedder, Letter, LlmBackend, Message, Question, Responses, ScoreRequest, Split};
+use rgd_core::{
+    Context, Embedder, Letter, LlmBackend, Message, Question, Responses, ScoreRequest, Split,
+};
 use std::collections::BTreeMap;
 
 /// Errors of this crate.
@@ -103,10 +106,19 @@ pub fn answer(
                     let r = renormalize(&s.logprobs);
                     norm.push(r.iter().all(|x| x.is_finite()).then_some(r));
                 }
-                Err(e) => {
-                    let entry = report.failures.entry(member.name.clone()).or_insert((0, e.to_string()));
+                Err(e @ rgd_core::Error::Unanswerable(_)) => {
+                    let entry = report
+                        .failures
+                        .entry(member.name.clone())
+                        .or_insert((0, e.to_string()));
                     entry.0 += 1;
                     norm.push(None);
+                }
+                Err(e) => {
+                    return Err(rgd_core::Error::component(
+                        format!("pool model `{}` on question `{}`", member.name, q.id),
+                        e,
+                    ));
                 }
             }
         }
@@ -124,7 +136,9 @@ pub fn answer(
         }
         for (i, r) in norm.iter().enumerate() {
             let Some(r) = r else { continue };
-            let shift = prior.get(&r.len()).map(|(s, c)| s.iter().map(|x| x / *c as f64).collect::<Vec<_>>());
+            let shift = prior
+                .get(&r.len())
+                .map(|(s, c)| s.iter().map(|x| x / *c as f64).collect::<Vec<_>>());
             let adj: Vec<f64> = match &shift {
                 Some(s) => r.iter().zip(s).map(|(x, p)| x - p).collect(),
                 None => r.clone(),
@@ -145,7 +159,11 @@ pub fn answer(
 }
 
 /// Embed the question texts (the text only, no options) in batches.
-pub fn embed(questions: &[Question], embedder: &dyn Embedder, batch: usize) -> rgd_core::Result<Array2<f32>> {
+pub fn embed(
+    questions: &[Question],
+    embedder: &dyn Embedder,
+    batch: usize,
+) -> rgd_core::Result<Array2<f32>> {
     let mut rows: Vec<Vec<f32>> = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|q| q.text.as_str()).collect();
@@ -206,14 +224,19 @@ mod tests {
         fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
             let text = &req.messages[0].content;
             if text.contains("too long") {
-                return Err(rgd_core::Error::Data("prompt longer than the context".into()));
+                return Err(rgd_core::Error::Unanswerable(
+                    "prompt longer than the context".into(),
+                ));
             }
             // the right letter (encoded in the question) gets +1, A always gets +2
             let right = text.chars().next().unwrap() as usize - '0' as usize;
             let lp = (0..req.n_options)
                 .map(|i| -3.0 + if i == 0 { 2.0 } else { 0.0 } + if i == right { 1.0 } else { 0.0 })
                 .collect();
-            Ok(ChoiceScores { logprobs: lp, seconds: 0.01 })
+            Ok(ChoiceScores {
+                logprobs: lp,
+                seconds: 0.01,
+            })
         }
         fn generate(&self, _req: &GenerateRequest) -> rgd_core::Result<Generation> {
             unreachable!()
@@ -233,15 +256,33 @@ mod tests {
 
     #[test]
     fn prior_correction_removes_a_letter_bias_and_failures_abstain() {
-        let qs: Vec<Question> = (0..8).map(|i| q(i % 4)).chain([Question { text: "0 too long".into(), ..q(0) }]).collect();
+        let qs: Vec<Question> = (0..8)
+            .map(|i| q(i % 4))
+            .chain([Question {
+                text: "0 too long".into(),
+                ..q(0)
+            }])
+            .collect();
         let members = vec![
-            PoolMember { name: "raw".into(), backend: Box::new(BiasedA), prior_correction: false },
-            PoolMember { name: "fixed".into(), backend: Box::new(BiasedA), prior_correction: true },
+            PoolMember {
+                name: "raw".into(),
+                backend: Box::new(BiasedA),
+                prior_correction: false,
+            },
+            PoolMember {
+                name: "fixed".into(),
+                backend: Box::new(BiasedA),
+                prior_correction: true,
+            },
         ];
         let (r, report) = answer(&qs, &members, &mut |_, _, _| {}).unwrap();
         for i in 0..8 {
             assert_eq!(r.choice[[i, 0]], Letter::from_index(0), "raw always says A");
-            assert_eq!(r.choice[[i, 1]], Letter::from_index(i % 4), "corrected finds the right letter");
+            assert_eq!(
+                r.choice[[i, 1]],
+                Letter::from_index(i % 4),
+                "corrected finds the right letter"
+            );
             assert!(r.confidence[[i, 1]] < 0.0);
         }
         assert_eq!(r.choice[[8, 0]], None);

