@@ -42,14 +42,10 @@ struct CacheTable {
 
 /// The default cache file.
 pub fn default_cache_path() -> PathBuf {
-    if let Some(d) = std::env::var_os("RGD_CACHE_DIR") {
-        return PathBuf::from(d).join("calls.sqlite");
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    std::env::var_os("RGD_CACHE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("rgd").join("calls.sqlite")
+        .unwrap_or_else(rgd_assets::cache_root)
+        .join("calls.sqlite")
 }
 
 /// Open the call cache the pipeline and flags ask for.

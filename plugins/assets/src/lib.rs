@@ -316,16 +316,20 @@ pub const ASSETS: &[AssetSpec] = &[
     },
 ];
 
-/// The cache folder.
-pub fn assets_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("RGD_ASSETS_DIR") {
-        return PathBuf::from(d);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+/// rgd's per-user cache folder: `$XDG_CACHE_HOME/rgd`, else `~/.cache/rgd`.
+pub fn cache_root() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("rgd").join("assets")
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("rgd")
+}
+
+/// The assets folder: `$RGD_ASSETS_DIR`, else `<cache root>/assets`.
+pub fn assets_dir() -> PathBuf {
+    std::env::var_os("RGD_ASSETS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_root().join("assets"))
 }
 
 /// Look up an asset by name.
