@@ -1,6 +1,7 @@
 //! Integration tests of rgd (one test binary, modules per area).
 
 // link the plugin crates so their registrations (typetag, inventory) are present
+use rgd_embedders as _;
 use rgd_router_baselines as _;
 use rgd_router_cascal as _;
 

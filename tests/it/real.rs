@@ -238,3 +238,89 @@ fn benchmark_parts_are_disjoint_and_deterministic() {
     let subjects: std::collections::BTreeSet<_> = med.iter().map(|q| q.subject.clone()).collect();
     assert_eq!((med.len(), subjects.len()), (4183, 21));
 }
+
+#[test]
+fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
+    use rgd_core::{GenerateRequest, LlmBackend, Message, ScoreRequest};
+    let b = rgd_backend_llamacpp::LlamaCpp {
+        model: "smollm2-135m".into(),
+        n_ctx: 256,
+        threads: 0,
+        chat_template: true,
+    }
+    .open()
+    .unwrap();
+    let req = |seed| GenerateRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: "Name one planet of the solar system.".into(),
+        }],
+        temperature: 0.8,
+        top_p: 0.95,
+        max_tokens: 24,
+        seed,
+    };
+    let a = b.generate(&req(1)).unwrap();
+    let again = b.generate(&req(1)).unwrap();
+    assert_eq!(a.text, again.text);
+    assert!(
+        !a.text.trim().is_empty() && a.n_tokens > 0 && a.n_tokens <= 24,
+        "{a:?}"
+    );
+    assert!(a.mean_logprob < 0.0 && a.mean_logprob > -15.0, "{a:?}");
+    let s = b
+        .score_choices(&ScoreRequest {
+            messages: vec![Message {
+                role: "user".into(),
+                content: "2+2? (A) 3 (B) 4".into(),
+            }],
+            n_options: 2,
+            answer_prefix: "Answer:".into(),
+        })
+        .unwrap();
+    assert_eq!(s.logprobs.len(), 2);
+    assert!(s.logprobs.iter().all(|l| l.is_finite() && *l < 0.0));
+    // a prompt longer than the context is "unanswerable": the pool records an abstention
+    let long = ScoreRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: "word ".repeat(400),
+        }],
+        n_options: 4,
+        answer_prefix: "Answer:".into(),
+    };
+    let e = b.score_choices(&long).unwrap_err();
+    assert!(matches!(e, rgd_core::Error::Unanswerable(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("longer than the context of 256 tokens")
+    );
+}
+
+#[test]
+fn embedders_put_related_questions_closer_than_unrelated_ones() {
+    let registry = rgd_core::Registry::builtin().unwrap();
+    for name in ["minilm", "wordllama"] {
+        let mut t = toml::Table::new();
+        t.insert("type".into(), name.into());
+        let e = registry.build_embedder(t, "test").unwrap();
+        let v = e
+            .embed(&[
+                "What is the function of the mitochondria in a cell?",
+                "Which organelle produces most of a cell's energy?",
+                "Who won the football world cup in 1998?",
+            ])
+            .unwrap();
+        let cos = |a: usize, b: usize| v.row(a).dot(&v.row(b));
+        assert!(
+            (cos(0, 0) - 1.0).abs() < 1e-4,
+            "{name} rows are unit vectors"
+        );
+        assert!(
+            cos(0, 1) > cos(0, 2) + 0.05,
+            "{name}: {} vs {}",
+            cos(0, 1),
+            cos(0, 2)
+        );
+    }
+}
