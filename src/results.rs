@@ -68,6 +68,8 @@ pub struct ReferencesOut {
     pub best_single_model: String,
     /// Share of questions some model answers correctly.
     pub oracle: f64,
+    /// What the oracle would be if the models' errors were independent.
+    pub oracle_if_independent: f64,
     /// Expected accuracy of uniformly random routing.
     pub random: f64,
     /// Each model's accuracy.
@@ -180,7 +182,12 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         refs.best_single_model,
         pct(refs.best_single)
     );
-    let _ = writeln!(s, "| oracle (any model right) | {} |", pct(refs.oracle));
+    let _ = writeln!(
+        s,
+        "| oracle (any model right) | {} (independent errors would give {}) |",
+        pct(refs.oracle),
+        pct(refs.oracle_if_independent)
+    );
     let _ = writeln!(s, "| random routing (expected) | {} |", pct(refs.random));
     for (m, a) in &refs.single {
         let _ = writeln!(s, "| single: {m} | {} |", pct(*a));

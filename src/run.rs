@@ -135,6 +135,7 @@ pub fn run(
             best_single: refs.overall.best_single,
             best_single_model: refs.overall.best_single_model.clone(),
             oracle: refs.overall.oracle,
+            oracle_if_independent: refs.overall.oracle_if_independent,
             random: refs.overall.random,
             single: refs.overall.single.clone(),
             per_subject: refs.per_subject.clone(),

@@ -137,6 +137,9 @@ pub struct ReferenceScores {
     pub best_single: f64,
     /// Share of questions some model answers correctly.
     pub oracle: f64,
+    /// The oracle that the single models' accuracies would give if their errors were
+    /// independent, 1 - prod(1 - acc): read the oracle next to it, not alone.
+    pub oracle_if_independent: f64,
     /// Expected accuracy of routing uniformly at random (the mean of the single models).
     pub random: f64,
 }
@@ -174,6 +177,7 @@ fn reference_scores(test: &Split, models: &[String], idx: &[usize]) -> Reference
         best_single_model: models.get(best).cloned().unwrap_or_default(),
         best_single: single.get(best).copied().unwrap_or(0.0),
         oracle: frac(oracle, n),
+        oracle_if_independent: 1.0 - single.iter().map(|a| 1.0 - a).product::<f64>(),
         random: if m == 0 {
             0.0
         } else {
@@ -294,6 +298,8 @@ mod tests {
         assert_eq!(r.overall.single["b"], 0.5);
         assert_eq!(r.overall.best_single_model, "a"); // tie goes to the first model
         assert_eq!(r.overall.oracle, 0.75);
+        let indep = 1.0 - 0.5 * 0.5 * 1.0; // c is never right
+        assert!((r.overall.oracle_if_independent - indep).abs() < 1e-12);
         assert!((r.overall.random - 1.0 / 3.0).abs() < 1e-12);
         // a router that always prefers b, then a
         let scores = Array2::from_shape_fn((4, 3), |(_, m)| [0.5, 1.0, 0.0][m]);
