@@ -324,3 +324,36 @@ fn embedders_put_related_questions_closer_than_unrelated_ones() {
         );
     }
 }
+
+#[test]
+fn assets_missing_or_corrupt_are_named_with_the_fix() {
+    let t = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rgd"))
+            .env("RGD_ASSETS_DIR", t.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["assets", "list"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("mmlu                 missing"));
+    // a file of the right size whose bytes rotted
+    let dir = t.path().join("mmlu");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mmlu.jsonl"), vec![0u8; 8_135_441]).unwrap();
+    std::fs::write(
+        dir.join("mmlu.jsonl.sha256"),
+        "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c",
+    )
+    .unwrap();
+    let o = run(&["assets", "verify", "mmlu"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("mmlu.jsonl: sha256") && e.contains("does not match the pinned 9f954bf4"),
+        "{e}"
+    );
+    assert!(e.contains("rgd assets fetch mmlu"), "{e}");
+    let o = run(&["assets", "fetch", "nope"]);
+    assert!(stderr(&o).contains("unknown asset `nope`; known assets: smollm2-135m"));
+}
