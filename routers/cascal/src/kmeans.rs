@@ -180,7 +180,6 @@ pub fn kmeans(
     let norms2 =
         |c: &Array2<f32>| -> Vec<f32> { c.rows().into_iter().map(|r| r.dot(&r)).collect() };
     // first assignment and the cluster sums
-    let cn2 = norms2(&centers);
     let mut sums = Array2::<f64>::zeros((k, d));
     let mut wsum = vec![0f64; k];
     let full = |centers: &Array2<f32>,
@@ -208,7 +207,6 @@ pub fn kmeans(
             *s = *a as f64;
         }
     };
-    let _ = cn2;
     full(
         &centers,
         &mut labels,
