@@ -1,7 +1,9 @@
 //! `rgd`: Routing with Generated Data — run pipelines, list plugins, simulate worlds, benchmark.
 
 mod bench;
+mod costs;
 mod data;
+mod plot;
 mod progress;
 mod results;
 mod run;

@@ -47,6 +47,15 @@ pub struct RouterResult {
     pub top1_share: BTreeMap<String, f64>,
     /// Where the trained artifact was written.
     pub artifact: Option<String>,
+    /// AIQ of its cost–quality curve (with `[costs]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aiq: Option<f64>,
+    /// Its cost–quality curve, `[cost, accuracy]` per swept parameter (with `[costs]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub curve: Option<Vec<[f64; 2]>>,
+    /// Calibrated points and the rest of the cost analysis (with `[costs]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<crate::costs::CurveDetail>,
 }
 
 /// A router that failed, with why.
@@ -101,6 +110,9 @@ pub struct RunResults {
     pub references: ReferencesOut,
     /// Seconds spent loading the data.
     pub load_seconds: f64,
+    /// The cost–quality analysis (with `[costs]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub costs: Option<crate::costs::CostsOut>,
     /// Model calls of the data stage (when a pool answered through the cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Calls2>,
@@ -192,6 +204,9 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
     for (m, a) in &refs.single {
         let _ = writeln!(s, "| single: {m} | {} |", pct(*a));
     }
+    if let Some(c) = &r.costs {
+        cost_section(&mut s, r, c, order);
+    }
     let _ = writeln!(s, "\n## Per subject (top-1 accuracy %)\n");
     let mut head = String::from("| subject | n |");
     let mut rule = String::from("|---|---:|");
@@ -221,4 +236,137 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         );
     }
     s
+}
+
+fn num(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn opt_num(x: Option<f64>) -> String {
+    x.map(num).unwrap_or_else(|| "never".into())
+}
+
+fn cost_section(s: &mut String, r: &RunResults, c: &crate::costs::CostsOut, order: &[String]) {
+    let u = &c.unit;
+    let _ = writeln!(s, "\n## Cost and quality (test split)\n");
+    let _ = writeln!(
+        s,
+        "![cost–quality](cost_quality.svg)\n\nCosts per query ({u}): {}. Rule: {}; AIQ is the area under each curve's non-decreasing convex hull over the single models' cost range ({} to {} {u}), divided by its width. The best single model is {} ({} %, {} {u}/query). Operating points are calibrated on the training split only.\n",
+        c.per_model
+            .iter()
+            .map(|(m, x)| format!("{m} {} ({})", num(x.cost), x.source))
+            .collect::<Vec<_>>()
+            .join(", "),
+        match c.rule {
+            rgd_core::cost::Rule::Penalty => "pick the model maximizing score - lambda x cost",
+            rgd_core::cost::Rule::Within =>
+                "pick the cheapest model within delta of the best score",
+        },
+        num(c.cost_range[0]),
+        num(c.cost_range[1]),
+        c.best_single.0,
+        pct(c.best_single.1[1]),
+        num(c.best_single.1[0]),
+    );
+    let _ = writeln!(
+        s,
+        "| router | AIQ | calibrated to | test cost | test accuracy | cost saved vs best single | accuracy change (points) | cost to reach 95% / 100% of best single | top-3 vote cost / accuracy |"
+    );
+    let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    let mut row = |name: &str, aiq: f64, d: &crate::costs::CurveDetail| {
+        let t3 = d
+            .top3_vote
+            .map(|p| format!("{} / {}", num(p[0]), pct(p[1])))
+            .unwrap_or_else(|| "–".into());
+        let reach = format!(
+            "{} / {}",
+            opt_num(d.cost_to_reach.get("95%").copied().flatten()),
+            opt_num(d.cost_to_reach.get("100%").copied().flatten())
+        );
+        if d.calibrated.is_empty() {
+            let _ = writeln!(
+                s,
+                "| {name} | {aiq:.3} | (no target met) | – | – | – | – | {reach} | {t3} |"
+            );
+        }
+        for k in &d.calibrated {
+            let _ = writeln!(
+                s,
+                "| {name} | {aiq:.3} | {} | {} | {} | {} % | {:+.1} | {reach} | {t3} |",
+                k.target,
+                num(k.test_cost),
+                pct(k.test_accuracy),
+                pct(k.cost_saving),
+                100.0 * k.accuracy_change,
+            );
+        }
+    };
+    for name in order {
+        if let Some(x) = r.routers.get(name)
+            && let (Some(aiq), Some(d)) = (x.aiq, &x.cost)
+        {
+            row(name, aiq, d);
+        }
+    }
+    row(
+        &format!("cascade ({})", c.cascade.0.join(" > ")),
+        c.cascade.1.aiq,
+        &c.cascade.1.detail,
+    );
+    let _ = writeln!(
+        s,
+        "| zero router (hull of single models) | {:.3} | – | – | – | – | – | – | – |",
+        c.zero_router.0
+    );
+    let _ = writeln!(
+        s,
+        "\nOracle: {} % at {} {u}/query (the cheapest right model per question); independent errors would give {} %.",
+        pct(c.oracle.accuracy),
+        num(c.oracle.cost),
+        pct(c.oracle.oracle_if_independent)
+    );
+    let budgets: Vec<f64> = r
+        .routers
+        .values()
+        .filter_map(|x| x.cost.as_ref())
+        .flat_map(|d| d.accuracy_at_budget.iter().map(|b| b.0))
+        .collect();
+    if !budgets.is_empty() {
+        let mut uniq = budgets.clone();
+        uniq.sort_by(f64::total_cmp);
+        uniq.dedup();
+        let _ = writeln!(s, "\nBest test accuracy (%) within a budget ({u}/query):\n");
+        let mut head = String::from("| router |");
+        let mut rule = String::from("|---|");
+        for b in &uniq {
+            let _ = write!(head, " {} |", num(*b));
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(s, "{head}\n{rule}");
+        let mut line = |name: &str, d: &crate::costs::CurveDetail| {
+            let _ = write!(s, "| {name} |");
+            for b in &uniq {
+                let a = d
+                    .accuracy_at_budget
+                    .iter()
+                    .find(|x| x.0 == *b)
+                    .and_then(|x| x.1);
+                let _ = write!(s, " {} |", a.map(pct).unwrap_or_else(|| "–".into()));
+            }
+            let _ = writeln!(s);
+        };
+        for name in order {
+            if let Some(d) = r.routers.get(name).and_then(|x| x.cost.as_ref()) {
+                line(name, d);
+            }
+        }
+        line("cascade", &c.cascade.1.detail);
+    }
+    let _ = writeln!(s, "\nCost analysis took {:.3} s.", c.seconds);
 }

@@ -51,6 +51,13 @@ pub fn run(
     let refs = references(&ds.test, &ds.models);
     let train_stats = confidence_stats(&ds.train);
     let (best, oracle) = (refs.overall.best_single, refs.overall.oracle);
+    let analysis = built
+        .costs
+        .as_ref()
+        .map(|c| crate::costs::Analysis::new(c, &ds, &train_stats))
+        .transpose()?;
+    let mut cost_seconds = 0.0;
+    let mut curves = Vec::new();
 
     let mut routers = BTreeMap::new();
     let mut failed = BTreeMap::new();
@@ -75,6 +82,23 @@ pub fn run(
         match outcome {
             Ok((trained, train_s, route_s, scores)) => {
                 let ev = evaluate(&ds.test, &ds.models, &scores, &train_stats);
+                let cost = match &analysis {
+                    None => None,
+                    Some(a) => {
+                        let train_scores = trained.score_split(&ds.train)?;
+                        let t = Instant::now();
+                        let rc = a.router(
+                            &ds,
+                            router.supervision(),
+                            &train_scores,
+                            &scores,
+                            ev.overall.top3_vote,
+                        );
+                        cost_seconds += t.elapsed().as_secs_f64();
+                        curves.push((name.clone(), rc.curve.clone(), rc.detail.top3_vote));
+                        Some(rc)
+                    }
+                };
                 let artifact = out.join("routers").join(format!("{name}.json"));
                 let boxed: &dyn TrainedRouter = trained.as_ref();
                 let json = serde_json::to_vec(boxed)?;
@@ -107,6 +131,9 @@ pub fn run(
                         per_subject: ev.per_subject,
                         top1_share: ev.top1_share,
                         artifact: Some(format!("routers/{name}.json")),
+                        aiq: cost.as_ref().map(|c| c.aiq),
+                        curve: cost.as_ref().map(|c| c.curve.clone()),
+                        cost: cost.map(|c| c.detail),
                     },
                 );
             }
@@ -121,6 +148,26 @@ pub fn run(
                 );
             }
         }
+    }
+    let costs = analysis.map(|a| {
+        let t = Instant::now();
+        let mut g = a.global(
+            &ds,
+            &train_stats,
+            refs.overall.oracle,
+            refs.overall.oracle_if_independent,
+            0.0,
+        );
+        g.seconds = cost_seconds + t.elapsed().as_secs_f64();
+        g
+    });
+    if let Some(c) = &costs {
+        crate::plot::cost_quality(
+            &out.join("cost_quality.svg"),
+            &format!("{}: cost and quality", ds.task),
+            &curves,
+            c,
+        )?;
     }
     let results = RunResults {
         rgd_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -141,6 +188,7 @@ pub fn run(
             per_subject: refs.per_subject.clone(),
         },
         load_seconds,
+        costs,
         calls: cache.map(|c| {
             let (hits, misses) = c.stats();
             crate::results::Calls2 {

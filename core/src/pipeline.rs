@@ -9,6 +9,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+use crate::cost::CostSettings;
 use crate::registry::Registry;
 use crate::traits::{Context, Router};
 use crate::{Error, Result};
@@ -28,6 +29,8 @@ struct RawPipeline {
     cache: Option<Spanned<toml::Table>>,
     #[serde(default)]
     routers: IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    costs: Option<Spanned<toml::Table>>,
     #[serde(default)]
     seed: u64,
 }
@@ -76,6 +79,8 @@ pub struct Pipeline {
     pub routers: Vec<(String, Located)>,
     /// Run seed (`seed = N` at top level; default 0).
     pub seed: u64,
+    /// `[costs]`: model costs and the cost–quality analysis settings, if given.
+    pub costs: Option<CostSettings>,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -86,6 +91,8 @@ pub struct BuiltPipeline {
     pub routers: Vec<(String, Box<dyn Router>)>,
     /// The context to run them with.
     pub ctx: Context,
+    /// `[costs]`, if given.
+    pub costs: Option<CostSettings>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -194,6 +201,13 @@ impl Pipeline {
                 })
                 .collect(),
             seed: raw.seed,
+            costs: raw
+                .costs
+                .map(|c| {
+                    let l = locate(c, "costs");
+                    CostSettings::parse(&l.table, &l.context)
+                })
+                .transpose()?,
         })
     }
 
@@ -216,6 +230,7 @@ impl Pipeline {
                 seed: self.seed,
                 quiet,
             },
+            costs: self.costs.clone(),
         })
     }
 }

@@ -8,5 +8,6 @@ use rgd_router_cascal as _;
 mod bad_input;
 mod cli;
 mod common;
+mod cost;
 mod fixture;
 mod real;

@@ -75,6 +75,12 @@ pub struct Simulated {
     pub confidence_gap: f64,
     /// Standard deviation of the confidence.
     pub confidence_sd: f64,
+    /// Fixed skills, `skills[model][subject]` (probability of a right answer in every niche
+    /// of the subject); empty (default) draws them from the niche structure above.
+    pub skills: Vec<Vec<f64>>,
+    /// Seconds per question of each model; when given, the responses record a latency around
+    /// it (log-normal noise, sd 0.1), so `[costs] from = "latency"` can use it.
+    pub seconds_per_question: Vec<f64>,
     /// Seed.
     pub seed: u64,
 }
@@ -102,6 +108,8 @@ impl Default for Simulated {
             noise: 0.5,
             confidence_gap: 0.4,
             confidence_sd: 0.25,
+            skills: Vec::new(),
+            seconds_per_question: Vec::new(),
             seed: 1,
         }
     }
@@ -166,6 +174,32 @@ impl Simulated {
         if self.p_strong + self.p_weak > 1.0 {
             return bad("p_strong + p_weak must be <= 1".into());
         }
+        if !self.skills.is_empty()
+            && (self.skills.len() != self.models
+                || self.skills.iter().any(|r| r.len() != self.subjects))
+        {
+            return bad(format!(
+                "skills must be {} rows (models) of {} values (subjects)",
+                self.models, self.subjects
+            ));
+        }
+        if self
+            .skills
+            .iter()
+            .flatten()
+            .any(|p| !(0.0..=1.0).contains(p))
+        {
+            return bad("every skill must be in [0, 1]".into());
+        }
+        if !self.seconds_per_question.is_empty()
+            && (self.seconds_per_question.len() != self.models
+                || self.seconds_per_question.iter().any(|s| !(*s > 0.0)))
+        {
+            return bad(format!(
+                "seconds_per_question must be {} positive numbers (one per model)",
+                self.models
+            ));
+        }
         if !(self.confidence_sd >= 0.0) {
             return bad("confidence_sd must be >= 0".into());
         }
@@ -186,7 +220,7 @@ impl Simulated {
                     .collect()
             })
             .collect();
-        let skill = (0..self.models)
+        let mut skill: Vec<Vec<Vec<f64>>> = (0..self.models)
             .map(|_| {
                 let base = rng.random_range(self.base_skill[0]..=self.base_skill[1]);
                 (0..self.subjects)
@@ -208,6 +242,11 @@ impl Simulated {
                     .collect()
             })
             .collect();
+        for (j, row) in self.skills.iter().enumerate() {
+            for (s, p) in row.iter().enumerate() {
+                skill[j][s] = vec![*p; self.niches];
+            }
+        }
         let conf_mean = (0..self.models)
             .map(|_| rng.random_range(-1.0..-0.4))
             .collect();
@@ -249,6 +288,9 @@ impl Simulated {
             let w = rng.random_range(0..self.options - 1);
             if w >= gold { w + 1 } else { w }
         };
+        let mut latency: Option<Array2<f64>> =
+            (!self.seconds_per_question.is_empty()).then(|| Array2::zeros((n, m)));
+        let lat_noise = Normal::<f64>::new(0.0, 0.1).expect("sd >= 0");
         let mut golds = Vec::with_capacity(n);
         let mut q = 0;
         for s in 0..self.subjects {
@@ -279,6 +321,9 @@ impl Simulated {
                     choice[[q, j]] = Letter::from_index(c);
                     let mu = world.conf_mean[j] - if right { 0.0 } else { self.confidence_gap };
                     confidence[[q, j]] = (mu + conf_noise.sample(rng)).min(-1e-3);
+                    if let Some(lat) = latency.as_mut() {
+                        lat[[q, j]] = self.seconds_per_question[j] * lat_noise.sample(rng).exp();
+                    }
                 }
                 let key = if generated && rng.random::<f64>() >= self.key_accuracy {
                     wrong(rng, gold)
@@ -309,7 +354,7 @@ impl Simulated {
             responses: Responses {
                 choice,
                 confidence,
-                latency: None,
+                latency,
             },
             embeddings,
         };

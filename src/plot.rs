@@ -1,0 +1,170 @@
+//! SVG plots of a run (plotters).
+
+use anyhow::{Result, anyhow};
+use plotters::prelude::*;
+use std::path::Path;
+
+use crate::costs::CostsOut;
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow!("drawing the plot: {e}")
+}
+
+/// Draw the cost–quality plot: each router's top-1 curve (sorted by cost) with its top-3 vote
+/// as a hollow marker, the cascade, the single models as labelled points, the zero router
+/// (their convex hull, dashed) and the oracle next to what independent errors would give.
+pub fn cost_quality(
+    path: &Path,
+    title: &str,
+    routers: &[(String, Vec<[f64; 2]>, Option<[f64; 2]>)],
+    c: &CostsOut,
+) -> Result<()> {
+    let mut xs: Vec<f64> = c.per_model.values().map(|m| m.cost).collect();
+    let mut ys: Vec<f64> = c.per_model.values().map(|m| m.accuracy).collect();
+    for (_, curve, t3) in routers {
+        xs.extend(curve.iter().map(|p| p[0]));
+        ys.extend(curve.iter().map(|p| p[1]));
+        if let Some(p) = t3 {
+            xs.push(p[0]);
+            ys.push(p[1]);
+        }
+    }
+    xs.extend(c.cascade.1.curve.iter().map(|p| p[0]));
+    ys.extend(c.cascade.1.curve.iter().map(|p| p[1]));
+    ys.push(c.oracle.accuracy);
+    let (x0, x1) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let (y0, y1) = (
+        ys.iter().copied().fold(f64::INFINITY, f64::min),
+        ys.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let xpad = ((x1 - x0) * 0.06).max(1e-6);
+    let ypad = ((y1 - y0) * 0.08).max(0.01);
+    let root = SVGBackend::new(path, (960, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(
+            (x0 - xpad)..(x1 + xpad),
+            ((y0 - ypad) * 100.0)..((y1 + ypad) * 100.0),
+        )
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("average cost per query ({})", c.unit))
+        .y_desc("accuracy on the test split (%)")
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()
+        .map_err(err)?;
+    let pct = |p: &[f64; 2]| (p[0], 100.0 * p[1]);
+    let grey = RGBColor(120, 120, 120);
+    chart
+        .draw_series(DashedLineSeries::new(
+            c.zero_router.1.iter().map(pct),
+            6,
+            4,
+            grey.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!(
+            "zero router (hull of single models), AIQ {:.3}",
+            c.zero_router.0
+        ))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2)));
+    for (i, (name, curve, t3)) in routers.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let mut pts: Vec<(f64, f64)> = curve.iter().map(pct).collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let aiq = rgd_core::cost::aiq(curve, c.cost_range[0], c.cost_range[1]);
+        chart
+            .draw_series(LineSeries::new(pts, color.stroke_width(2)).point_size(2))
+            .map_err(err)?
+            .label(format!("{name} (top-1), AIQ {aiq:.3}"))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        if let Some(p) = t3 {
+            let p = pct(p);
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new(
+                    p,
+                    7,
+                    color.stroke_width(2),
+                )))
+                .map_err(err)?;
+        }
+    }
+    let cascade_color = RGBColor(0, 0, 0);
+    let mut cp: Vec<(f64, f64)> = c.cascade.1.curve.iter().map(pct).collect();
+    cp.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    chart
+        .draw_series(DashedLineSeries::new(
+            cp,
+            3,
+            3,
+            cascade_color.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!(
+            "cascade ({}), AIQ {:.3}",
+            c.cascade.0.join(" > "),
+            c.cascade.1.aiq
+        ))
+        .legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 18, y)], cascade_color.stroke_width(2))
+        });
+    for (m, mc) in &c.per_model {
+        let p = (mc.cost, 100.0 * mc.accuracy);
+        chart
+            .draw_series(std::iter::once(Circle::new(p, 5, BLACK.filled())))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                m.clone(),
+                (p.0, p.1 + ypad * 25.0),
+                ("sans-serif", 14),
+            )))
+            .map_err(err)?;
+    }
+    let o = (c.oracle.cost, 100.0 * c.oracle.accuracy);
+    chart
+        .draw_series(std::iter::once(Cross::new(o, 7, BLACK.stroke_width(2))))
+        .map_err(err)?;
+    chart
+        .draw_series(std::iter::once(Text::new(
+            format!(
+                "oracle {:.1}% (independent errors: {:.1}%)",
+                100.0 * c.oracle.accuracy,
+                100.0 * c.oracle.oracle_if_independent
+            ),
+            (o.0, o.1 - ypad * 35.0),
+            ("sans-serif", 14),
+        )))
+        .map_err(err)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
