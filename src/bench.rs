@@ -326,3 +326,99 @@ pub fn bench_cache() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// `rgd bench cost`: the cost–quality sweep of every registered router on the CASCAL-sized
+/// simulated world (14 x 2,000 training questions, 7,000 test queries, 6 models).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CostBenchArgs {
+    /// Parameter values swept per router.
+    #[arg(long, default_value_t = 50)]
+    pub points: usize,
+    /// Repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+}
+
+/// Train every router once, then time the sweep (test curve + training calibration) of all
+/// of them together, and the cascade; routing (scoring) is excluded and reported apart.
+pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()> {
+    let sim = Simulated {
+        subjects: 14,
+        train_per_subject: 2000,
+        test_per_subject: 500,
+        dim: 384,
+        models: 6,
+        seconds_per_question: vec![0.2, 0.35, 0.5, 0.8, 1.2, 2.0],
+        ..Simulated::default()
+    };
+    let ds = sim.generate()?;
+    let stats = rgd_core::eval::confidence_stats(&ds.train);
+    let mut table = toml::Table::new();
+    table.insert("from".into(), "latency".into());
+    table.insert("points".into(), (a.points as i64).into());
+    table.insert("budget".into(), 0.6.into());
+    let settings = rgd_core::cost::CostSettings::parse(&table, "bench [costs]")?;
+    let analysis = crate::costs::Analysis::new(&settings, &ds, &stats)?;
+    let ctx = rgd_core::Context {
+        base_dir: ".".into(),
+        seed: 0,
+        quiet: true,
+    };
+    let mut scored = Vec::new();
+    let mut score_s = 0.0;
+    for e in registry.entries(rgd_core::Kind::Router) {
+        let mut t = toml::Table::new();
+        t.insert("type".into(), e.type_name.clone().into());
+        let router = registry.build_router(t, &e.type_name)?;
+        let trained = match router.train(&ds.train, &ds.models, &ctx) {
+            Ok(t) => t,
+            Err(err) => {
+                println!("  {} skipped: {err}", e.type_name);
+                continue;
+            }
+        };
+        let t0 = Instant::now();
+        let train_scores = trained.score_split(&ds.train)?;
+        let test_scores = trained.score_split(&ds.test)?;
+        score_s += t0.elapsed().as_secs_f64();
+        let ev = rgd_core::eval::evaluate(&ds.test, &ds.models, &test_scores, &stats);
+        scored.push((
+            e.type_name.clone(),
+            router.supervision(),
+            train_scores,
+            test_scores,
+            ev.overall.top3_vote,
+        ));
+    }
+    let refs = rgd_core::eval::references(&ds.test, &ds.models);
+    let (sweep_s, out) = time(a.repeats, || {
+        let per: Vec<(String, f64)> = scored
+            .iter()
+            .map(|(n, sup, tr, te, t3)| (n.clone(), analysis.router(&ds, *sup, tr, te, *t3).aiq))
+            .collect();
+        let g = analysis.global(
+            &ds,
+            &stats,
+            refs.overall.oracle,
+            refs.overall.oracle_if_independent,
+            0.0,
+        );
+        (per, g.cascade.1.aiq, g.zero_router.0)
+    });
+    println!(
+        "cost sweep: {} routers x {} parameter values (test curve + calibration on {} training questions), {} test queries, 6 models; median of {}",
+        scored.len(),
+        a.points,
+        ds.train.len(),
+        ds.test.len(),
+        a.repeats
+    );
+    println!("  all routers + cascade + zero router   {sweep_s:>8.3} s");
+    println!("  (routing the train and test splits     {score_s:>8.3} s, excluded)");
+    for (n, aiq) in &out.0 {
+        println!("  AIQ {n:<14} {aiq:.3}");
+    }
+    println!("  AIQ {:<14} {:.3}", "cascade", out.1);
+    println!("  AIQ {:<14} {:.3}", "zero router", out.2);
+    Ok(())
+}

@@ -18,6 +18,9 @@ use std::collections::BTreeMap;
 pub struct Calibrated {
     /// What was aimed at.
     pub target: String,
+    /// Whether some setting met the target on training data (if not, the closest is used:
+    /// the most accurate for an accuracy share).
+    pub reached: bool,
     /// The parameter (lambda, delta or threshold); `null` for +infinity.
     pub param: Option<f64>,
     /// Training split: average cost per query and accuracy (against the calibration answers).
@@ -203,9 +206,14 @@ impl Analysis {
             .into_iter()
             .filter_map(|t| {
                 let p = cost::calibrate(train_points, t, train_best)?;
+                let reached = match t {
+                    Target::Budget(b) => p.cost <= b + 1e-12,
+                    Target::AccuracyShare(s) => p.accuracy >= s * train_best - 1e-12,
+                };
                 let test = on_test(p.param);
                 Some(Calibrated {
                     target: t.label(&self.costs.unit),
+                    reached,
                     param: opt(p.param),
                     train_cost: p.cost,
                     train_accuracy: p.accuracy,

@@ -142,6 +142,8 @@ enum BenchCmd {
     Embed(bench::EmbedBenchArgs),
     /// Overhead of a call-cache hit.
     Cache,
+    /// The cost–quality sweep of every router on the CASCAL-sized simulated world.
+    Cost(bench::CostBenchArgs),
 }
 
 /// Common simulated-world flags.
@@ -421,6 +423,9 @@ fn main() -> ExitCode {
             Cmd::Bench {
                 what: BenchCmd::Cache,
             } => bench::bench_cache(),
+            Cmd::Bench {
+                what: BenchCmd::Cost(a),
+            } => bench::bench_cost(&registry, a),
             Cmd::Assets { what } => assets(what, cli.quiet),
             Cmd::Cache { what } => cache(what),
         }

@@ -6,6 +6,9 @@ use std::path::Path;
 
 use crate::costs::CostsOut;
 
+/// A router's name, its top-1 curve (`[cost, accuracy]`) and its top-3 vote point.
+pub type RouterCurve = (String, Vec<[f64; 2]>, Option<[f64; 2]>);
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
@@ -24,12 +27,7 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 /// Draw the cost–quality plot: each router's top-1 curve (sorted by cost) with its top-3 vote
 /// as a hollow marker, the cascade, the single models as labelled points, the zero router
 /// (their convex hull, dashed) and the oracle next to what independent errors would give.
-pub fn cost_quality(
-    path: &Path,
-    title: &str,
-    routers: &[(String, Vec<[f64; 2]>, Option<[f64; 2]>)],
-    c: &CostsOut,
-) -> Result<()> {
+pub fn cost_quality(path: &Path, title: &str, routers: &[RouterCurve], c: &CostsOut) -> Result<()> {
     let mut xs: Vec<f64> = c.per_model.values().map(|m| m.cost).collect();
     let mut ys: Vec<f64> = c.per_model.values().map(|m| m.accuracy).collect();
     for (_, curve, t3) in routers {
@@ -74,19 +72,6 @@ pub fn cost_quality(
         .map_err(err)?;
     let pct = |p: &[f64; 2]| (p[0], 100.0 * p[1]);
     let grey = RGBColor(120, 120, 120);
-    chart
-        .draw_series(DashedLineSeries::new(
-            c.zero_router.1.iter().map(pct),
-            6,
-            4,
-            grey.stroke_width(2),
-        ))
-        .map_err(err)?
-        .label(format!(
-            "zero router (hull of single models), AIQ {:.3}",
-            c.zero_router.0
-        ))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2)));
     for (i, (name, curve, t3)) in routers.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let mut pts: Vec<(f64, f64)> = curve.iter().map(pct).collect();
@@ -110,6 +95,19 @@ pub fn cost_quality(
                 .map_err(err)?;
         }
     }
+    chart
+        .draw_series(DashedLineSeries::new(
+            c.zero_router.1.iter().map(pct),
+            6,
+            4,
+            grey.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(format!(
+            "zero router (hull of single models), AIQ {:.3}",
+            c.zero_router.0
+        ))
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], grey.stroke_width(2)));
     let cascade_color = RGBColor(0, 0, 0);
     let mut cp: Vec<(f64, f64)> = c.cascade.1.curve.iter().map(pct).collect();
     cp.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
@@ -137,10 +135,17 @@ pub fn cost_quality(
         chart
             .draw_series(std::iter::once(Text::new(
                 m.clone(),
-                (p.0, p.1 + ypad * 25.0),
+                (p.0 + xpad * 0.15, p.1 + ypad * 45.0),
                 ("sans-serif", 14),
             )))
             .map_err(err)?;
+    }
+    if routers.iter().any(|r| r.2.is_some()) {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .map_err(err)?
+            .label("triangles: each router's top-3 vote (pays for three models)")
+            .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, BLACK.stroke_width(1)));
     }
     let o = (c.oracle.cost, 100.0 * c.oracle.accuracy);
     chart

@@ -130,7 +130,8 @@ pub struct Calls2 {
 }
 
 fn pct(x: f64) -> String {
-    format!("{:.1}", 100.0 * x)
+    // + 0.0 turns -0.0 into 0.0
+    format!("{:.1}", 100.0 * x + 0.0)
 }
 
 fn opt_pct(x: Option<f64>) -> String {
@@ -298,8 +299,13 @@ fn cost_section(s: &mut String, r: &RunResults, c: &crate::costs::CostsOut, orde
         for k in &d.calibrated {
             let _ = writeln!(
                 s,
-                "| {name} | {aiq:.3} | {} | {} | {} | {} % | {:+.1} | {reach} | {t3} |",
+                "| {name} | {aiq:.3} | {}{} | {} | {} | {} % | {:+.1} | {reach} | {t3} |",
                 k.target,
+                if k.reached {
+                    ""
+                } else {
+                    " (not reached on training data: closest setting)"
+                },
                 num(k.test_cost),
                 pct(k.test_accuracy),
                 pct(k.cost_saving),

@@ -770,10 +770,10 @@ impl Cascade {
         grid.iter()
             .map(|&t| {
                 let (mut cost, mut hits) = (0.0, 0usize);
-                for q in 0..split.len() {
+                for (q, g) in gold.iter().enumerate().take(split.len()) {
                     let (m, paid) = self.decide(split, q, costs, t);
                     cost += paid;
-                    hits += split.responses.is_correct(q, m, gold[q]) as usize;
+                    hits += split.responses.is_correct(q, m, *g) as usize;
                 }
                 Point {
                     param: t,
