@@ -359,11 +359,8 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
     table.insert("budget".into(), 0.6.into());
     let settings = rgd_core::cost::CostSettings::parse(&table, "bench [costs]")?;
     let analysis = crate::costs::Analysis::new(&settings, &ds, &stats)?;
-    let ctx = rgd_core::Context {
-        base_dir: ".".into(),
-        seed: 0,
-        quiet: true,
-    };
+    let mut ctx = rgd_core::Context::new(".");
+    ctx.quiet = true;
     let mut scored = Vec::new();
     let mut score_s = 0.0;
     for e in registry.entries(rgd_core::Kind::Router) {

@@ -4,11 +4,15 @@
 use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rgd_cache::{CacheMode, CachedBackend, CachedEmbedder, CallCache};
-use rgd_core::pipeline::{DataSpec, Located};
+use rgd_core::pipeline::{DataSpec, GenerateSpec, Located, TrainSpec};
 use rgd_core::{Context, Dataset, Pipeline, Registry};
+use rgd_core::{Generated, LlmBackend, Question};
 use rgd_pool::PoolMember;
 use serde::Deserialize;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Call-cache options from the command line (they override `[cache]`).
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -101,6 +105,174 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
     })
 }
 
+/// A subject's hand-written description next to the one derived from examples.
+#[derive(Clone, Debug, Serialize)]
+pub struct DescriptionRow {
+    /// The subject.
+    pub subject: String,
+    /// From the descriptions file.
+    pub hand_written: Option<String>,
+    /// Written by the describe stage from example questions.
+    pub derived: Option<String>,
+}
+
+/// What the generation stage did (results.json `training_data.generation`).
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerationReport {
+    /// The generator's `type` and backend.
+    pub generator: String,
+    /// The descriptions file.
+    pub descriptions_file: Option<String>,
+    /// Described subjects the test set does not have (skipped).
+    pub unknown_subjects: Vec<String>,
+    /// Test subjects without a description (no training questions).
+    pub undescribed_subjects: Vec<String>,
+    /// Descriptions used (and derived ones, with `[generate.describe]`).
+    pub descriptions: Vec<DescriptionRow>,
+    /// Which descriptions the generator wrote from.
+    pub used: String,
+    /// Calls, parsing and records.
+    #[serde(skip)]
+    pub generated: Generated,
+}
+
+/// Reports of the data stage.
+#[derive(Clone, Debug, Default)]
+pub struct DataReport {
+    /// With `[generate]`.
+    pub generation: Option<GenerationReport>,
+}
+
+/// Build the pipeline's named backends (each behind the call cache).
+pub fn named_backends(
+    registry: &Registry,
+    p: &Pipeline,
+    cache: &CallCache,
+) -> Result<BTreeMap<String, Arc<dyn LlmBackend>>> {
+    let mut out = BTreeMap::new();
+    for (name, l) in &p.backends {
+        let inner = registry.build_backend(l.table.clone(), &l.context)?;
+        let b: Arc<dyn LlmBackend> = Arc::new(CachedBackend {
+            inner,
+            cache: cache.clone(),
+        });
+        out.insert(name.clone(), b);
+    }
+    Ok(out)
+}
+
+/// The generator's own answer to each generated question.
+type SelfAnswers = Vec<Option<rgd_core::Letter>>;
+
+/// The generation stage: descriptions (from the file and/or derived from examples), the
+/// generator, and the generator's answers to its own questions.
+fn generate(
+    registry: &Registry,
+    g: &GenerateSpec,
+    ctx: &Context,
+    test_subjects: &[String],
+) -> Result<(Vec<Question>, Option<SelfAnswers>, GenerationReport)> {
+    let file = g.descriptions.as_ref().map(|d| ctx.resolve(d));
+    let hand = match &file {
+        Some(f) => rgd_generator_llm::descriptions::load(f)?,
+        None => Default::default(),
+    };
+    let mut derived: indexmap::IndexMap<String, String> = Default::default();
+    if let Some(d) = &g.describe {
+        let src = registry.build_questions(d.source.table.clone(), &d.source.context)?;
+        let examples = src
+            .questions(ctx)
+            .with_context(|| format!("{}: loading example questions", d.source.context))?;
+        let backend = ctx.backend(&d.backend)?;
+        let mut by_subject: indexmap::IndexMap<String, Vec<Question>> = Default::default();
+        for q in examples {
+            by_subject.entry(q.subject.clone()).or_default().push(q);
+        }
+        for (subject, qs) in by_subject {
+            if !g.subjects.is_empty() && !g.subjects.contains(&subject) {
+                continue;
+            }
+            let n = d.examples.min(qs.len());
+            let text = rgd_generator_llm::describe(backend.as_ref(), &subject, &qs[..n])?;
+            ctx.info(format!("  described {subject}: {text}"));
+            derived.insert(subject, text);
+        }
+    }
+    let use_derived = g.describe.as_ref().is_some_and(|d| d.use_derived);
+    let map = if use_derived { &derived } else { &hand };
+    let file_name = file
+        .as_ref()
+        .map(|f| f.display().to_string())
+        .unwrap_or_else(|| "[generate.describe]".into());
+    let sel = rgd_generator_llm::descriptions::select(map, &g.subjects, test_subjects, &file_name)?;
+    let generator = registry.build_generator(g.generator.table.clone(), &g.generator.context)?;
+    let generated = generator
+        .generate(&sel.chosen, ctx)
+        .with_context(|| g.generator.context.clone())?;
+    if generated.questions.is_empty() {
+        let mut total = rgd_core::GenerationStats::default();
+        for s in generated.stats.values() {
+            total.add(s);
+        }
+        anyhow::bail!(
+            "{}: the generator produced no parseable question ({} calls, {} replies without a tagged block, {} blocks dropped: {:?})",
+            g.generator.context,
+            total.calls,
+            total.replies_without_blocks,
+            total.blocks - total.parsed,
+            total.dropped
+        );
+    }
+    let self_answers = match (g.self_answer, generator.backend_name()) {
+        (true, Some(b)) => {
+            let member = PoolMember {
+                name: format!("generator `{b}`"),
+                backend: Box::new(ctx.backend(b)?),
+                prior_correction: false,
+            };
+            let (r, _) = rgd_pool::answer(&generated.questions, &[member], &mut |_, _, _| {})?;
+            Some(r.choice.column(0).to_vec())
+        }
+        _ => None,
+    };
+    let mut subjects: Vec<String> = hand.keys().cloned().collect();
+    for s in derived.keys() {
+        if !subjects.contains(s) {
+            subjects.push(s.clone());
+        }
+    }
+    let report = GenerationReport {
+        generator: format!(
+            "{} (backend {})",
+            g.generator
+                .table
+                .get("type")
+                .and_then(|t| t.as_str())
+                .unwrap_or("?"),
+            generator.backend_name().unwrap_or("–")
+        ),
+        descriptions_file: g.descriptions.as_ref().map(|d| d.display().to_string()),
+        unknown_subjects: sel.unknown,
+        undescribed_subjects: sel.undescribed,
+        descriptions: subjects
+            .into_iter()
+            .filter(|s| sel.chosen.iter().any(|c| &c.subject == s) || derived.contains_key(s))
+            .map(|s| DescriptionRow {
+                hand_written: hand.get(&s).cloned(),
+                derived: derived.get(&s).cloned(),
+                subject: s,
+            })
+            .collect(),
+        used: if use_derived {
+            "derived from example questions".into()
+        } else {
+            "hand-written".into()
+        },
+        generated: generated.clone(),
+    };
+    Ok((generated.questions, self_answers, report))
+}
+
 /// Load or build the dataset.
 pub fn load(
     registry: &Registry,
@@ -108,11 +280,11 @@ pub fn load(
     ctx: &Context,
     cache_args: &CacheArgs,
     quiet: bool,
-) -> Result<(Dataset, Option<CallCache>)> {
+) -> Result<(Dataset, Option<CallCache>, DataReport)> {
     match &p.data {
         DataSpec::Source(l) => {
             let src = registry.build_data_source(l.table.clone(), &l.context)?;
-            Ok((src.load(ctx)?, None))
+            Ok((src.load(ctx)?, None, DataReport::default()))
         }
         DataSpec::Answered {
             train,
@@ -121,8 +293,33 @@ pub fn load(
             embedder,
         } => {
             let cache = open_cache(p, ctx, cache_args)?;
-            let tq = registry.build_questions(train.table.clone(), &train.context)?;
+            let mut ctx = ctx.clone();
+            ctx.backends = named_backends(registry, p, &cache)?;
+            let ctx = &ctx;
             let sq = registry.build_questions(test.table.clone(), &test.context)?;
+            let test_qs = sq
+                .questions(ctx)
+                .with_context(|| "loading the test questions".to_string())?;
+            let mut report = DataReport::default();
+            let mut self_answers = None;
+            let train_qs = match train {
+                TrainSpec::Questions(l) => registry
+                    .build_questions(l.table.clone(), &l.context)?
+                    .questions(ctx)
+                    .with_context(|| "loading the train questions".to_string())?,
+                TrainSpec::Generated(g) => {
+                    let mut subjects: Vec<String> = Vec::new();
+                    for q in &test_qs {
+                        if !subjects.contains(&q.subject) {
+                            subjects.push(q.subject.clone());
+                        }
+                    }
+                    let (qs, sa, r) = generate(registry, g, ctx, &subjects)?;
+                    self_answers = sa;
+                    report.generation = Some(r);
+                    qs
+                }
+            };
             let members = pool
                 .iter()
                 .map(|(n, l)| member(registry, n, l, &cache))
@@ -142,10 +339,7 @@ pub fn load(
                 b
             });
             let mut splits = Vec::new();
-            for (name, src) in [("train", &tq), ("test", &sq)] {
-                let qs = src
-                    .questions(ctx)
-                    .with_context(|| format!("loading the {name} questions"))?;
+            for (name, qs) in [("train", train_qs), ("test", test_qs)] {
                 if let Some(b) = &bar {
                     b.set_prefix(name.to_string());
                 }
@@ -169,7 +363,8 @@ pub fn load(
                 b.finish_and_clear();
             }
             let test = splits.pop().expect("two splits");
-            let train = splits.pop().expect("two splits");
+            let mut train = splits.pop().expect("two splits");
+            train.generator_answer = self_answers;
             let task = p
                 .path
                 .file_stem()
@@ -183,6 +378,7 @@ pub fn load(
                     test,
                 },
                 Some(cache),
+                report,
             ))
         }
     }

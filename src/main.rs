@@ -7,6 +7,7 @@ mod plot;
 mod progress;
 mod results;
 mod run;
+mod training;
 
 // Plugin crates register their components through `inventory`; a crate the binary never
 // references is not linked, so reference each one.
@@ -400,7 +401,7 @@ fn main() -> ExitCode {
             Cmd::Export { pipeline, out } => {
                 let p = Pipeline::from_file(pipeline)?;
                 let built = p.build(&registry, cli.quiet)?;
-                let (ds, _) = data::load(
+                let (ds, _, _) = data::load(
                     &registry,
                     &p,
                     &built.ctx,

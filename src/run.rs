@@ -40,8 +40,28 @@ pub fn run(
         .with_context(|| format!("creating {}", out.display()))?;
 
     let stage = Stage::start("load data", quiet);
-    let (ds, cache) = crate::data::load(registry, &pipeline, ctx, cache_args, quiet)?;
+    let (mut ds, cache, data_report) =
+        crate::data::load(registry, &pipeline, ctx, cache_args, quiet)?;
     ds.validate()?;
+    let filter_types: Vec<String> = pipeline
+        .filters
+        .iter()
+        .map(|(_, l)| {
+            l.table
+                .get("type")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    let training = crate::training::process(
+        &mut ds,
+        data_report,
+        &built.filters,
+        &filter_types,
+        ctx,
+        out,
+    )?;
     let load_seconds = stage.done(&format!(
         "{} training and {} test questions, {} models",
         ds.train.len(),
@@ -188,6 +208,7 @@ pub fn run(
             per_subject: refs.per_subject.clone(),
         },
         load_seconds,
+        training_data: training,
         costs,
         calls: cache.map(|c| {
             let (hits, misses) = c.stats();

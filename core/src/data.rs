@@ -114,6 +114,10 @@ pub struct Split {
     pub responses: Responses,
     /// Question-text embeddings, one row per question.
     pub embeddings: Array2<f32>,
+    /// The generator's own answer to each of its questions (it re-answers them as a pool
+    /// member would), when known: what the `self_answer` filter and the diagnostics read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_answer: Option<Vec<Option<Letter>>>,
 }
 
 impl Split {
@@ -133,6 +137,29 @@ impl Split {
     pub fn embedding(&self, q: usize) -> ArrayView1<'_, f32> {
         self.embeddings.row(q)
     }
+    /// The questions at `keep` (in that order), with their responses and embeddings.
+    pub fn select(&self, keep: &[usize]) -> Split {
+        let rows = |a: &Array2<Option<Letter>>| a.select(ndarray::Axis(0), keep);
+        Split {
+            name: self.name.clone(),
+            questions: keep.iter().map(|&i| self.questions[i].clone()).collect(),
+            responses: Responses {
+                choice: rows(&self.responses.choice),
+                confidence: self.responses.confidence.select(ndarray::Axis(0), keep),
+                latency: self
+                    .responses
+                    .latency
+                    .as_ref()
+                    .map(|l| l.select(ndarray::Axis(0), keep)),
+            },
+            embeddings: self.embeddings.select(ndarray::Axis(0), keep),
+            generator_answer: self
+                .generator_answer
+                .as_ref()
+                .map(|g| keep.iter().map(|&i| g[i]).collect()),
+        }
+    }
+
     /// Question indices grouped by subject, subjects in order of first appearance.
     pub fn by_subject(&self) -> Vec<(String, Vec<usize>)> {
         let mut order: Vec<(String, Vec<usize>)> = Vec::new();

@@ -241,6 +241,7 @@ mod tests {
                 latency: None,
             },
             embeddings: Array2::zeros((n, 1)),
+            generator_answer: None,
         }
     }
 

@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use crate::cost::CostSettings;
 use crate::registry::Registry;
-use crate::traits::{Context, Router};
+use crate::traits::{Context, Filter, Router};
 use crate::{Error, Result};
 
 #[derive(Deserialize)]
@@ -32,6 +32,12 @@ struct RawPipeline {
     #[serde(default)]
     costs: Option<Spanned<toml::Table>>,
     #[serde(default)]
+    backends: IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    generate: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    filters: IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
     seed: u64,
 }
 
@@ -42,10 +48,11 @@ pub enum DataSpec {
     /// `[data]`: a data source that provides everything (questions, responses, embeddings).
     Source(Located),
     /// Questions answered by a pool of models and embedded here:
-    /// `[questions.train]`, `[questions.test]`, `[pool.NAME]`..., `[embedder]`.
+    /// `[questions.train]` (or `[generate]`), `[questions.test]`, `[pool.NAME]`...,
+    /// `[embedder]`.
     Answered {
         /// Training questions.
-        train: Located,
+        train: TrainSpec,
         /// Test questions.
         test: Located,
         /// Pool models, in file order.
@@ -53,6 +60,51 @@ pub enum DataSpec {
         /// The embedder.
         embedder: Located,
     },
+}
+
+/// Where the training questions come from.
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per run
+pub enum TrainSpec {
+    /// `[questions.train]`: a question source.
+    Questions(Located),
+    /// `[generate]`: a generator writes them from subject descriptions.
+    Generated(GenerateSpec),
+}
+
+/// The `[generate]` table: a generator (`[generate.generator]`), the descriptions it writes
+/// from, and optionally descriptions derived from example questions (`[generate.describe]`).
+#[derive(Clone, Debug)]
+pub struct GenerateSpec {
+    /// The descriptions file (TOML or JSON: subject -> description), resolved against the
+    /// pipeline's folder; optional when `describe` derives them.
+    pub descriptions: Option<PathBuf>,
+    /// Subjects to generate for (empty: every subject of the file).
+    pub subjects: Vec<String>,
+    /// Whether the generator re-answers its own questions (for `self_answer` and the
+    /// diagnostics; default true).
+    pub self_answer: bool,
+    /// The generator component.
+    pub generator: Located,
+    /// `[generate.describe]`: derive descriptions from example questions.
+    pub describe: Option<DescribeSpec>,
+    /// `file:line [generate]`.
+    pub context: String,
+}
+
+/// `[generate.describe]`: an LLM writes each subject's description from a few unlabeled
+/// example questions; the report shows it next to the hand-written one.
+#[derive(Clone, Debug)]
+pub struct DescribeSpec {
+    /// The backend that writes (`[backends.NAME]`).
+    pub backend: String,
+    /// Example questions per subject.
+    pub examples: usize,
+    /// Generate from the derived descriptions instead of the file's.
+    pub use_derived: bool,
+    /// Where the examples come from (a question source table, e.g. a benchmark's heldout
+    /// part).
+    pub source: Located,
 }
 
 /// A component's TOML table and where it stands (for error messages).
@@ -81,6 +133,10 @@ pub struct Pipeline {
     pub seed: u64,
     /// `[costs]`: model costs and the cost–quality analysis settings, if given.
     pub costs: Option<CostSettings>,
+    /// `[backends.NAME]`: named LLM backends components refer to, in file order.
+    pub backends: Vec<(String, Located)>,
+    /// `[filters.NAME]`: filters applied to the training split, in file order.
+    pub filters: Vec<(String, Located)>,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -93,6 +149,153 @@ pub struct BuiltPipeline {
     pub ctx: Context,
     /// `[costs]`, if given.
     pub costs: Option<CostSettings>,
+    /// Filters by their table name, in order.
+    pub filters: Vec<(String, Box<dyn Filter>)>,
+}
+
+/// Read `[generate]` (its nested `generator` and `describe` tables have no spans of their own,
+/// so their messages name `[generate.generator]` / `[generate.describe]` at the parent's line).
+fn parse_generate(l: Located) -> Result<GenerateSpec> {
+    let ctx = l.context.clone();
+    let err = |msg: String| Error::Config {
+        context: ctx.clone(),
+        msg,
+    };
+    let mut t = l.table;
+    let sub = |name: &str| ctx.replace("[generate]", &format!("[generate.{name}]"));
+    let descriptions = match t.remove("descriptions") {
+        None => None,
+        Some(toml::Value::String(p)) => Some(PathBuf::from(p)),
+        Some(v) => {
+            return Err(err(format!(
+                "`descriptions` must be a path, got {}",
+                v.type_str()
+            )));
+        }
+    };
+    let subjects = match t.remove("subjects") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s),
+                v => Err(err(format!(
+                    "`subjects` must be strings, got {}",
+                    v.type_str()
+                ))),
+            })
+            .collect::<Result<_>>()?,
+        Some(v) => {
+            return Err(err(format!(
+                "`subjects` must be an array, got {}",
+                v.type_str()
+            )));
+        }
+    };
+    let self_answer = match t.remove("self_answer") {
+        None => true,
+        Some(toml::Value::Boolean(b)) => b,
+        Some(v) => {
+            return Err(err(format!(
+                "`self_answer` must be true or false, got {}",
+                v.type_str()
+            )));
+        }
+    };
+    let generator = match t.remove("generator") {
+        Some(toml::Value::Table(g)) => Located {
+            table: g,
+            context: sub("generator"),
+        },
+        Some(v) => {
+            return Err(err(format!(
+                "`generator` must be a table, got {}",
+                v.type_str()
+            )));
+        }
+        None => {
+            return Err(err(
+                "missing [generate.generator] (e.g. type = \"llm\", backend = \"NAME\")".into(),
+            ));
+        }
+    };
+    let describe = match t.remove("describe") {
+        None => None,
+        Some(toml::Value::Table(mut d)) => {
+            let dctx = sub("describe");
+            let derr = |msg: String| Error::Config {
+                context: dctx.clone(),
+                msg,
+            };
+            let backend = match d.remove("backend") {
+                Some(toml::Value::String(b)) => b,
+                _ => {
+                    return Err(derr(
+                        "`backend` (the name of a [backends.NAME]) is required".into(),
+                    ));
+                }
+            };
+            let examples = match d.remove("examples") {
+                None => 5,
+                Some(toml::Value::Integer(i)) if (1..=50).contains(&i) => i as usize,
+                Some(v) => {
+                    return Err(derr(format!(
+                        "`examples` must be an integer in 1..=50, got {v}"
+                    )));
+                }
+            };
+            let use_derived = match d.remove("use_derived") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => b,
+                Some(v) => {
+                    return Err(derr(format!(
+                        "`use_derived` must be true or false, got {}",
+                        v.type_str()
+                    )));
+                }
+            };
+            let source = match d.remove("source") {
+                Some(toml::Value::Table(s)) => Located {
+                    table: s,
+                    context: dctx.replace("[generate.describe]", "[generate.describe.source]"),
+                },
+                _ => return Err(derr("missing [generate.describe.source] (a question source, e.g. type = \"benchmark\")".into())),
+            };
+            if let Some(k) = d.keys().next() {
+                return Err(derr(format!(
+                    "unknown field `{k}` (known: backend, examples, use_derived, source)"
+                )));
+            }
+            Some(DescribeSpec {
+                backend,
+                examples,
+                use_derived,
+                source,
+            })
+        }
+        Some(v) => {
+            return Err(err(format!(
+                "`describe` must be a table, got {}",
+                v.type_str()
+            )));
+        }
+    };
+    if let Some(k) = t.keys().next() {
+        return Err(err(format!(
+            "unknown field `{k}` (known: descriptions, subjects, self_answer, generator, describe)"
+        )));
+    }
+    if descriptions.is_none() && !describe.as_ref().is_some_and(|d| d.use_derived) {
+        return Err(err("`descriptions` (a file of subject = description) is required unless [generate.describe] has use_derived = true".into()));
+    }
+    Ok(GenerateSpec {
+        descriptions,
+        subjects,
+        self_answer,
+        generator,
+        describe,
+        context: ctx.clone(),
+    })
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -147,7 +350,17 @@ impl Pipeline {
                 "[questions.{k}]: question tables must be named `train` or `test`"
             )));
         }
-        let answered_keys = !questions.is_empty() || !raw.pool.is_empty() || raw.embedder.is_some();
+        let generate = raw
+            .generate
+            .map(|g| {
+                let l = locate(g, "generate");
+                parse_generate(l)
+            })
+            .transpose()?;
+        let answered_keys = !questions.is_empty()
+            || !raw.pool.is_empty()
+            || raw.embedder.is_some()
+            || generate.is_some();
         let data = match (raw.data, answered_keys) {
             (Some(d), false) => DataSpec::Source(locate(d, "data")),
             (Some(_), true) => {
@@ -157,8 +370,14 @@ impl Pipeline {
                 ));
             }
             (None, _) => {
+                if generate.is_some() && questions.contains_key("train") {
+                    return Err(err(
+                        "give either [questions.train] or [generate] (generated training questions), not both".into(),
+                    ));
+                }
                 let missing: Vec<&str> = [
-                    (!questions.contains_key("train")).then_some("[questions.train]"),
+                    (!questions.contains_key("train") && generate.is_none())
+                        .then_some("[questions.train] (or [generate])"),
                     (!questions.contains_key("test")).then_some("[questions.test]"),
                     raw.pool.is_empty().then_some("[pool.NAME]"),
                     raw.embedder.is_none().then_some("[embedder]"),
@@ -173,7 +392,12 @@ impl Pipeline {
                     return Err(err(format!("missing {}", missing.join(", "))));
                 }
                 DataSpec::Answered {
-                    train: questions.shift_remove("train").expect("checked"),
+                    train: match generate {
+                        Some(g) => TrainSpec::Generated(g),
+                        None => {
+                            TrainSpec::Questions(questions.shift_remove("train").expect("checked"))
+                        }
+                    },
                     test: questions.shift_remove("test").expect("checked"),
                     pool: raw
                         .pool
@@ -201,6 +425,22 @@ impl Pipeline {
                 })
                 .collect(),
             seed: raw.seed,
+            backends: raw
+                .backends
+                .into_iter()
+                .map(|(k, t)| {
+                    let l = locate(t, &format!("backends.{k}"));
+                    (k, l)
+                })
+                .collect(),
+            filters: raw
+                .filters
+                .into_iter()
+                .map(|(k, t)| {
+                    let l = locate(t, &format!("filters.{k}"));
+                    (k, l)
+                })
+                .collect(),
             costs: raw
                 .costs
                 .map(|c| {
@@ -223,12 +463,24 @@ impl Pipeline {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
+        let filters = self
+            .filters
+            .iter()
+            .map(|(name, l)| {
+                Ok((
+                    name.clone(),
+                    registry.build_filter(l.table.clone(), &l.context)?,
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(BuiltPipeline {
             routers,
+            filters,
             ctx: Context {
                 base_dir: self.base_dir.clone(),
                 seed: self.seed,
                 quiet,
+                backends: Default::default(),
             },
             costs: self.costs.clone(),
         })

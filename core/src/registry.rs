@@ -443,6 +443,22 @@ impl Registry {
         }
     }
 
+    /// Build a generator.
+    pub fn build_generator(&self, table: toml::Table, context: &str) -> Result<Box<dyn Generator>> {
+        match self.build(Kind::Generator, table, context)? {
+            Component::Generator(g) => Ok(g),
+            other => Err(wrong_kind(context, Kind::Generator, &other)),
+        }
+    }
+
+    /// Build a filter.
+    pub fn build_filter(&self, table: toml::Table, context: &str) -> Result<Box<dyn Filter>> {
+        match self.build(Kind::Filter, table, context)? {
+            Component::Filter(f) => Ok(f),
+            other => Err(wrong_kind(context, Kind::Filter, &other)),
+        }
+    }
+
     /// Build a data source.
     pub fn build_data_source(
         &self,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::Result;
 use crate::data::{Dataset, Labels, Question, Split};
@@ -19,6 +20,9 @@ pub struct Context {
     pub seed: u64,
     /// Suppress progress and informational output.
     pub quiet: bool,
+    /// The pipeline's named LLM backends (`[backends.NAME]`, wrapped in the call cache), for
+    /// components that refer to one by name (a generator's `backend = "NAME"`).
+    pub backends: BTreeMap<String, Arc<dyn LlmBackend>>,
 }
 
 impl Context {
@@ -28,7 +32,21 @@ impl Context {
             base_dir: base_dir.into(),
             seed: 0,
             quiet: false,
+            backends: BTreeMap::new(),
         }
+    }
+    /// The backend named `name` in `[backends.NAME]`.
+    pub fn backend(&self, name: &str) -> Result<Arc<dyn LlmBackend>> {
+        self.backends.get(name).cloned().ok_or_else(|| {
+            crate::Error::Data(format!(
+                "no backend named `{name}`: declare it as [backends.{name}] (declared: {})",
+                if self.backends.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ))
+        })
     }
     /// Resolve `p` against the base directory (absolute paths stay as they are).
     pub fn resolve(&self, p: &Path) -> PathBuf {
@@ -67,10 +85,79 @@ pub struct SubjectDescription {
     pub description: String,
 }
 
+/// Counts of one subject's generation: calls, replies, blocks parsed and dropped (by reason).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenerationStats {
+    /// Generator calls.
+    pub calls: usize,
+    /// Replies with no tagged block at all (empty, truncated, another language, garbage).
+    pub replies_without_blocks: usize,
+    /// Question blocks found.
+    pub blocks: usize,
+    /// Blocks that parsed into a question.
+    pub parsed: usize,
+    /// Reason -> blocks dropped for it.
+    pub dropped: BTreeMap<String, usize>,
+    /// Tokens generated.
+    pub tokens: usize,
+    /// Seconds the backend spent (as recorded, so replays report the original time).
+    pub seconds: f64,
+}
+
+impl GenerationStats {
+    /// Add another subject's (or call's) counts.
+    pub fn add(&mut self, o: &GenerationStats) {
+        self.calls += o.calls;
+        self.replies_without_blocks += o.replies_without_blocks;
+        self.blocks += o.blocks;
+        self.parsed += o.parsed;
+        for (k, v) in &o.dropped {
+            *self.dropped.entry(k.clone()).or_default() += v;
+        }
+        self.tokens += o.tokens;
+        self.seconds += o.seconds;
+    }
+}
+
+/// One generator call, kept so a researcher can see what the model was asked and said.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    /// The subject.
+    pub subject: String,
+    /// Call number within the subject.
+    pub call: usize,
+    /// Sampling seed of the call.
+    pub seed: u64,
+    /// The prompt.
+    pub messages: Vec<Message>,
+    /// The raw reply.
+    pub reply: String,
+    /// Ids of the questions parsed from it.
+    pub question_ids: Vec<String>,
+    /// Blocks dropped from it, by reason.
+    pub dropped: BTreeMap<String, usize>,
+}
+
+/// What a generator produced.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    /// The questions, each with its subject, key and `source` (generator and prompt).
+    pub questions: Vec<Question>,
+    /// Per subject counts.
+    pub stats: BTreeMap<String, GenerationStats>,
+    /// Every call.
+    pub records: Vec<GenerationRecord>,
+}
+
 /// Writes multiple-choice questions with answer keys from subject descriptions.
 pub trait Generator: Send + Sync + Debug {
     /// Generate questions for the given subjects.
-    fn generate(&self, subjects: &[SubjectDescription], ctx: &Context) -> Result<Vec<Question>>;
+    fn generate(&self, subjects: &[SubjectDescription], ctx: &Context) -> Result<Generated>;
+    /// The name of the backend it writes with (`[backends.NAME]`), if any: that model
+    /// re-answers the generated questions for the `self_answer` filter and the diagnostics.
+    fn backend_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// What a filter decided: which questions to keep and why the others were removed.
@@ -255,4 +342,18 @@ pub trait LlmBackend: Send + Sync + Debug {
     fn score_choices(&self, req: &ScoreRequest) -> Result<ChoiceScores>;
     /// Generate a reply.
     fn generate(&self, req: &GenerateRequest) -> Result<Generation>;
+}
+
+/// A shared backend is a backend (so one `[backends.NAME]` can serve a generator, a filter
+/// and a pool member).
+impl LlmBackend for Arc<dyn LlmBackend> {
+    fn identity(&self) -> String {
+        self.as_ref().identity()
+    }
+    fn score_choices(&self, req: &ScoreRequest) -> Result<ChoiceScores> {
+        self.as_ref().score_choices(req)
+    }
+    fn generate(&self, req: &GenerateRequest) -> Result<Generation> {
+        self.as_ref().generate(req)
+    }
 }

@@ -307,6 +307,7 @@ impl ReferenceLayout {
                 latency: None,
             },
             embeddings,
+            generator_answer: None,
         })
     }
 }

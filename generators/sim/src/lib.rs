@@ -357,6 +357,7 @@ impl Simulated {
                 latency,
             },
             embeddings,
+            generator_answer: None,
         };
         (split, golds)
     }

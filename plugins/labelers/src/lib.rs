@@ -176,6 +176,7 @@ mod tests {
                 latency: None,
             },
             embeddings: Array2::zeros((1, 2)),
+            generator_answer: None,
         }
     }
 

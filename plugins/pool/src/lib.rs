@@ -206,6 +206,7 @@ pub fn build_split(
         questions,
         responses,
         embeddings,
+        generator_answer: None,
     })
 }
 

@@ -187,6 +187,7 @@ mod tests {
                 latency: None,
             },
             embeddings: Array2::zeros((4, 2)),
+            generator_answer: None,
         }
     }
 

@@ -966,6 +966,7 @@ mod tests {
                 latency: None,
             },
             embeddings: emb,
+            generator_answer: None,
         };
         (split, models)
     }
