@@ -174,7 +174,7 @@ fn generate(
 ) -> Result<(Vec<Question>, Option<SelfAnswers>, GenerationReport)> {
     let file = g.descriptions.as_ref().map(|d| ctx.resolve(d));
     let hand = match &file {
-        Some(f) => rgd_generator_llm::descriptions::load(f)?,
+        Some(f) => rgd_generator_llm::descriptions::load(f).with_context(|| g.context.clone())?,
         None => Default::default(),
     };
     let mut derived: indexmap::IndexMap<String, String> = Default::default();

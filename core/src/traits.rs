@@ -318,6 +318,10 @@ pub struct GenerateRequest {
     pub max_tokens: usize,
     /// Sampling seed.
     pub seed: u64,
+    /// Text the reply is made to start with (appended after the rendered conversation; the
+    /// returned text includes it). Empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub assistant_prefix: String,
 }
 
 /// A generated reply.

@@ -10,4 +10,5 @@ mod cli;
 mod common;
 mod cost;
 mod fixture;
+mod generation;
 mod real;

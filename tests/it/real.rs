@@ -259,6 +259,7 @@ fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
         top_p: 0.95,
         max_tokens: 24,
         seed,
+        assistant_prefix: String::new(),
     };
     let a = b.generate(&req(1)).unwrap();
     let again = b.generate(&req(1)).unwrap();
@@ -356,4 +357,84 @@ fn assets_missing_or_corrupt_are_named_with_the_fix() {
     assert!(e.contains("rgd assets fetch mmlu"), "{e}");
     let o = run(&["assets", "fetch", "nope"]);
     assert!(stderr(&o).contains("unknown asset `nope`; known assets: smollm2-135m"));
+}
+
+#[test]
+fn a_real_model_generates_parses_filters_and_diagnoses_and_a_rerun_replays() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("calls.sqlite");
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // the example pipeline, with its descriptions path made absolute and a cache of its own
+    let src = std::fs::read_to_string(repo.join("examples/pipelines/generate-tiny.toml"))
+        .unwrap()
+        .replace(
+            "\"../../descriptions/mmlu.toml\"",
+            &format!("\"{}\"", repo.join("descriptions/mmlu.toml").display()),
+        );
+    let p = t.path().join("gen.toml");
+    std::fs::write(
+        &p,
+        format!("[cache]\npath = \"{}\"\n\n{src}", cache.display()),
+    )
+    .unwrap();
+    let run = |out: &str| {
+        let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", out, "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        results(&t.path().join(out))
+    };
+    let r = run("a");
+    let td = &r["training_data"];
+    let g = &td["diagnostics"]["overall"];
+    let parse = &g["parse"];
+    let parsed = parse["parsed"].as_u64().unwrap();
+    assert!(parsed >= 2, "{parse}");
+    assert!(parse["blocks"].as_u64().unwrap() >= parsed);
+    assert_eq!(parse["calls"], 2);
+    assert!(g["self_answer_accuracy"].as_f64().is_some(), "{g}");
+    assert_eq!(g["model_accuracy"].as_object().unwrap().len(), 2);
+    // the describe stage wrote a description next to each hand-written one
+    let descs = td["generation"]["descriptions"].as_array().unwrap();
+    assert_eq!(descs.len(), 2);
+    for d in descs {
+        assert!(
+            d["hand_written"]
+                .as_str()
+                .unwrap()
+                .starts_with("These questions describe")
+        );
+        assert!(!d["derived"].as_str().unwrap().is_empty());
+    }
+    // filters ran in order and the routers trained on what they kept
+    let f = td["filters"].as_array().unwrap();
+    assert_eq!(f.len(), 2);
+    assert_eq!(f[0]["before"].as_u64().unwrap(), parsed);
+    assert_eq!(f[1]["after"], r["n_train"]);
+    // every generated item inherits a subject and records its generator and prompt
+    let items = std::fs::read_to_string(t.path().join("a/generated/questions.jsonl")).unwrap();
+    let mut n = 0;
+    for line in items.lines() {
+        let q: Value = serde_json::from_str(line).unwrap();
+        let subject = q["subject"].as_str().unwrap();
+        assert!(["high school biology", "marketing"].contains(&subject));
+        let source = q["source"].as_str().unwrap();
+        assert!(
+            source.contains("llm generator `gemma`") && source.contains("prompt "),
+            "{source}"
+        );
+        assert_eq!(q["options"].as_array().unwrap().len(), 4);
+        n += 1;
+    }
+    assert_eq!(n as u64, parsed);
+    let calls = std::fs::read_to_string(t.path().join("a/generated/calls.jsonl")).unwrap();
+    assert_eq!(calls.lines().count(), 2);
+    let report = std::fs::read_to_string(t.path().join("a/report.md")).unwrap();
+    assert!(report.contains("## Training data") && report.contains("self-answer accuracy"));
+    // a rerun replays every call from the cache and reproduces the run
+    let r2 = run("b");
+    assert_eq!(r2["calls"]["model_calls"], 0, "{}", r2["calls"]);
+    assert_eq!(r2["training_data"]["diagnostics"], td["diagnostics"]);
+    assert_eq!(
+        r2["routers"]["cascal"]["top1"],
+        r["routers"]["cascal"]["top1"]
+    );
 }

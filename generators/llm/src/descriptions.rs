@@ -82,9 +82,20 @@ pub struct Selection {
     pub undescribed: Vec<String>,
 }
 
-/// Choose subjects: `wanted` (or every described subject when empty) that the test set has.
-/// A wanted subject without a description is an error naming it; described subjects absent
-/// from the test set and test subjects without a description are counted, not fatal.
+/// The description of a test subject: its own key, or the part after the last `/` (test
+/// subjects may carry a benchmark prefix, `mmlu/anatomy`).
+fn lookup<'a>(descriptions: &'a IndexMap<String, String>, subject: &str) -> Option<&'a String> {
+    descriptions.get(subject).or_else(|| {
+        subject
+            .rsplit_once('/')
+            .and_then(|(_, s)| descriptions.get(s))
+    })
+}
+
+/// Choose subjects: every test subject with a description (or only those `wanted` names, by
+/// test subject or description key). A wanted subject without a description is an error
+/// naming it; described subjects absent from the test set and test subjects without a
+/// description are counted, not fatal. Chosen subjects carry the test set's subject names.
 pub fn select(
     descriptions: &IndexMap<String, String>,
     wanted: &[String],
@@ -92,28 +103,43 @@ pub fn select(
     file: &str,
 ) -> Result<Selection, GenError> {
     let mut sel = Selection::default();
-    if let Some(w) = wanted.iter().find(|w| !descriptions.contains_key(*w)) {
-        return Err(GenError::Descriptions {
-            path: file.to_string(),
-            msg: format!("no description for subject `{w}` (named in [generate] subjects)"),
-        });
+    let base = |s: &str| {
+        s.rsplit_once('/')
+            .map(|x| x.1.to_string())
+            .unwrap_or_else(|| s.to_string())
+    };
+    for w in wanted {
+        if lookup(descriptions, w).is_none() {
+            return Err(GenError::Descriptions {
+                path: file.to_string(),
+                msg: format!("no description for subject `{w}` (named in [generate] subjects)"),
+            });
+        }
     }
-    for (s, d) in descriptions {
-        if !wanted.is_empty() && !wanted.contains(s) {
+    let mut used: Vec<String> = Vec::new();
+    for t in test_subjects {
+        let Some(d) = lookup(descriptions, t) else {
+            sel.undescribed.push(t.clone());
+            continue;
+        };
+        let key = if descriptions.contains_key(t) {
+            t.clone()
+        } else {
+            base(t)
+        };
+        used.push(key.clone());
+        if !wanted.is_empty() && !wanted.contains(t) && !wanted.contains(&key) {
             continue;
         }
-        if test_subjects.contains(s) {
-            sel.chosen.push(SubjectDescription {
-                subject: s.clone(),
-                description: d.clone(),
-            });
-        } else {
-            sel.unknown.push(s.clone());
-        }
+        sel.chosen.push(SubjectDescription {
+            subject: t.clone(),
+            description: d.clone(),
+        });
     }
-    sel.undescribed = test_subjects
-        .iter()
-        .filter(|s| !descriptions.contains_key(*s))
+    sel.unknown = descriptions
+        .keys()
+        .filter(|k| !used.contains(k))
+        .filter(|k| wanted.is_empty() || wanted.contains(k))
         .cloned()
         .collect();
     Ok(sel)

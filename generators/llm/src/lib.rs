@@ -69,6 +69,12 @@ pub struct LlmGenerator {
     pub seed: u64,
     /// The system instruction (`{n}` = questions per call); empty: rgd.md's.
     pub instruction: String,
+    /// Append one worked example block to the instruction (small models copy the format
+    /// from it; rgd.md's instruction has none).
+    pub example: bool,
+    /// Start the reply with `[QUESTION]` (for backends that support a reply prefix; small
+    /// models then stay in the format).
+    pub prefill: bool,
 }
 
 impl Default for LlmGenerator {
@@ -83,9 +89,23 @@ impl Default for LlmGenerator {
             max_per_subject: 0,
             seed: 0,
             instruction: String::new(),
+            example: true,
+            prefill: true,
         }
     }
 }
+
+/// The worked example appended with `example = true`.
+pub const EXAMPLE_BLOCK: &str = "
+
+For example, one block:
+[QUESTION] Which enzyme unwinds the DNA double helix at the replication fork?
+[OPTION A] DNA ligase
+[OPTION B] Helicase
+[OPTION C] Primase
+[OPTION D] DNA polymerase I
+[ANSWER] B
+#####";
 
 fn sha_hex(parts: &[&str]) -> String {
     let mut h = Sha256::new();
@@ -143,7 +163,11 @@ impl LlmGenerator {
         vec![
             Message {
                 role: "system".into(),
-                content: instruction.replace("{n}", &self.questions_per_call.to_string()),
+                content: format!(
+                    "{}{}",
+                    instruction.replace("{n}", &self.questions_per_call.to_string()),
+                    if self.example { EXAMPLE_BLOCK } else { "" }
+                ),
             },
             Message {
                 role: "user".into(),
@@ -193,6 +217,11 @@ impl LlmGenerator {
                     top_p: self.top_p,
                     max_tokens,
                     seed,
+                    assistant_prefix: if self.prefill {
+                        "[QUESTION]".into()
+                    } else {
+                        String::new()
+                    },
                 };
                 stats.calls += 1;
                 let reply = match backend.generate(&req) {
@@ -323,6 +352,7 @@ pub fn describe(
         top_p: 1.0,
         max_tokens: 120,
         seed: 0,
+        assistant_prefix: "These questions describe".into(),
     })?;
     Ok(clean_description(&g.text))
 }

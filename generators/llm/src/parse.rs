@@ -6,7 +6,8 @@
 //! - fields may span lines; tags are case-insensitive and may be wrapped in markdown emphasis
 //!   (`**[QUESTION]**`), spelled `[OPTION_A]`/`[Option A]`, or followed by `:`;
 //! - a block starts at each `[QUESTION]`, so a missing `#####` does not merge two questions;
-//!   `#####` lines and markdown fences are ignored;
+//!   `#####` lines and markdown fences are ignored; an `[OPTION A]` after a block's `[ANSWER]`
+//!   starts a question whose `[QUESTION]` tag was left out (its text follows the answer line);
 //! - the key may be `B`, `b`, `(B)`, `B.`, `B) text`, `**B**`, `Answer: B`, `Option B`;
 //! - dropped: a missing or duplicated tag, an empty question or option, a key outside A–D, an
 //!   unreadable key. A reply with no block at all is counted apart.
@@ -133,6 +134,27 @@ pub fn parse_reply(reply: &str) -> ParsedReply {
         };
         tags.push((tag, m.start(), m.end()));
     }
+    // a model that numbers its questions may tag only the first: an [OPTION A] after an
+    // [ANSWER] of the same block starts a new question, whose text follows the answer's line
+    let mut with_implicit: Vec<(Tag, usize, usize)> = Vec::with_capacity(tags.len());
+    let mut answered_at: Option<usize> = None; // content start of the block's [ANSWER]
+    for t in tags {
+        match t.0 {
+            Tag::Question => answered_at = None,
+            Tag::Answer => answered_at = Some(t.2),
+            Tag::Option(0) => {
+                if let Some(a) = answered_at.take() {
+                    let rest = &text[a..t.1];
+                    let lead = rest.len() - rest.trim_start().len();
+                    let line_end = rest[lead..].find('\n').map(|k| a + lead + k).unwrap_or(t.1);
+                    with_implicit.push((Tag::Question, line_end, line_end));
+                }
+            }
+            Tag::Option(_) => {}
+        }
+        with_implicit.push(t);
+    }
+    let tags = with_implicit;
     // group tags into blocks, each starting at a [QUESTION]
     let starts: Vec<usize> = tags
         .iter()
@@ -287,6 +309,29 @@ continued
         assert_eq!(r.dropped["missing [OPTION C]"], 1, "{r:?}");
         assert_eq!(r.dropped["duplicate [OPTION C]"], 1);
         assert_eq!(r.dropped["missing [ANSWER]"], 1);
+    }
+
+    #[test]
+    fn numbered_questions_without_their_own_tag() {
+        // what Gemma-3-270M wrote (abridged)
+        let reply = "[QUESTION]
+3. What is DNA?
+[OPTION A] the genetic material
+[OPTION B] deoxyribonucleic acid
+[OPTION C] a protein
+[OPTION D] a nucleic acid
+[ANSWER] A
+4. What is a gene?
+[OPTION A] a structure
+[OPTION B] a unit of heredity
+[OPTION C] a protein
+[OPTION D] a sugar
+[ANSWER] B";
+        let r = parse_reply(reply);
+        assert_eq!(r.questions.len(), 2, "{r:?}");
+        assert_eq!(r.questions[0].answer, 0);
+        assert_eq!(r.questions[1].question, "4. What is a gene?");
+        assert_eq!(r.questions[1].answer, 1);
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub struct Simulated {
     /// Seconds per question of each model; when given, the responses record a latency around
     /// it (log-normal noise, sd 0.1), so `[costs] from = "latency"` can use it.
     pub seconds_per_question: Vec<f64>,
+    /// Probability the generator, re-answering its own question, gets it right (it answers
+    /// a wrong letter otherwise); when set, the training split records these answers, which
+    /// the `self_answer` filter reads.
+    pub generator_skill: Option<f64>,
     /// Seed.
     pub seed: u64,
 }
@@ -110,6 +114,7 @@ impl Default for Simulated {
             confidence_sd: 0.25,
             skills: Vec::new(),
             seconds_per_question: Vec::new(),
+            generator_skill: None,
             seed: 1,
         }
     }
@@ -199,6 +204,11 @@ impl Simulated {
                 "seconds_per_question must be {} positive numbers (one per model)",
                 self.models
             ));
+        }
+        if let Some(g) = self.generator_skill
+            && !(0.0..=1.0).contains(&g)
+        {
+            return bad(format!("generator_skill must be in [0, 1], got {g}"));
         }
         if !(self.confidence_sd >= 0.0) {
             return bad("confidence_sd must be >= 0".into());
@@ -375,7 +385,7 @@ impl Simulated {
         let world = self.world(&mut rng);
         let mut train_rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7472_6169_6e00);
         let mut test_rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x7465_7374_0000);
-        let (train, gold) = self.split(
+        let (mut train, gold) = self.split(
             &world,
             "train",
             self.train_per_subject,
@@ -383,6 +393,23 @@ impl Simulated {
             true,
             &mut train_rng,
         );
+        if let Some(skill) = self.generator_skill {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0x6765_6e65_7261_746f);
+            train.generator_answer = Some(
+                gold.iter()
+                    .map(|g| {
+                        let right = rng.random::<f64>() < skill;
+                        let a = if right {
+                            g.index()
+                        } else {
+                            let w = rng.random_range(0..self.options - 1);
+                            if w >= g.index() { w + 1 } else { w }
+                        };
+                        Letter::from_index(a)
+                    })
+                    .collect(),
+            );
+        }
         let (test, _) = self.split(
             &world,
             "test",

@@ -350,7 +350,8 @@ impl LlmBackend for LlamaCppBackend {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let l = self.load()?;
         let t0 = std::time::Instant::now();
-        let prompt = self.render(l, &req.messages, true)?;
+        let mut prompt = self.render(l, &req.messages, true)?;
+        prompt.push_str(&req.assistant_prefix);
         let toks = self.tokens(l, &prompt);
         if toks.len() + req.max_tokens > self.cfg.n_ctx as usize {
             return Err(LlamaError::TooLong {
@@ -396,7 +397,7 @@ impl LlmBackend for LlamaCppBackend {
             idx = 0;
         }
         Ok(Generation {
-            text: String::from_utf8_lossy(&out).into_owned(),
+            text: format!("{}{}", req.assistant_prefix, String::from_utf8_lossy(&out)),
             mean_logprob: if n == 0 { 0.0 } else { lp_sum / n as f64 },
             n_tokens: n,
             seconds: t0.elapsed().as_secs_f64(),
