@@ -217,6 +217,7 @@ pub fn bench_pool(a: &PoolBenchArgs) -> Result<()> {
                     cache: cache.clone(),
                 }),
                 prior_correction: pc,
+                mode: Default::default(),
             };
             let (r, _) = rgd_pool::answer(&all, std::slice::from_ref(&member), &mut |_, _, _| {})?;
             let right = (0..all.len())

@@ -94,8 +94,31 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
             .into());
         }
     };
+    let bad = |msg: String| rgd_core::Error::Config {
+        context: l.context.clone(),
+        msg,
+    };
+    let max_tokens = match t.remove("max_tokens") {
+        None => 512,
+        Some(toml::Value::Integer(i)) if (1..=100_000).contains(&i) => i as usize,
+        Some(v) => return Err(bad(format!("`max_tokens` must be a positive integer, found {v}")).into()),
+    };
+    let mode = match t.remove("mode") {
+        None => rgd_pool::AnswerMode::Score,
+        Some(toml::Value::String(m)) if m == "score" => rgd_pool::AnswerMode::Score,
+        Some(toml::Value::String(m)) if m == "generate" => {
+            rgd_pool::AnswerMode::Generate { max_tokens }
+        }
+        Some(v) => {
+            return Err(bad(format!(
+                "`mode` must be \"score\" (letter log-probs, one forward pass) or \"generate\" (free-text reasoning, answer extracted), found {v}"
+            ))
+            .into());
+        }
+    };
     let backend = registry.build_backend(t, &l.context)?;
     Ok(PoolMember {
+        mode,
         name: name.to_string(),
         backend: Box::new(CachedBackend {
             inner: backend,
@@ -229,6 +252,7 @@ fn generate(
                 name: format!("generator `{b}`"),
                 backend: Box::new(ctx.backend(b)?),
                 prior_correction: false,
+                mode: Default::default(),
             };
             let (r, _) = rgd_pool::answer(&generated.questions, &[member], &mut |_, _, _| {})?;
             Some(r.choice.column(0).to_vec())

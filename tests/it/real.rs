@@ -438,3 +438,39 @@ fn a_real_model_generates_parses_filters_and_diagnoses_and_a_rerun_replays() {
         r["routers"]["cascal"]["top1"]
     );
 }
+
+#[test]
+fn gemma_answers_in_free_text_and_the_extractor_reads_its_letter() {
+    let b = rgd_backend_llamacpp::LlamaCpp {
+        model: "gemma3-270m".into(),
+        n_ctx: 1024,
+        threads: 0,
+        chat_template: true,
+    }
+    .open()
+    .unwrap();
+    let (mut qs, _) = rgd_benchmarks::load_all("arc_easy").unwrap();
+    qs.truncate(3);
+    let member = rgd_pool::PoolMember {
+        name: "gemma".into(),
+        backend: Box::new(b),
+        prior_correction: false,
+        mode: rgd_pool::AnswerMode::Generate { max_tokens: 96 },
+    };
+    let (r, report) = rgd_pool::answer(&qs, &[member], &mut |_, _, _| {}).unwrap();
+    let lat = r.latency.unwrap();
+    let mut answered = 0;
+    for (i, q) in qs.iter().enumerate() {
+        assert!(lat[[i, 0]] > 0.0);
+        if let Some(c) = r.choice[[i, 0]] {
+            answered += 1;
+            assert!(c.index() < q.options.len());
+            // confidence is the reply's mean token log-probability
+            assert!(r.confidence[[i, 0]] < 0.0 && r.confidence[[i, 0]].is_finite());
+        }
+    }
+    // replies without a letter are abstentions, counted
+    let failed = report.failures.get("gemma").map(|f| f.0).unwrap_or(0);
+    assert_eq!(answered + failed, qs.len());
+    assert!(answered >= 1, "{report:?}");
+}

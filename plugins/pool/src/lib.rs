@@ -14,9 +14,12 @@
 //! abstention, counted and reported, not a crash; any other backend error (a model that
 //! cannot load, say) stops the run, naming the model.
 
+pub mod extract;
+
 use ndarray::Array2;
 use rgd_core::{
-    Context, Embedder, Letter, LlmBackend, Message, Question, Responses, ScoreRequest, Split,
+    Context, Embedder, GenerateRequest, Letter, LlmBackend, Message, Question, Responses,
+    ScoreRequest, Split,
 };
 use std::collections::BTreeMap;
 
@@ -48,6 +51,45 @@ pub struct PoolMember {
     pub backend: Box<dyn LlmBackend>,
     /// Subtract the model's mean log-probability per letter before choosing.
     pub prior_correction: bool,
+    /// How it answers.
+    pub mode: AnswerMode,
+}
+
+/// How a pool member answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnswerMode {
+    /// Score the option letters in one forward pass (local models).
+    #[default]
+    Score,
+    /// Reason in free text and end with "The answer is (X)" (rgd.md's prompt, for backends
+    /// that generate instead of scoring); the letter comes from [`extract::extract_answer`],
+    /// the confidence is the reply's mean token log-probability. Greedy decoding.
+    Generate {
+        /// Token budget of the reply.
+        max_tokens: usize,
+    },
+}
+
+/// rgd.md's free-text prompt: the question, the choices, then the instruction to reason step
+/// by step and finish with "The answer is (X)".
+pub fn cot_request(q: &Question, max_tokens: usize) -> GenerateRequest {
+    let mut user = format!("{}\n\nChoices:\n", q.text.trim());
+    for (i, o) in q.options.iter().enumerate() {
+        let l = Letter::from_index(i).map(|l| l.as_char()).unwrap_or('?');
+        user.push_str(&format!("({l}) {}\n", o.trim()));
+    }
+    user.push_str("\nThink step by step, then finish your reply with \"The answer is (X)\", where X is the letter of the correct choice.");
+    GenerateRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: user,
+        }],
+        temperature: 0.0,
+        top_p: 1.0,
+        max_tokens,
+        seed: 0,
+        assistant_prefix: String::new(),
+    }
 }
 
 /// The multiple-choice prompt of a question.
@@ -97,6 +139,41 @@ pub fn answer(
     let mut latency = Array2::from_elem((n, m), f64::NAN);
     let mut report = AnswerReport::default();
     for (j, member) in members.iter().enumerate() {
+        if let AnswerMode::Generate { max_tokens } = member.mode {
+            for (i, q) in questions.iter().enumerate() {
+                progress(&member.name, i, n);
+                match member.backend.generate(&cot_request(q, max_tokens)) {
+                    Ok(g) => {
+                        latency[[i, j]] = g.seconds;
+                        choice[[i, j]] = extract::extract_answer(&g.text, q.options.len());
+                        if choice[[i, j]].is_some() {
+                            confidence[[i, j]] = g.mean_logprob;
+                        } else {
+                            let e = report
+                                .failures
+                                .entry(member.name.clone())
+                                .or_insert((0, "no answer letter in the reply".into()));
+                            e.0 += 1;
+                        }
+                    }
+                    Err(e @ rgd_core::Error::Unanswerable(_)) => {
+                        let entry = report
+                            .failures
+                            .entry(member.name.clone())
+                            .or_insert((0, e.to_string()));
+                        entry.0 += 1;
+                    }
+                    Err(e) => {
+                        return Err(rgd_core::Error::component(
+                            format!("pool model `{}` on question `{}`", member.name, q.id),
+                            e,
+                        ));
+                    }
+                }
+            }
+            progress(&member.name, n, n);
+            continue;
+        }
         let mut norm: Vec<Option<Vec<f64>>> = Vec::with_capacity(n);
         for (i, q) in questions.iter().enumerate() {
             progress(&member.name, i, n);
@@ -269,11 +346,13 @@ mod tests {
                 name: "raw".into(),
                 backend: Box::new(BiasedA),
                 prior_correction: false,
+                mode: Default::default(),
             },
             PoolMember {
                 name: "fixed".into(),
                 backend: Box::new(BiasedA),
                 prior_correction: true,
+                mode: Default::default(),
             },
         ];
         let (r, report) = answer(&qs, &members, &mut |_, _, _| {}).unwrap();
