@@ -420,3 +420,89 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
     println!("  AIQ {:<14} {:.3}", "zero router", out.2);
     Ok(())
 }
+
+/// `rgd bench generate`: the `llm` generator on a local model, timed without the cache.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenerateBenchArgs {
+    /// Generator model (asset name or GGUF path).
+    #[arg(long, default_value = "qwen2.5-coder-1.5b")]
+    pub model: String,
+    /// Descriptions file; the first `--subjects` subjects are used.
+    #[arg(long, default_value = "descriptions/mmlu.toml")]
+    pub descriptions: std::path::PathBuf,
+    /// Subjects.
+    #[arg(long, default_value_t = 4)]
+    pub subjects: usize,
+    /// Calls per subject.
+    #[arg(long, default_value_t = 1)]
+    pub calls: usize,
+    /// Questions asked for per call.
+    #[arg(long, default_value_t = 5)]
+    pub questions_per_call: usize,
+}
+
+/// Generate, then print tokens/s, questions/minute and the parse success rate.
+pub fn bench_generate(a: &GenerateBenchArgs) -> Result<()> {
+    let backend = rgd_backend_llamacpp::LlamaCpp {
+        model: a.model.clone(),
+        n_ctx: 4096,
+        threads: 0,
+        chat_template: true,
+    }
+    .open()?;
+    let descs = rgd_generator_llm::descriptions::load(&a.descriptions)?;
+    let subjects: Vec<rgd_core::SubjectDescription> = descs
+        .iter()
+        .take(a.subjects)
+        .map(|(s, d)| rgd_core::SubjectDescription {
+            subject: s.clone(),
+            description: d.clone(),
+        })
+        .collect();
+    let g = rgd_generator_llm::LlmGenerator {
+        backend: a.model.clone(),
+        questions_per_call: a.questions_per_call,
+        calls_per_subject: a.calls,
+        seed: 1,
+        ..Default::default()
+    };
+    let mut ctx = rgd_core::Context::new(".");
+    ctx.quiet = true;
+    let t0 = Instant::now();
+    let out = g.generate_with(&backend, &subjects, &ctx)?;
+    let wall = t0.elapsed().as_secs_f64();
+    let mut total = rgd_core::GenerationStats::default();
+    for s in out.stats.values() {
+        total.add(s);
+    }
+    println!(
+        "generator {} on {} subjects x {} call(s), {} questions asked per call (cache off)",
+        a.model,
+        subjects.len(),
+        a.calls,
+        a.questions_per_call
+    );
+    println!("  tokens generated      {:>8}", total.tokens);
+    println!("  seconds (wall)        {wall:>8.1}");
+    println!(
+        "  tokens/s              {:>8.1}",
+        total.tokens as f64 / total.seconds.max(1e-9)
+    );
+    println!(
+        "  questions parsed      {:>8} of {} asked ({} blocks found)",
+        total.parsed,
+        total.calls * a.questions_per_call,
+        total.blocks
+    );
+    println!(
+        "  questions/minute      {:>8.1}",
+        total.parsed as f64 / wall * 60.0
+    );
+    println!(
+        "  parse success         {:>7.1}% of blocks ({} replies without a block; dropped: {:?})",
+        100.0 * total.parsed as f64 / total.blocks.max(1) as f64,
+        total.replies_without_blocks,
+        total.dropped
+    );
+    Ok(())
+}

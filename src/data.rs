@@ -101,7 +101,12 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
     let max_tokens = match t.remove("max_tokens") {
         None => 512,
         Some(toml::Value::Integer(i)) if (1..=100_000).contains(&i) => i as usize,
-        Some(v) => return Err(bad(format!("`max_tokens` must be a positive integer, found {v}")).into()),
+        Some(v) => {
+            return Err(bad(format!(
+                "`max_tokens` must be a positive integer, found {v}"
+            ))
+            .into());
+        }
     };
     let mode = match t.remove("mode") {
         None => rgd_pool::AnswerMode::Score,

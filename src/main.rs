@@ -145,6 +145,8 @@ enum BenchCmd {
     Cache,
     /// The cost–quality sweep of every router on the CASCAL-sized simulated world.
     Cost(bench::CostBenchArgs),
+    /// The `llm` generator on a local model: tokens/s, questions/minute, parse success.
+    Generate(bench::GenerateBenchArgs),
 }
 
 /// Common simulated-world flags.
@@ -427,6 +429,9 @@ fn main() -> ExitCode {
             Cmd::Bench {
                 what: BenchCmd::Cost(a),
             } => bench::bench_cost(&registry, a),
+            Cmd::Bench {
+                what: BenchCmd::Generate(a),
+            } => bench::bench_generate(a),
             Cmd::Assets { what } => assets(what, cli.quiet),
             Cmd::Cache { what } => cache(what),
         }

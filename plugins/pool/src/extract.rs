@@ -13,7 +13,8 @@ fn res() -> &'static [Regex; 4] {
             // "The answer is (B)", "the answer is: B", "The final answer is **B**"
             Regex::new(r"(?i)answer\s+is\s*:?\s*[*_]*\s*\(?\s*([A-Ta-t])\s*\)?(?:[^A-Za-z]|$)")
                 .expect("static regex"),
-            Regex::new(r"\\boxed\s*\{\s*(?:\\text\s*\{\s*)?\(?\s*([A-T])\s*\)?").expect("static regex"),
+            Regex::new(r"\\boxed\s*\{\s*(?:\\text\s*\{\s*)?\(?\s*([A-T])\s*\)?")
+                .expect("static regex"),
             Regex::new(r"\(\s*([A-T])\s*\)").expect("static regex"),
             Regex::new(r"\b([A-T])\b").expect("static regex"),
         ]
@@ -51,7 +52,10 @@ mod tests {
     #[test]
     fn in_rgd_md_order() {
         let cases = [
-            ("Let me think. (A) is wrong because ... The answer is (C).", Some('C')),
+            (
+                "Let me think. (A) is wrong because ... The answer is (C).",
+                Some('C'),
+            ),
             ("... so the answer is: b", Some('B')),
             ("The final answer is **D**.", Some('D')),
             ("We get \\boxed{B} in the end, not (A).", Some('B')),
