@@ -18,6 +18,8 @@ use rgd_labelers as _;
 use rgd_reference_layout as _;
 use rgd_router_baselines as _;
 use rgd_router_cascal as _;
+use rgd_router_dawid_skene as _;
+use rgd_router_knn as _;
 use rgd_sim as _;
 
 use anyhow::{Context as _, Result};

@@ -14,6 +14,15 @@ pub struct Calls {
     pub top3_vote: usize,
 }
 
+/// 95% intervals of the two accuracies.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ci95 {
+    /// Top-1.
+    pub top1: [f64; 2],
+    /// Top-3 vote.
+    pub top3_vote: [f64; 2],
+}
+
 /// Share of the gap between best single model and oracle a router closes.
 #[derive(Clone, Debug, Serialize)]
 pub struct GapClosed {
@@ -35,6 +44,8 @@ pub struct RouterResult {
     pub top1: f64,
     /// Top-3 vote accuracy.
     pub top3_vote: f64,
+    /// 95% bootstrap intervals over test questions (1,000 resamples, seeded).
+    pub ci95: Ci95,
     /// Calls per query.
     pub calls_per_query: Calls,
     /// Share of the oracle gap closed.
@@ -81,6 +92,8 @@ pub struct ReferencesOut {
     pub oracle_if_independent: f64,
     /// Expected accuracy of uniformly random routing.
     pub random: f64,
+    /// Accuracy of the whole pool's plurality vote (M calls per query).
+    pub majority_vote: f64,
     /// Each model's accuracy.
     pub single: BTreeMap<String, f64>,
     /// The same per subject.
@@ -156,18 +169,22 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
     let _ = writeln!(s, "## Routers (test split, accuracy %)\n");
     let _ = writeln!(
         s,
-        "| router | type | learns from | top-1 | top-3 vote | oracle gap closed (top-1 / top-3) | calls/query (top-1 / top-3) | train s | route s |"
+        "| router | type | learns from | top-1 [95% CI] | top-3 vote [95% CI] | oracle gap closed (top-1 / top-3) | calls/query (top-1 / top-3) | train s | route s |"
     );
     let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|");
     for name in order {
         if let Some(x) = r.routers.get(name) {
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {} | {} | {} / {} | {} / {} | {:.3} | {:.3} |",
+                "| {name} | {} | {} | {} [{}, {}] | {} [{}, {}] | {} / {} | {} / {} | {:.3} | {:.3} |",
                 x.type_name,
                 x.supervision.label(),
                 pct(x.top1),
+                pct(x.ci95.top1[0]),
+                pct(x.ci95.top1[1]),
                 pct(x.top3_vote),
+                pct(x.ci95.top3_vote[0]),
+                pct(x.ci95.top3_vote[1]),
                 opt_pct(x.oracle_gap_closed.top1),
                 opt_pct(x.oracle_gap_closed.top3_vote),
                 x.calls_per_query.top1,
@@ -204,6 +221,12 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         pct(refs.oracle_if_independent)
     );
     let _ = writeln!(s, "| random routing (expected) | {} |", pct(refs.random));
+    let _ = writeln!(
+        s,
+        "| majority vote of the whole pool ({} calls/query) | {} |",
+        r.models.len(),
+        pct(refs.majority_vote)
+    );
     for (m, a) in &refs.single {
         let _ = writeln!(s, "| single: {m} | {} |", pct(*a));
     }

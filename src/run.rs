@@ -1,7 +1,7 @@
 //! `rgd run`: build a pipeline, load its data, train and evaluate every router, write results.
 
 use anyhow::{Context as _, Result};
-use rgd_core::eval::{confidence_stats, evaluate, references};
+use rgd_core::eval::{bootstrap_ci, confidence_stats, evaluate, majority_vote, references};
 use rgd_core::{Pipeline, Registry, TrainedRouter};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -135,6 +135,10 @@ pub fn run(
                         supervision: router.supervision(),
                         top1: ev.overall.top1,
                         top3_vote: ev.overall.top3_vote,
+                        ci95: crate::results::Ci95 {
+                            top1: bootstrap_ci(&ev.top1_correct, 1000, pipeline.seed),
+                            top3_vote: bootstrap_ci(&ev.top3_correct, 1000, pipeline.seed),
+                        },
                         calls_per_query: Calls {
                             top1: 1,
                             top3_vote: ds.models.len().min(3),
@@ -204,6 +208,7 @@ pub fn run(
             oracle: refs.overall.oracle,
             oracle_if_independent: refs.overall.oracle_if_independent,
             random: refs.overall.random,
+            majority_vote: majority_vote(&ds.test, &train_stats),
             single: refs.overall.single.clone(),
             per_subject: refs.per_subject.clone(),
         },

@@ -124,6 +124,48 @@ pub fn evaluate(
     }
 }
 
+/// Accuracy of the whole pool's plurality vote (every model asked; ties broken by confidence
+/// z-score as in the top-3 vote): the `majority_vote` reference, at M calls per query.
+pub fn majority_vote(test: &Split, train_stats: &[LocScale]) -> f64 {
+    let all: Vec<usize> = (0..test.n_models()).collect();
+    let hits = (0..test.len())
+        .filter(|&q| {
+            let gold = test.questions[q].answer;
+            gold.is_some() && vote(test, q, &all, all.len(), train_stats) == gold
+        })
+        .count();
+    frac(hits, test.len())
+}
+
+/// A 95% percentile-bootstrap interval of the mean of `correct` (resampling questions with
+/// replacement, `resamples` times, deterministic for `seed`).
+pub fn bootstrap_ci(correct: &[bool], resamples: usize, seed: u64) -> [f64; 2] {
+    let n = correct.len();
+    if n == 0 {
+        return [0.0, 0.0];
+    }
+    // SplitMix64: a few lines of a well-known generator instead of a `rand` dependency in core
+    let mut state = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut means: Vec<f64> = (0..resamples.max(1))
+        .map(|_| {
+            let hits = (0..n)
+                .filter(|_| correct[(next() % n as u64) as usize])
+                .count();
+            hits as f64 / n as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |p: f64| means[((p * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
+    [at(0.025), at(0.975)]
+}
+
 /// Reference points on one set of questions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceScores {
@@ -279,6 +321,19 @@ mod tests {
         // abstentions do not vote
         let s = split(&[[None, None, Some(3)]], &[[0.0, 0.0, -5.0]], 3);
         assert_eq!(vote(&s, 0, &[0, 1, 2], 3, &stats), Letter::from_index(3));
+    }
+
+    #[test]
+    fn bootstrap_interval_covers_the_mean_and_shrinks_with_n() {
+        let small: Vec<bool> = (0..100).map(|i| i % 4 != 0).collect();
+        let big: Vec<bool> = (0..10_000).map(|i| i % 4 != 0).collect();
+        let [a, b] = bootstrap_ci(&small, 1000, 1);
+        assert!(a < 0.75 && 0.75 < b, "{a} {b}");
+        // binomial sd at n = 100 is 0.043: the interval is about +-0.085
+        assert!((b - a - 0.17).abs() < 0.04, "{a} {b}");
+        let [c, d] = bootstrap_ci(&big, 1000, 1);
+        assert!(d - c < 0.03 && c < 0.75 && 0.75 < d);
+        assert_eq!(bootstrap_ci(&small, 1000, 1), [a, b]);
     }
 
     #[test]

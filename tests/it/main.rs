@@ -4,6 +4,8 @@
 use rgd_embedders as _;
 use rgd_router_baselines as _;
 use rgd_router_cascal as _;
+use rgd_router_dawid_skene as _;
+use rgd_router_knn as _;
 
 mod bad_input;
 mod cli;

@@ -1,0 +1,378 @@
+//! kNN routers. A query's score for a model is the mean training label of the model on the
+//! query's `k` most similar training questions (cosine of the embeddings). `knn` learns from
+//! correctness against the answer key (query-answer); `consensus_knn` from CASCAL's consensus
+//! scores (query-only). With `k = 0`, `k` is chosen by cross-validation on the training data:
+//! the candidate whose held-out routing picks the model with the best label most often.
+
+use ndarray::{Array2, ArrayView2, Axis};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum KnnError {
+    /// Training is impossible.
+    #[error("cannot train: {0}")]
+    Train(String),
+    /// A query has the wrong embedding size.
+    #[error("query `{id}`: embedding of dimension {got}, the router was trained on {want}")]
+    Dim {
+        /// Query id.
+        id: String,
+        /// Its dimension.
+        got: usize,
+        /// The training dimension.
+        want: usize,
+    },
+}
+
+impl From<KnnError> for rgd_core::Error {
+    fn from(e: KnnError) -> Self {
+        rgd_core::Error::component("knn router", e)
+    }
+}
+
+/// Settings shared by `knn` and `consensus_knn`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnnConfig {
+    /// Neighbours (0: choose among `candidates` by cross-validation).
+    pub k: usize,
+    /// Candidate values of k for cross-validation.
+    pub candidates: Vec<usize>,
+    /// Cross-validation folds.
+    pub folds: usize,
+    /// At most this many training questions take part in cross-validation (a seeded sample).
+    pub cv_max: usize,
+    /// Seed of the folds.
+    pub seed: u64,
+}
+
+impl Default for KnnConfig {
+    fn default() -> Self {
+        KnnConfig {
+            k: 0,
+            candidates: vec![1, 3, 5, 10, 20, 40, 80],
+            folds: 5,
+            cv_max: 4000,
+            seed: 0,
+        }
+    }
+}
+
+/// kNN on correctness against the answer key (query-answer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Knn(pub KnnConfig);
+
+/// kNN on consensus scores (query-only: no key).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct ConsensusKnn(pub KnnConfig);
+
+/// A trained kNN router: the unit training embeddings, their labels and k.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainedKnn {
+    models: Vec<String>,
+    k: usize,
+    /// Cross-validated routing score per candidate k (empty when k was given).
+    pub cv: Vec<(usize, f64)>,
+    embeddings: Array2<f32>,
+    labels: Array2<f64>,
+    ids: Vec<String>,
+}
+
+fn normalize(mut e: Array2<f32>) -> Array2<f32> {
+    for mut r in e.rows_mut() {
+        let n = r.dot(&r).sqrt();
+        if n > 0.0 {
+            r.mapv_inplace(|x| x / n);
+        }
+    }
+    e
+}
+
+/// Indices of the `k` largest values of `sims` (ties: lower index), best first.
+fn top_k(sims: &[f32], k: usize, skip: Option<usize>) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..sims.len()).filter(|&i| Some(i) != skip).collect();
+    let k = k.min(idx.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let cmp = |a: &usize, b: &usize| sims[*b].total_cmp(&sims[*a]).then(a.cmp(b));
+    idx.select_nth_unstable_by(k - 1, cmp);
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx
+}
+
+/// Mean label per model over `nbrs`.
+fn mean_labels(labels: &Array2<f64>, nbrs: &[usize], out: &mut [f64]) {
+    out.iter_mut().for_each(|o| *o = 0.0);
+    for &i in nbrs {
+        for (o, l) in out.iter_mut().zip(labels.row(i)) {
+            *o += l;
+        }
+    }
+    let n = nbrs.len().max(1) as f64;
+    out.iter_mut().for_each(|o| *o /= n);
+}
+
+fn train_knn(
+    cfg: &KnnConfig,
+    train: &Split,
+    models: &[String],
+    labels: Array2<f64>,
+) -> rgd_core::Result<TrainedKnn> {
+    if train.is_empty() {
+        return Err(KnnError::Train("the training split has no question".into()).into());
+    }
+    let embeddings = normalize(train.embeddings.clone());
+    let mut cv = Vec::new();
+    let k = if cfg.k > 0 {
+        cfg.k
+    } else {
+        // cross-validation on a seeded sample: for each held-out question, the neighbours
+        // among the other folds; score = the chosen model's label, averaged
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed));
+        order.truncate(cfg.cv_max.max(2));
+        let folds = cfg.folds.clamp(2, order.len());
+        let kmax = cfg.candidates.iter().copied().max().unwrap_or(1);
+        let sub = embeddings.select(Axis(0), &order);
+        let sims = sub.dot(&sub.t());
+        let per_q: Vec<Vec<f64>> = (0..order.len())
+            .into_par_iter()
+            .map(|a| {
+                let fold = a % folds;
+                let row: Vec<f32> = (0..order.len())
+                    .map(|b| {
+                        if b % folds == fold {
+                            f32::NEG_INFINITY
+                        } else {
+                            sims[[a, b]]
+                        }
+                    })
+                    .collect();
+                let nbrs = top_k(&row, kmax, Some(a));
+                let mut buf = vec![0.0; models.len()];
+                cfg.candidates
+                    .iter()
+                    .map(|&k| {
+                        let ks: Vec<usize> = nbrs.iter().take(k).map(|&i| order[i]).collect();
+                        mean_labels(&labels, &ks, &mut buf);
+                        let best = rgd_core::rank(&buf)[0];
+                        labels[[order[a], best]]
+                    })
+                    .collect()
+            })
+            .collect();
+        for (c, &k) in cfg.candidates.iter().enumerate() {
+            let m = per_q.iter().map(|v| v[c]).sum::<f64>() / per_q.len().max(1) as f64;
+            cv.push((k, m));
+        }
+        cv.iter()
+            .fold(None::<(usize, f64)>, |best, &(k, m)| match best {
+                Some((_, bm)) if bm >= m => best,
+                _ => Some((k, m)),
+            })
+            .map(|b| b.0)
+            .unwrap_or(1)
+    };
+    Ok(TrainedKnn {
+        models: models.to_vec(),
+        k,
+        cv,
+        embeddings,
+        labels,
+        ids: train.questions.iter().map(|q| q.id.clone()).collect(),
+    })
+}
+
+impl TrainedKnn {
+    fn neighbours(&self, q: &Query<'_>) -> rgd_core::Result<Vec<usize>> {
+        let d = self.embeddings.ncols();
+        if q.embedding.len() != d {
+            return Err(KnnError::Dim {
+                id: q.id.into(),
+                got: q.embedding.len(),
+                want: d,
+            }
+            .into());
+        }
+        let n = q.embedding.dot(&q.embedding).sqrt().max(1e-12);
+        let sims: Vec<f32> = self
+            .embeddings
+            .dot(&q.embedding)
+            .iter()
+            .map(|s| s / n)
+            .collect();
+        Ok(top_k(&sims, self.k, None))
+    }
+}
+
+#[typetag::serde(name = "knn")]
+impl TrainedRouter for TrainedKnn {
+    fn models(&self) -> &[String] {
+        &self.models
+    }
+    fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
+        let nbrs = self.neighbours(query)?;
+        mean_labels(&self.labels, &nbrs, out);
+        Ok(())
+    }
+    fn score_split(&self, split: &Split) -> rgd_core::Result<Array2<f64>> {
+        let d = self.embeddings.ncols();
+        if split.embeddings.ncols() != d {
+            return rgd_core::score_each(self, split);
+        }
+        let test = normalize(split.embeddings.clone());
+        let mut out = Array2::zeros((split.len(), self.models.len()));
+        let chunk = 512;
+        for start in (0..split.len()).step_by(chunk) {
+            let end = (start + chunk).min(split.len());
+            let block: ArrayView2<f32> = test.slice_axis(Axis(0), ndarray::Slice::from(start..end));
+            let sims = block.dot(&self.embeddings.t());
+            let rows: Vec<Vec<f64>> = (0..end - start)
+                .into_par_iter()
+                .map(|i| {
+                    let row = sims.row(i);
+                    let nbrs = top_k(row.as_slice().unwrap_or(&row.to_vec()), self.k, None);
+                    let mut buf = vec![0.0; self.models.len()];
+                    mean_labels(&self.labels, &nbrs, &mut buf);
+                    buf
+                })
+                .collect();
+            for (i, r) in rows.into_iter().enumerate() {
+                out.row_mut(start + i)
+                    .assign(&ndarray::ArrayView1::from(&r[..]));
+            }
+        }
+        Ok(out)
+    }
+    fn explain(&self, query: &Query<'_>) -> Option<String> {
+        let nbrs = self.neighbours(query).ok()?;
+        Some(format!(
+            "mean label of the {} nearest training questions (k = {}): {}",
+            nbrs.len(),
+            self.k,
+            nbrs.iter()
+                .take(5)
+                .map(|&i| self.ids[i].clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+impl Router for Knn {
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        let labels = rgd_labelers::Correctness::default().label(train)?;
+        Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
+    }
+    fn supervision(&self) -> Supervision {
+        Supervision::QueryAnswer
+    }
+}
+
+impl Router for ConsensusKnn {
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        let labels = rgd_labelers::Consensus::default().label(train)?;
+        Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
+    }
+    fn supervision(&self) -> Supervision {
+        Supervision::QueryOnly
+    }
+}
+
+rgd_core::register!(router, "knn", Knn);
+rgd_core::register!(router, "consensus_knn", ConsensusKnn);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rgd_core::{Letter, Question, Responses};
+
+    /// Two regions of embedding space; model 0 is right in the first, model 1 in the second.
+    fn world(n: usize, seed: u64) -> Split {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut emb = Array2::zeros((n, 3));
+        let mut choice = Array2::from_elem((n, 3), None);
+        let mut qs = Vec::new();
+        for i in 0..n {
+            let region = i % 2;
+            emb[[i, region]] = 1.0;
+            emb[[i, 2]] = rng.random_range(-0.3..0.3);
+            for m in 0..3 {
+                let right = if m == 2 {
+                    rng.random::<f64>() < 0.5
+                } else {
+                    m == region
+                };
+                choice[[i, m]] = Letter::from_index(if right { 0 } else { 1 + m % 3 });
+            }
+            qs.push(Question {
+                id: i.to_string(),
+                subject: "s".into(),
+                text: String::new(),
+                options: vec!["a".into(); 4],
+                answer: Letter::from_index(0),
+                source: None,
+            });
+        }
+        Split {
+            name: "t".into(),
+            questions: qs,
+            responses: Responses {
+                choice,
+                confidence: Array2::from_elem((n, 3), -0.5),
+                latency: None,
+            },
+            embeddings: emb,
+            generator_answer: None,
+        }
+    }
+
+    #[test]
+    fn routes_each_region_to_its_model_and_cross_validates_k() {
+        let train = world(200, 1);
+        let test = world(50, 2);
+        let models: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let t = train_knn(
+            &KnnConfig::default(),
+            &train,
+            &models,
+            rgd_labelers::Correctness::default()
+                .label(&train)
+                .unwrap()
+                .values,
+        )
+        .unwrap();
+        assert_eq!(t.cv.len(), 7);
+        assert!(t.cv.iter().all(|(_, m)| *m > 0.95), "{:?}", t.cv);
+        let scores = t.score_split(&test).unwrap();
+        let each = rgd_core::score_each(&t, &test).unwrap();
+        for i in 0..test.len() {
+            assert_eq!(rgd_core::rank(&scores.row(i).to_vec())[0], i % 2);
+            for m in 0..3 {
+                assert!((scores[[i, m]] - each[[i, m]]).abs() < 1e-9);
+            }
+        }
+    }
+}
