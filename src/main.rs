@@ -7,6 +7,7 @@ mod plot;
 mod progress;
 mod results;
 mod run;
+mod sweep;
 mod training;
 
 // Plugin crates register their components through `inventory`; a crate the binary never
@@ -27,6 +28,49 @@ use clap::{Parser, Subcommand};
 use rgd_core::{Kind, Pipeline, Registry};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+/// `rgd route`: load an artifact, embed the query, print the ranking.
+fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&str>) -> Result<()> {
+    let text = std::fs::read_to_string(artifact)
+        .with_context(|| format!("reading {}", artifact.display()))?;
+    let trained: Box<dyn rgd_core::TrainedRouter> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
+    let emb: Vec<f32> = match embedding {
+        Some(e) => {
+            serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?
+        }
+        None => {
+            let spec = artifact.with_file_name("embedder.toml");
+            let t: toml::Table = toml::from_str(
+                &std::fs::read_to_string(&spec).with_context(|| {
+                    format!(
+                        "{}: no embedder saved next to the artifact (a pipeline with [data] has none); pass --embedding",
+                        spec.display()
+                    )
+                })?,
+            )
+            .with_context(|| spec.display().to_string())?;
+            let e = registry.build_embedder(t, &spec.display().to_string())?;
+            e.embed(&[query])?.row(0).to_vec()
+        }
+    };
+    let q = rgd_core::Query {
+        id: "query",
+        text: query,
+        embedding: ndarray::ArrayView1::from(&emb[..]),
+    };
+    let mut scores = vec![0.0; trained.models().len()];
+    trained.score(&q, &mut scores)?;
+    let ranked = rgd_core::rank(&scores);
+    println!("| rank | model | score |\n|---:|---|---:|");
+    for (i, &m) in ranked.iter().enumerate() {
+        println!("| {} | {} | {:.4} |", i + 1, trained.models()[m], scores[m]);
+    }
+    if let Some(why) = trained.explain(&q) {
+        println!("\nwhy: {why}");
+    }
+    Ok(())
+}
 
 /// rgd: routers trained on generated data (RGD), CASCAL and baselines, side by side.
 #[derive(Parser, Debug)]
@@ -51,6 +95,31 @@ enum Cmd {
         out: PathBuf,
         #[command(flatten)]
         cache: data::CacheArgs,
+    },
+    /// Train every router of a pipeline and write the artifacts (`DIR/routers/NAME.json`, plus
+    /// `DIR/routers/embedder.toml` when the pipeline embeds); it evaluates them as `run` does.
+    Train {
+        /// The pipeline TOML file.
+        pipeline: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        cache: data::CacheArgs,
+    },
+    /// Every router of a simulated-world pipeline as the generator's key gets worse (and its
+    /// questions separate the pool less), over several seeds: sweep.{json,csv}, plots.
+    Sweep(sweep::SweepArgs),
+    /// Rank the pool for one query with a trained router, with scores and why.
+    Route {
+        /// A trained router (`DIR/routers/NAME.json`).
+        artifact: PathBuf,
+        /// The query text.
+        query: String,
+        /// The query's embedding as a JSON array (default: embed the text with the
+        /// `embedder.toml` saved next to the artifact).
+        #[arg(long)]
+        embedding: Option<String>,
     },
     /// List every registered component type per kind, with its doc and fields.
     Plugins {
@@ -396,6 +465,43 @@ fn main() -> ExitCode {
                         "warning: {} router(s) failed: {}",
                         r.failed.len(),
                         r.failed.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+                Ok(())
+            }
+            Cmd::Train {
+                pipeline,
+                out,
+                cache,
+            } => {
+                let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
+                println!(
+                    "trained {} router(s) into {}/routers ({} failed)",
+                    r.routers.len(),
+                    out.display(),
+                    r.failed.len()
+                );
+                Ok(())
+            }
+            Cmd::Route {
+                artifact,
+                query,
+                embedding,
+            } => route(&registry, artifact, query, embedding.as_deref()),
+            Cmd::Sweep(a) => {
+                let cells = sweep::sweep(&registry, a, cli.quiet)?;
+                println!(
+                    "| key accuracy | easy share | router | learns from | top-1 % (mean ± sd) |\n|---:|---:|---|---|---:|"
+                );
+                for c in &cells {
+                    println!(
+                        "| {} | {} | {} | {} | {:.1} ± {:.1} |",
+                        c.key_accuracy,
+                        c.easy_share,
+                        c.router,
+                        c.learns_from,
+                        100.0 * c.top1_mean,
+                        100.0 * c.top1_sd
                     );
                 }
                 Ok(())

@@ -173,3 +173,185 @@ pub fn cost_quality(path: &Path, title: &str, routers: &[RouterCurve], c: &Costs
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// One router's accuracies and intervals, for [`accuracy`].
+pub struct RouterAcc {
+    /// Router name.
+    pub name: String,
+    /// Top-1 and its 95% interval.
+    pub top1: (f64, [f64; 2]),
+    /// Top-3 vote and its 95% interval.
+    pub top3: (f64, [f64; 2]),
+}
+
+/// Accuracy per router with 95% whiskers (top-1 filled, top-3 vote hollow), and the best
+/// single model, the pool's majority vote and the oracle as horizontal lines.
+pub fn accuracy(
+    path: &Path,
+    title: &str,
+    routers: &[RouterAcc],
+    best_single: f64,
+    majority: f64,
+    oracle: f64,
+) -> Result<()> {
+    let n = routers.len().max(1);
+    let mut lo = best_single.min(majority);
+    let mut hi = oracle.max(majority);
+    for r in routers {
+        lo = lo.min(r.top1.1[0]).min(r.top3.1[0]);
+        hi = hi.max(r.top1.1[1]).max(r.top3.1[1]);
+    }
+    let (lo, hi) = ((lo - 0.03).max(0.0) * 100.0, (hi + 0.03).min(1.0) * 100.0);
+    let root = SVGBackend::new(path, (140 + 110 * n as u32, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let names: Vec<String> = routers.iter().map(|r| r.name.clone()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.6f64..(n as f64 - 0.4), lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("accuracy on the test split (%), 95% bootstrap intervals")
+        .draw()
+        .map_err(err)?;
+    let x1 = n as f64 - 0.4;
+    for (v, label, color) in [
+        (best_single, "best single model", RGBColor(120, 120, 120)),
+        (majority, "majority vote of the pool", RGBColor(44, 160, 44)),
+        (oracle, "oracle", RGBColor(214, 39, 40)),
+    ] {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(-0.6, 100.0 * v), (x1, 100.0 * v)],
+                6,
+                4,
+                color.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(format!("{label} {:.1}%", 100.0 * v))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    let blue = PALETTE[0];
+    for (i, r) in routers.iter().enumerate() {
+        for (dx, (v, ci), filled) in [(-0.12, r.top1, true), (0.12, r.top3, false)] {
+            let x = i as f64 + dx;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 100.0 * ci[0]), (x, 100.0 * ci[1])],
+                    blue.stroke_width(2),
+                )))
+                .map_err(err)?;
+            let style = if filled {
+                blue.filled()
+            } else {
+                blue.stroke_width(2)
+            };
+            chart
+                .draw_series(std::iter::once(Circle::new((x, 100.0 * v), 5, style)))
+                .map_err(err)?;
+        }
+    }
+    chart
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+        .map_err(err)?
+        .label("filled: top-1; hollow: top-3 vote")
+        .legend(move |(x, y)| Circle::new((x + 9, y), 4, blue.filled()));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Per-subject heatmap of top-1 accuracy: subjects down, routers (then the best single model
+/// in hindsight and the oracle) across; each cell shows its value.
+pub fn heatmap(
+    path: &Path,
+    title: &str,
+    cols: &[String],
+    rows: &[(String, Vec<Option<f64>>)],
+) -> Result<()> {
+    let (nc, nr) = (cols.len().max(1), rows.len().max(1));
+    let label_w = 12 + 7 * rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(8) as u32;
+    let root = SVGBackend::new(path, (label_w + 96 * nc as u32 + 40, 110 + 26 * nr as u32))
+        .into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    root.draw(&Text::new(
+        format!("{title} (colour: lowest to highest value shown)"),
+        (10, 8),
+        ("sans-serif", 18),
+    ))
+    .map_err(err)?;
+    let vals_all: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.1.iter().flatten().copied())
+        .collect();
+    let vmin = vals_all.iter().copied().fold(f64::INFINITY, f64::min);
+    let vmax = vals_all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = (vmax - vmin).max(1e-9);
+    let top = 70i32;
+    for (j, c) in cols.iter().enumerate() {
+        let x = label_w as i32 + 96 * j as i32;
+        root.draw(&Text::new(
+            c.chars().take(16).collect::<String>(),
+            (x + 4, top - 20),
+            ("sans-serif", 12),
+        ))
+        .map_err(err)?;
+    }
+    for (i, (subject, vals)) in rows.iter().enumerate() {
+        let y = top + 26 * i as i32;
+        root.draw(&Text::new(subject.clone(), (8, y + 6), ("sans-serif", 12)))
+            .map_err(err)?;
+        for (j, v) in vals.iter().enumerate() {
+            let x = label_w as i32 + 96 * j as i32;
+            let color = match v {
+                // white (the lowest value shown) to blue (the highest)
+                Some(a) => {
+                    let t = ((a - vmin) / span).clamp(0.0, 1.0);
+                    RGBColor(
+                        (255.0 - 224.0 * t) as u8,
+                        (255.0 - 136.0 * t) as u8,
+                        (255.0 - 75.0 * t) as u8,
+                    )
+                }
+                None => RGBColor(235, 235, 235),
+            };
+            root.draw(&Rectangle::new([(x, y), (x + 94, y + 24)], color.filled()))
+                .map_err(err)?;
+            let text = v
+                .map(|a| format!("{:.1}", 100.0 * a))
+                .unwrap_or_else(|| "–".into());
+            let tc = if v.is_some_and(|a| (a - vmin) / span > 0.6) {
+                WHITE
+            } else {
+                BLACK
+            };
+            root.draw(&Text::new(
+                text,
+                (x + 30, y + 6),
+                ("sans-serif", 12).into_font().color(&tc),
+            ))
+            .map_err(err)?;
+        }
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}

@@ -17,6 +17,39 @@ fn gap(router: f64, best: f64, oracle: f64) -> Option<f64> {
     (oracle - best > 1e-12).then(|| (router - best) / (oracle - best))
 }
 
+/// One row per router (and per failed router), for spreadsheets and pandas.
+fn csv(r: &RunResults, order: &[String]) -> String {
+    let mut s = String::from(
+        "router,type,supervision,status,top1,top1_lo,top1_hi,top3_vote,top3_vote_lo,top3_vote_hi,calls_top1,calls_top3,gap_closed_top1,gap_closed_top3,train_s,route_s,aiq\n",
+    );
+    let f = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_default();
+    for name in order {
+        if let Some(x) = r.routers.get(name) {
+            s.push_str(&format!(
+                "{name},{},{},ok,{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{:.4},{:.4},{}\n",
+                x.type_name,
+                x.supervision.label(),
+                x.top1,
+                x.ci95.top1[0],
+                x.ci95.top1[1],
+                x.top3_vote,
+                x.ci95.top3_vote[0],
+                x.ci95.top3_vote[1],
+                x.calls_per_query.top1,
+                x.calls_per_query.top3_vote,
+                f(x.oracle_gap_closed.top1),
+                f(x.oracle_gap_closed.top3_vote),
+                x.seconds.get("train").copied().unwrap_or(0.0),
+                x.seconds.get("route").copied().unwrap_or(0.0),
+                f(x.aiq),
+            ));
+        } else if let Some(x) = r.failed.get(name) {
+            s.push_str(&format!("{name},{},,failed,,,,,,,,,,,,,\n", x.type_name));
+        }
+    }
+    s
+}
+
 fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
     // write then rename, so an interrupted run never leaves a half-written file
     let tmp = path.with_extension("tmp");
@@ -38,6 +71,13 @@ pub fn run(
     let ctx = &built.ctx;
     std::fs::create_dir_all(out.join("routers"))
         .with_context(|| format!("creating {}", out.display()))?;
+    if let rgd_core::pipeline::DataSpec::Answered { embedder, .. } = &pipeline.data {
+        // `rgd route` embeds queries with the same embedder
+        write_file(
+            &out.join("routers").join("embedder.toml"),
+            toml::to_string(&embedder.table)?.as_bytes(),
+        )?;
+    }
 
     let stage = Stage::start("load data", quiet);
     let (mut ds, cache, data_report) =
@@ -193,6 +233,47 @@ pub fn run(
             c,
         )?;
     }
+    let results_for_plots: Vec<crate::plot::RouterAcc> = order
+        .iter()
+        .filter_map(|n| routers.get(n).map(|r: &RouterResult| (n, r)))
+        .map(|(n, r)| crate::plot::RouterAcc {
+            name: n.clone(),
+            top1: (r.top1, r.ci95.top1),
+            top3: (r.top3_vote, r.ci95.top3_vote),
+        })
+        .collect();
+    if !results_for_plots.is_empty() {
+        crate::plot::accuracy(
+            &out.join("accuracy.svg"),
+            &format!("{}: routers on the test split", ds.task),
+            &results_for_plots,
+            refs.overall.best_single,
+            majority_vote(&ds.test, &train_stats),
+            refs.overall.oracle,
+        )?;
+        let mut cols: Vec<String> = results_for_plots.iter().map(|r| r.name.clone()).collect();
+        cols.push("hindsight best".into());
+        cols.push("oracle".into());
+        let rows: Vec<(String, Vec<Option<f64>>)> = refs
+            .per_subject
+            .iter()
+            .map(|(subj, rs)| {
+                let mut v: Vec<Option<f64>> = results_for_plots
+                    .iter()
+                    .map(|r| routers[&r.name].per_subject.get(subj).map(|a| a.top1))
+                    .collect();
+                v.push(Some(rs.best_single));
+                v.push(Some(rs.oracle));
+                (subj.clone(), v)
+            })
+            .collect();
+        crate::plot::heatmap(
+            &out.join("per_subject.svg"),
+            &format!("{}: top-1 accuracy per subject (%)", ds.task),
+            &cols,
+            &rows,
+        )?;
+    }
     let results = RunResults {
         rgd_version: env!("CARGO_PKG_VERSION").to_string(),
         pipeline: pipeline.path.display().to_string(),
@@ -229,5 +310,6 @@ pub fn run(
         &serde_json::to_vec_pretty(&results)?,
     )?;
     write_file(&out.join("report.md"), report(&results, &order).as_bytes())?;
+    write_file(&out.join("results.csv"), csv(&results, &order).as_bytes())?;
     Ok(results)
 }

@@ -173,3 +173,122 @@ fn export_writes_the_authors_layout_that_reads_back_identically() {
     let diff = (&back.train.embeddings - &original.train.embeddings).mapv(f32::abs);
     assert!(diff.iter().all(|d| *d < 1e-6));
 }
+
+#[test]
+fn zoo_reports_every_router_with_intervals_csv_and_plots_and_routes_one_query() {
+    let t = tempfile::tempdir().unwrap();
+    let zoo =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/pipelines/zoo.toml");
+    let o = rgd(
+        t.path(),
+        &["run", zoo.to_str().unwrap(), "--out", "z", "-q"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("z/results.json")).unwrap())
+            .unwrap();
+    for name in [
+        "cascal_gt",
+        "knn",
+        "best_single",
+        "cascal",
+        "consensus_knn",
+        "dawid_skene",
+        "random",
+    ] {
+        let x = &r["routers"][name];
+        let (t1, ci) = (x["top1"].as_f64().unwrap(), &x["ci95"]["top1"]);
+        let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+        assert!(
+            lo <= t1 && t1 <= hi && hi - lo < 0.1,
+            "{name}: {t1} [{lo}, {hi}]"
+        );
+    }
+    // learning routers beat the best single model on this world
+    let best = r["references"]["best_single"].as_f64().unwrap();
+    for name in ["cascal", "knn", "consensus_knn"] {
+        assert!(
+            r["routers"][name]["top1"].as_f64().unwrap() > best + 0.05,
+            "{name}"
+        );
+    }
+    assert!(r["references"]["majority_vote"].as_f64().unwrap() > best);
+    let csv = std::fs::read_to_string(t.path().join("z/results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 8);
+    assert!(
+        csv.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("knn,knn,answer key,ok,")
+    );
+    for svg in ["accuracy.svg", "per_subject.svg"] {
+        let s = std::fs::read_to_string(t.path().join("z").join(svg)).unwrap();
+        assert!(s.starts_with("<svg") && s.contains("dawid_skene"), "{svg}");
+    }
+    // rgd route ranks the pool for one query given its embedding, and says why
+    let emb = serde_json::to_string(&vec![0.1f32; 96]).unwrap();
+    let o = rgd(
+        t.path(),
+        &[
+            "route",
+            "z/routers/dawid_skene.json",
+            "a query",
+            "--embedding",
+            &emb,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| rank"))
+            .count(),
+        6
+    );
+    assert!(out.contains("why: nearest training subject"), "{out}");
+}
+
+#[test]
+fn sweep_runs_every_router_over_key_quality() {
+    let t = tempfile::tempdir().unwrap();
+    let zoo =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/pipelines/zoo.toml");
+    let o = rgd(
+        t.path(),
+        &[
+            "sweep",
+            zoo.to_str().unwrap(),
+            "--out",
+            "s",
+            "--key-accuracy",
+            "1.0,0.4",
+            "--easy-share",
+            "0",
+            "--seeds",
+            "1,2",
+            "-q",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cells: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("s/sweep.json")).unwrap())
+            .unwrap();
+    let get = |router: &str, ka: f64| {
+        cells
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["router"] == router && (c["key_accuracy"].as_f64().unwrap() - ka).abs() < 1e-9
+            })
+            .unwrap()["top1_mean"]
+            .as_f64()
+            .unwrap()
+    };
+    // the paper's claim on these worlds: learning from a bad key hurts, the pool's answers do not
+    assert!(get("cascal_gt", 1.0) - get("cascal_gt", 0.4) > 0.05);
+    assert!((get("cascal", 1.0) - get("cascal", 0.4)).abs() < 0.03);
+    assert!(t.path().join("s/sweep_easy0.svg").exists());
+    let o = rgd(t.path(), &["sweep", "missing.toml", "--out", "x"]);
+    assert!(!o.status.success() && stderr(&o).contains("missing.toml"));
+}
