@@ -175,8 +175,11 @@ fn e<E: std::fmt::Display>(x: E) -> anyhow::Error {
     anyhow::anyhow!("drawing the sweep plot: {x}")
 }
 
+/// (key accuracy, mean top-1 %, sd %).
+type Pt = (f64, f64, f64);
+
 fn plot<'a>(path: &Path, title: &str, cells: impl Iterator<Item = &'a Cell>) -> Result<()> {
-    let mut by: BTreeMap<String, (String, Vec<(f64, f64, f64)>)> = BTreeMap::new();
+    let mut by: BTreeMap<String, (String, Vec<Pt>)> = BTreeMap::new();
     for c in cells {
         by.entry(c.router.clone())
             .or_insert_with(|| (c.learns_from.clone(), Vec::new()))
