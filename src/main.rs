@@ -21,6 +21,7 @@ use rgd_router_baselines as _;
 use rgd_router_cascal as _;
 use rgd_router_dawid_skene as _;
 use rgd_router_knn as _;
+use rgd_router_neural as _;
 use rgd_sim as _;
 
 use anyhow::{Context as _, Result};

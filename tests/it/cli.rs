@@ -206,7 +206,7 @@ fn zoo_reports_every_router_with_intervals_csv_and_plots_and_routes_one_query() 
     }
     // learning routers beat the best single model on this world
     let best = r["references"]["best_single"].as_f64().unwrap();
-    for name in ["cascal", "knn", "consensus_knn"] {
+    for name in ["cascal", "knn", "consensus_knn", "mlp", "mf"] {
         assert!(
             r["routers"][name]["top1"].as_f64().unwrap() > best + 0.05,
             "{name}"
@@ -214,7 +214,7 @@ fn zoo_reports_every_router_with_intervals_csv_and_plots_and_routes_one_query() 
     }
     assert!(r["references"]["majority_vote"].as_f64().unwrap() > best);
     let csv = std::fs::read_to_string(t.path().join("z/results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 8);
+    assert_eq!(csv.lines().count(), 10);
     assert!(
         csv.lines()
             .nth(2)

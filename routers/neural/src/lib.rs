@@ -1,0 +1,366 @@
+//! Learned query-answer routers, trained with candle on correctness against the answer key
+//! (binary cross-entropy, AdamW, seeded minibatches); inference is plain ndarray, so a saved
+//! router needs no candle at run time.
+//!
+//! - `mlp`: query embedding -> hidden layer (ReLU) -> one logit per model.
+//! - `mf`: matrix factorization as in RouteLLM / EmbedLLM: the query embedding is projected to
+//!   `rank` dimensions and scored against a learned vector per model (plus a bias):
+//!   logit(q, m) = v_m . (P e_q) + b_m.
+//!
+//! Weights are initialized from a seeded ChaCha stream (candle's CPU generator cannot be
+//! seeded), so training is deterministic for a seed.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum NeuralError {
+    /// Training is impossible.
+    #[error("cannot train: {0}")]
+    Train(String),
+    /// candle failed.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// A query has the wrong embedding size.
+    #[error("query `{id}`: embedding of dimension {got}, the router was trained on {want}")]
+    Dim {
+        /// Query id.
+        id: String,
+        /// Its dimension.
+        got: usize,
+        /// The training dimension.
+        want: usize,
+    },
+}
+
+impl From<NeuralError> for rgd_core::Error {
+    fn from(e: NeuralError) -> Self {
+        rgd_core::Error::component("neural router", e)
+    }
+}
+
+/// Training settings shared by `mlp` and `mf`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Hidden units (`mlp`) or rank (`mf`); 0: 64 for `mlp`, 16 for `mf`.
+    pub width: usize,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Minibatch size.
+    pub batch: usize,
+    /// Learning rate.
+    pub lr: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed (initialization and minibatch order).
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            width: 0,
+            epochs: 40,
+            batch: 128,
+            lr: 3e-3,
+            weight_decay: 1e-3,
+            seed: 0,
+        }
+    }
+}
+
+/// An MLP from the query embedding to each model's correctness (query-answer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Mlp(pub TrainConfig);
+
+/// Matrix factorization: learned model vectors against a projected query (query-answer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Mf(pub TrainConfig);
+
+/// A trained two-layer network: `logits = W2 act(W1 e + b1) + b2`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainedNet {
+    models: Vec<String>,
+    /// `mlp` or `mf`.
+    pub kind: String,
+    relu: bool,
+    w1: Array2<f32>,
+    b1: Array1<f32>,
+    w2: Array2<f32>,
+    b2: Array1<f32>,
+    /// Training loss per epoch.
+    pub loss: Vec<f32>,
+}
+
+fn init(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<f32> {
+    let sd = (2.0 / cols.max(1) as f64).sqrt();
+    let n = Normal::new(0.0, sd).expect("sd > 0");
+    (0..rows * cols).map(|_| n.sample(rng) as f32).collect()
+}
+
+fn to_nd(t: &Tensor) -> Result<Array2<f32>, NeuralError> {
+    let (r, c) = t.dims2()?;
+    Ok(
+        Array2::from_shape_vec((r, c), t.flatten_all()?.to_vec1::<f32>()?)
+            .expect("shape from the tensor"),
+    )
+}
+
+fn train_net(
+    cfg: &TrainConfig,
+    relu: bool,
+    train: &Split,
+    models: &[String],
+    kind: &str,
+) -> Result<TrainedNet, NeuralError> {
+    if train.is_empty() {
+        return Err(NeuralError::Train(
+            "the training split has no question".into(),
+        ));
+    }
+    if train.questions.iter().all(|q| q.answer.is_none()) {
+        return Err(NeuralError::Train(
+            "no training question has an answer key (this router learns from it)".into(),
+        ));
+    }
+    let labels = rgd_labelers::Correctness::default()
+        .label(train)
+        .map_err(|e| NeuralError::Train(e.to_string()))?
+        .values;
+    let dev = Device::Cpu;
+    let (n, d) = train.embeddings.dim();
+    let m = models.len();
+    let h = cfg.width.max(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let w1 = Var::from_tensor(&Tensor::from_vec(init(&mut rng, h, d), (h, d), &dev)?)?;
+    let b1 = Var::from_tensor(&Tensor::zeros(h, DType::F32, &dev)?)?;
+    let w2 = Var::from_tensor(&Tensor::from_vec(init(&mut rng, m, h), (m, h), &dev)?)?;
+    let b2 = Var::from_tensor(&Tensor::zeros(m, DType::F32, &dev)?)?;
+    let mut vars = vec![w1.clone(), w2.clone(), b2.clone()];
+    if relu {
+        vars.push(b1.clone());
+    }
+    let mut opt = AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let x_all: Vec<f32> = train.embeddings.iter().copied().collect();
+    let y_all: Vec<f32> = labels.iter().map(|&v| v as f32).collect();
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut losses = Vec::with_capacity(cfg.epochs);
+    for _ in 0..cfg.epochs.max(1) {
+        order.shuffle(&mut rng);
+        let mut total = 0.0f32;
+        for chunk in order.chunks(cfg.batch.max(1)) {
+            let xb: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&i| x_all[i * d..(i + 1) * d].iter().copied())
+                .collect();
+            let yb: Vec<f32> = chunk
+                .iter()
+                .flat_map(|&i| y_all[i * m..(i + 1) * m].iter().copied())
+                .collect();
+            let x = Tensor::from_vec(xb, (chunk.len(), d), &dev)?;
+            let y = Tensor::from_vec(yb, (chunk.len(), m), &dev)?;
+            let mut hdn = x.matmul(&w1.t()?)?;
+            if relu {
+                hdn = hdn.broadcast_add(&b1)?.relu()?;
+            }
+            let logits = hdn.matmul(&w2.t()?)?.broadcast_add(&b2)?;
+            let loss = candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y)?;
+            opt.backward_step(&loss)?;
+            total += loss.to_scalar::<f32>()? * chunk.len() as f32;
+        }
+        losses.push(total / n as f32);
+    }
+    Ok(TrainedNet {
+        models: models.to_vec(),
+        kind: kind.into(),
+        relu,
+        w1: to_nd(w1.as_tensor())?,
+        b1: Array1::from(b1.as_tensor().to_vec1::<f32>()?),
+        w2: to_nd(w2.as_tensor())?,
+        b2: Array1::from(b2.as_tensor().to_vec1::<f32>()?),
+        loss: losses,
+    })
+}
+
+impl TrainedNet {
+    fn logits(&self, e: ndarray::ArrayView1<'_, f32>) -> Array1<f32> {
+        let mut h = self.w1.dot(&e);
+        if self.relu {
+            h += &self.b1;
+            h.mapv_inplace(|v| v.max(0.0));
+        }
+        self.w2.dot(&h) + &self.b2
+    }
+}
+
+#[typetag::serde(name = "neural")]
+impl TrainedRouter for TrainedNet {
+    fn models(&self) -> &[String] {
+        &self.models
+    }
+    fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
+        if query.embedding.len() != self.w1.ncols() {
+            return Err(NeuralError::Dim {
+                id: query.id.into(),
+                got: query.embedding.len(),
+                want: self.w1.ncols(),
+            }
+            .into());
+        }
+        for (o, l) in out.iter_mut().zip(self.logits(query.embedding)) {
+            // the predicted probability that the model answers correctly
+            *o = 1.0 / (1.0 + (-(l as f64)).exp());
+        }
+        Ok(())
+    }
+    fn explain(&self, query: &Query<'_>) -> Option<String> {
+        let mut s = vec![0.0; self.models.len()];
+        self.score(query, &mut s).ok()?;
+        Some(format!(
+            "{}: predicted probability of a right answer: {}",
+            self.kind,
+            self.models
+                .iter()
+                .zip(&s)
+                .map(|(m, p)| format!("{m} {p:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+impl Router for Mlp {
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        let cfg = TrainConfig {
+            width: if self.0.width == 0 { 64 } else { self.0.width },
+            ..self.0.clone()
+        };
+        Ok(Box::new(train_net(&cfg, true, train, models, "mlp")?))
+    }
+    fn supervision(&self) -> Supervision {
+        Supervision::QueryAnswer
+    }
+}
+
+impl Router for Mf {
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        let cfg = TrainConfig {
+            width: if self.0.width == 0 { 16 } else { self.0.width },
+            ..self.0.clone()
+        };
+        Ok(Box::new(train_net(&cfg, false, train, models, "mf")?))
+    }
+    fn supervision(&self) -> Supervision {
+        Supervision::QueryAnswer
+    }
+}
+
+rgd_core::register!(router, "mlp", Mlp);
+rgd_core::register!(router, "mf", Mf);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rgd_core::{Letter, Question, Responses};
+
+    /// Model 0 is right when the first coordinate is positive, model 1 otherwise.
+    fn world(n: usize, seed: u64) -> Split {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut emb = Array2::zeros((n, 4));
+        let mut choice = Array2::from_elem((n, 2), None);
+        for i in 0..n {
+            for k in 0..4 {
+                emb[[i, k]] = rng.random_range(-1.0f32..1.0);
+            }
+            let a = emb[[i, 0]] > 0.0;
+            choice[[i, 0]] = Letter::from_index(if a { 0 } else { 1 });
+            choice[[i, 1]] = Letter::from_index(if a { 2 } else { 0 });
+        }
+        Split {
+            name: "t".into(),
+            questions: (0..n)
+                .map(|i| Question {
+                    id: i.to_string(),
+                    subject: "s".into(),
+                    text: String::new(),
+                    options: vec!["x".into(); 4],
+                    answer: Letter::from_index(0),
+                    source: None,
+                })
+                .collect(),
+            responses: Responses {
+                choice,
+                confidence: Array2::from_elem((n, 2), -1.0),
+                latency: None,
+            },
+            embeddings: emb,
+            generator_answer: None,
+        }
+    }
+
+    #[test]
+    fn mlp_and_mf_learn_who_is_right_where_deterministically() {
+        let train = world(600, 1);
+        let test = world(200, 2);
+        let models = vec!["a".to_string(), "b".to_string()];
+        let ctx = Context::new(".");
+        for router in [
+            Box::new(Mlp::default()) as Box<dyn Router>,
+            Box::new(Mf::default()),
+        ] {
+            let t = router.train(&train, &models, &ctx).unwrap();
+            let s = t.score_split(&test).unwrap();
+            let right = (0..test.len())
+                .filter(|&i| {
+                    let want = if test.embeddings[[i, 0]] > 0.0 { 0 } else { 1 };
+                    rgd_core::rank(&s.row(i).to_vec())[0] == want
+                })
+                .count();
+            assert!(right as f64 / test.len() as f64 > 0.9, "{right}");
+            let again = router
+                .train(&train, &models, &ctx)
+                .unwrap()
+                .score_split(&test)
+                .unwrap();
+            assert_eq!(s, again, "deterministic for a seed");
+        }
+        // no key: a clear failure
+        let mut nokey = train.clone();
+        nokey.questions.iter_mut().for_each(|q| q.answer = None);
+        let e = Mlp::default()
+            .train(&nokey, &models, &ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("answer key"), "{e}");
+    }
+}
