@@ -214,7 +214,7 @@ fn zoo_reports_every_router_with_intervals_csv_and_plots_and_routes_one_query() 
     }
     assert!(r["references"]["majority_vote"].as_f64().unwrap() > best);
     let csv = std::fs::read_to_string(t.path().join("z/results.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 10);
+    assert_eq!(csv.lines().count(), 11);
     assert!(
         csv.lines()
             .nth(2)

@@ -6,6 +6,10 @@
 //! - `mf`: matrix factorization as in RouteLLM / EmbedLLM: the query embedding is projected to
 //!   `rank` dimensions and scored against a learned vector per model (plus a bias):
 //!   logit(q, m) = v_m . (P e_q) + b_m.
+//! - `ranker`: a listwise ranker over the pool in the spirit of LLMRank (ListNet loss): the
+//!   same network, its logits a softmax over models, trained towards the distribution that
+//!   spreads a question's mass evenly over the models that answer it right (questions no
+//!   model answers right are skipped).
 //!
 //! Weights are initialized from a seeded ChaCha stream (candle's CPU generator cannot be
 //! seeded), so training is deterministic for a seed.
@@ -121,6 +125,7 @@ fn to_nd(t: &Tensor) -> Result<Array2<f32>, NeuralError> {
 fn train_net(
     cfg: &TrainConfig,
     relu: bool,
+    listwise: bool,
     train: &Split,
     models: &[String],
     kind: &str,
@@ -161,8 +166,25 @@ fn train_net(
         },
     )?;
     let x_all: Vec<f32> = train.embeddings.iter().copied().collect();
-    let y_all: Vec<f32> = labels.iter().map(|&v| v as f32).collect();
+    let mut y_all: Vec<f32> = labels.iter().map(|&v| v as f32).collect();
     let mut order: Vec<usize> = (0..n).collect();
+    if listwise {
+        // targets: the right models share the mass; questions nobody gets right carry no
+        // ranking signal
+        for row in y_all.chunks_mut(m) {
+            let s: f32 = row.iter().sum();
+            if s > 0.0 {
+                row.iter_mut().for_each(|v| *v /= s);
+            }
+        }
+        order.retain(|&i| y_all[i * m..(i + 1) * m].iter().any(|v| *v > 0.0));
+        if order.is_empty() {
+            return Err(NeuralError::Train(
+                "no training question is answered right by any model".into(),
+            ));
+        }
+    }
+    let n_used = order.len();
     let mut losses = Vec::with_capacity(cfg.epochs);
     for _ in 0..cfg.epochs.max(1) {
         order.shuffle(&mut rng);
@@ -183,11 +205,17 @@ fn train_net(
                 hdn = hdn.broadcast_add(&b1)?.relu()?;
             }
             let logits = hdn.matmul(&w2.t()?)?.broadcast_add(&b2)?;
-            let loss = candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y)?;
+            let loss = if listwise {
+                // cross-entropy of the target distribution under softmax(logits)
+                let logp = candle_nn::ops::log_softmax(&logits, 1)?;
+                (y * logp)?.sum(1)?.mean(0)?.neg()?
+            } else {
+                candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y)?
+            };
             opt.backward_step(&loss)?;
             total += loss.to_scalar::<f32>()? * chunk.len() as f32;
         }
-        losses.push(total / n as f32);
+        losses.push(total / n_used as f32);
     }
     Ok(TrainedNet {
         models: models.to_vec(),
@@ -218,6 +246,24 @@ impl TrainedRouter for TrainedNet {
         &self.models
     }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
+        if self.kind == "ranker" {
+            if query.embedding.len() != self.w1.ncols() {
+                return Err(NeuralError::Dim {
+                    id: query.id.into(),
+                    got: query.embedding.len(),
+                    want: self.w1.ncols(),
+                }
+                .into());
+            }
+            // the softmax over models: the predicted share of being a right model
+            let l = self.logits(query.embedding);
+            let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let z: f64 = l.iter().map(|v| ((v - mx) as f64).exp()).sum();
+            for (o, v) in out.iter_mut().zip(l.iter()) {
+                *o = ((v - mx) as f64).exp() / z;
+            }
+            return Ok(());
+        }
         if query.embedding.len() != self.w1.ncols() {
             return Err(NeuralError::Dim {
                 id: query.id.into(),
@@ -259,7 +305,9 @@ impl Router for Mlp {
             width: if self.0.width == 0 { 64 } else { self.0.width },
             ..self.0.clone()
         };
-        Ok(Box::new(train_net(&cfg, true, train, models, "mlp")?))
+        Ok(Box::new(train_net(
+            &cfg, true, false, train, models, "mlp",
+        )?))
     }
     fn supervision(&self) -> Supervision {
         Supervision::QueryAnswer
@@ -277,13 +325,41 @@ impl Router for Mf {
             width: if self.0.width == 0 { 16 } else { self.0.width },
             ..self.0.clone()
         };
-        Ok(Box::new(train_net(&cfg, false, train, models, "mf")?))
+        Ok(Box::new(train_net(
+            &cfg, false, false, train, models, "mf",
+        )?))
     }
     fn supervision(&self) -> Supervision {
         Supervision::QueryAnswer
     }
 }
 
+/// A listwise ranker over the pool (LLMRank-style; ListNet loss on the key's correctness).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Ranker(pub TrainConfig);
+
+impl Router for Ranker {
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        _ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        let cfg = TrainConfig {
+            width: if self.0.width == 0 { 64 } else { self.0.width },
+            ..self.0.clone()
+        };
+        Ok(Box::new(train_net(
+            &cfg, true, true, train, models, "ranker",
+        )?))
+    }
+    fn supervision(&self) -> Supervision {
+        Supervision::QueryAnswer
+    }
+}
+
+rgd_core::register!(router, "ranker", Ranker);
 rgd_core::register!(router, "mlp", Mlp);
 rgd_core::register!(router, "mf", Mf);
 
@@ -337,6 +413,7 @@ mod tests {
         for router in [
             Box::new(Mlp::default()) as Box<dyn Router>,
             Box::new(Mf::default()),
+            Box::new(Ranker::default()),
         ] {
             let t = router.train(&train, &models, &ctx).unwrap();
             let s = t.score_split(&test).unwrap();
