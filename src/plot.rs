@@ -9,7 +9,8 @@ use crate::costs::CostsOut;
 /// A router's name, its top-1 curve (`[cost, accuracy]`) and its top-3 vote point.
 pub type RouterCurve = (String, Vec<[f64; 2]>, Option<[f64; 2]>);
 
-const PALETTE: [RGBColor; 8] = [
+/// Colours of series, in order.
+pub const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -20,7 +21,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
+/// A plotters error as an anyhow error.
+pub fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("drawing the plot: {e}")
 }
 

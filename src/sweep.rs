@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::data::CacheArgs;
+use crate::plot::{PALETTE, err as e};
 
 /// Sweep options.
 #[derive(clap::Args, Debug, Clone)]
@@ -160,21 +161,6 @@ pub fn sweep(registry: &rgd_core::Registry, a: &SweepArgs, quiet: bool) -> Resul
     Ok(cells)
 }
 
-const COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(255, 127, 14),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-];
-
-fn e<E: std::fmt::Display>(x: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing the sweep plot: {x}")
-}
-
 /// (key accuracy, mean top-1 %, sd %).
 type Pt = (f64, f64, f64);
 
@@ -220,7 +206,7 @@ fn plot<'a>(path: &Path, title: &str, cells: impl Iterator<Item = &'a Cell>) -> 
         let color = if name == "best single in hindsight" {
             RGBColor(120, 120, 120)
         } else {
-            COLORS[i % COLORS.len()]
+            PALETTE[i % PALETTE.len()]
         };
         let dashed = learns == "answer key";
         let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();

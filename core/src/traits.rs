@@ -248,6 +248,20 @@ pub trait TrainedRouter: Send + Sync + Debug {
     }
 }
 
+/// Check that a query's embedding has the dimension a router was trained on (an error naming
+/// the query otherwise).
+pub fn check_dim(query: &Query<'_>, want: usize) -> Result<()> {
+    if query.embedding.len() == want {
+        Ok(())
+    } else {
+        Err(crate::Error::Data(format!(
+            "query `{}`: embedding of dimension {}, the router was trained on {want}",
+            query.id,
+            query.embedding.len()
+        )))
+    }
+}
+
 /// Score a split one query at a time with [`TrainedRouter::score`] (the default
 /// `score_split`; batched implementations may fall back to it).
 pub fn score_each<R: TrainedRouter + ?Sized>(router: &R, split: &Split) -> Result<Array2<f64>> {

@@ -126,6 +126,16 @@ pub struct AnswerReport {
     pub failures: BTreeMap<String, (usize, String)>,
 }
 
+impl AnswerReport {
+    /// Count one abstention of `model`, keeping the first reason.
+    fn abstained(&mut self, model: &str, reason: String) {
+        self.failures
+            .entry(model.to_string())
+            .or_insert((0, reason))
+            .0 += 1;
+    }
+}
+
 /// Every member answers every question. `progress(model, done, total)` is called as it goes.
 pub fn answer(
     questions: &[Question],
@@ -149,19 +159,11 @@ pub fn answer(
                         if choice[[i, j]].is_some() {
                             confidence[[i, j]] = g.mean_logprob;
                         } else {
-                            let e = report
-                                .failures
-                                .entry(member.name.clone())
-                                .or_insert((0, "no answer letter in the reply".into()));
-                            e.0 += 1;
+                            report.abstained(&member.name, "no answer letter in the reply".into());
                         }
                     }
                     Err(e @ rgd_core::Error::Unanswerable(_)) => {
-                        let entry = report
-                            .failures
-                            .entry(member.name.clone())
-                            .or_insert((0, e.to_string()));
-                        entry.0 += 1;
+                        report.abstained(&member.name, e.to_string());
                     }
                     Err(e) => {
                         return Err(rgd_core::Error::component(
@@ -184,11 +186,7 @@ pub fn answer(
                     norm.push(r.iter().all(|x| x.is_finite()).then_some(r));
                 }
                 Err(e @ rgd_core::Error::Unanswerable(_)) => {
-                    let entry = report
-                        .failures
-                        .entry(member.name.clone())
-                        .or_insert((0, e.to_string()));
-                    entry.0 += 1;
+                    report.abstained(&member.name, e.to_string());
                     norm.push(None);
                 }
                 Err(e) => {

@@ -15,16 +15,6 @@ pub enum DsError {
     /// Training is impossible.
     #[error("cannot train: {0}")]
     Train(String),
-    /// A query cannot be routed.
-    #[error("query `{id}`: embedding of dimension {got}, the router was trained on {want}")]
-    Dim {
-        /// Query id.
-        id: String,
-        /// Its dimension.
-        got: usize,
-        /// The training dimension.
-        want: usize,
-    },
 }
 
 impl From<DsError> for rgd_core::Error {
@@ -203,14 +193,7 @@ impl Router for DawidSkene {
 impl TrainedDawidSkene {
     fn nearest(&self, q: &Query<'_>) -> rgd_core::Result<(usize, f32)> {
         let d = self.subjects.first().map(|s| s.centroid.len()).unwrap_or(0);
-        if q.embedding.len() != d {
-            return Err(DsError::Dim {
-                id: q.id.into(),
-                got: q.embedding.len(),
-                want: d,
-            }
-            .into());
-        }
+        rgd_core::check_dim(q, d)?;
         let mut best = (0, f32::NEG_INFINITY);
         for (i, s) in self.subjects.iter().enumerate() {
             let c: f32 = s

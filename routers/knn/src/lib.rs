@@ -19,16 +19,6 @@ pub enum KnnError {
     /// Training is impossible.
     #[error("cannot train: {0}")]
     Train(String),
-    /// A query has the wrong embedding size.
-    #[error("query `{id}`: embedding of dimension {got}, the router was trained on {want}")]
-    Dim {
-        /// Query id.
-        id: String,
-        /// Its dimension.
-        got: usize,
-        /// The training dimension.
-        want: usize,
-    },
 }
 
 impl From<KnnError> for rgd_core::Error {
@@ -197,14 +187,7 @@ fn train_knn(
 impl TrainedKnn {
     fn neighbours(&self, q: &Query<'_>) -> rgd_core::Result<Vec<usize>> {
         let d = self.embeddings.ncols();
-        if q.embedding.len() != d {
-            return Err(KnnError::Dim {
-                id: q.id.into(),
-                got: q.embedding.len(),
-                want: d,
-            }
-            .into());
-        }
+        rgd_core::check_dim(q, d)?;
         let n = q.embedding.dot(&q.embedding).sqrt().max(1e-12);
         let sims: Vec<f32> = self
             .embeddings

@@ -34,16 +34,6 @@ pub enum NeuralError {
     /// candle failed.
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
-    /// A query has the wrong embedding size.
-    #[error("query `{id}`: embedding of dimension {got}, the router was trained on {want}")]
-    Dim {
-        /// Query id.
-        id: String,
-        /// Its dimension.
-        got: usize,
-        /// The training dimension.
-        want: usize,
-    },
 }
 
 impl From<NeuralError> for rgd_core::Error {
@@ -246,15 +236,8 @@ impl TrainedRouter for TrainedNet {
         &self.models
     }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
+        rgd_core::check_dim(query, self.w1.ncols())?;
         if self.kind == "ranker" {
-            if query.embedding.len() != self.w1.ncols() {
-                return Err(NeuralError::Dim {
-                    id: query.id.into(),
-                    got: query.embedding.len(),
-                    want: self.w1.ncols(),
-                }
-                .into());
-            }
             // the softmax over models: the predicted share of being a right model
             let l = self.logits(query.embedding);
             let mx = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -263,14 +246,6 @@ impl TrainedRouter for TrainedNet {
                 *o = ((v - mx) as f64).exp() / z;
             }
             return Ok(());
-        }
-        if query.embedding.len() != self.w1.ncols() {
-            return Err(NeuralError::Dim {
-                id: query.id.into(),
-                got: query.embedding.len(),
-                want: self.w1.ncols(),
-            }
-            .into());
         }
         for (o, l) in out.iter_mut().zip(self.logits(query.embedding)) {
             // the predicted probability that the model answers correctly
@@ -294,20 +269,42 @@ impl TrainedRouter for TrainedNet {
     }
 }
 
+/// A listwise ranker over the pool (LLMRank-style; ListNet loss on the key's correctness).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Ranker(pub TrainConfig);
+
+/// Train one of the three with its default width (when `width = 0`).
+fn train_kind(
+    cfg: &TrainConfig,
+    kind: &str,
+    default_width: usize,
+    relu: bool,
+    listwise: bool,
+    train: &Split,
+    models: &[String],
+) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+    let cfg = TrainConfig {
+        width: if cfg.width == 0 {
+            default_width
+        } else {
+            cfg.width
+        },
+        ..cfg.clone()
+    };
+    Ok(Box::new(train_net(
+        &cfg, relu, listwise, train, models, kind,
+    )?))
+}
+
 impl Router for Mlp {
     fn train(
         &self,
-        train: &Split,
-        models: &[String],
-        _ctx: &Context,
+        t: &Split,
+        m: &[String],
+        _: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        let cfg = TrainConfig {
-            width: if self.0.width == 0 { 64 } else { self.0.width },
-            ..self.0.clone()
-        };
-        Ok(Box::new(train_net(
-            &cfg, true, false, train, models, "mlp",
-        )?))
+        train_kind(&self.0, "mlp", 64, true, false, t, m)
     }
     fn supervision(&self) -> Supervision {
         Supervision::QueryAnswer
@@ -317,42 +314,25 @@ impl Router for Mlp {
 impl Router for Mf {
     fn train(
         &self,
-        train: &Split,
-        models: &[String],
-        _ctx: &Context,
+        t: &Split,
+        m: &[String],
+        _: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        let cfg = TrainConfig {
-            width: if self.0.width == 0 { 16 } else { self.0.width },
-            ..self.0.clone()
-        };
-        Ok(Box::new(train_net(
-            &cfg, false, false, train, models, "mf",
-        )?))
+        train_kind(&self.0, "mf", 16, false, false, t, m)
     }
     fn supervision(&self) -> Supervision {
         Supervision::QueryAnswer
     }
 }
 
-/// A listwise ranker over the pool (LLMRank-style; ListNet loss on the key's correctness).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct Ranker(pub TrainConfig);
-
 impl Router for Ranker {
     fn train(
         &self,
-        train: &Split,
-        models: &[String],
-        _ctx: &Context,
+        t: &Split,
+        m: &[String],
+        _: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        let cfg = TrainConfig {
-            width: if self.0.width == 0 { 64 } else { self.0.width },
-            ..self.0.clone()
-        };
-        Ok(Box::new(train_net(
-            &cfg, true, true, train, models, "ranker",
-        )?))
+        train_kind(&self.0, "ranker", 64, true, true, t, m)
     }
     fn supervision(&self) -> Supervision {
         Supervision::QueryAnswer
