@@ -7,6 +7,7 @@ mod plot;
 mod progress;
 mod results;
 mod run;
+mod sources;
 mod sweep;
 mod training;
 

@@ -123,6 +123,9 @@ pub struct RunResults {
     pub references: ReferencesOut,
     /// Seconds spent loading the data.
     pub load_seconds: f64,
+    /// Every router on every training source (with `[sources.NAME]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<crate::sources::SourcesOut>,
     /// Training data: generation, diagnostics and filters.
     pub training_data: crate::training::TrainingData,
     /// The cost–quality analysis (with `[costs]`).
@@ -229,6 +232,9 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
     );
     for (m, a) in &refs.single {
         let _ = writeln!(s, "| single: {m} | {} |", pct(*a));
+    }
+    if let Some(src) = &r.sources {
+        sources_section(&mut s, src, order);
     }
     training_section(&mut s, r);
     if let Some(c) = &r.costs {
@@ -538,5 +544,60 @@ fn training_section(s: &mut String, r: &RunResults) {
                 if why.is_empty() { "–".into() } else { why }
             );
         }
+    }
+}
+
+fn sources_section(s: &mut String, src: &crate::sources::SourcesOut, order: &[String]) {
+    let _ = writeln!(
+        s,
+        "\n## Training sources (top-1 % on the same test split [95% CI]{})\n",
+        src.reference
+            .as_ref()
+            .map(|r| format!("; change from `{r}` in points"))
+            .unwrap_or_default()
+    );
+    let mut head = String::from("| router |");
+    let mut rule = String::from("|---|");
+    for o in &src.order {
+        let _ = write!(
+            head,
+            " {o} ({} questions) |",
+            src.n_train.get(o).copied().unwrap_or(0)
+        );
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(s, "{head}\n{rule}");
+    for name in order {
+        let Some(cells) = src.results.get(name) else {
+            continue;
+        };
+        let _ = write!(s, "| {name} |");
+        for o in &src.order {
+            match cells.get(o) {
+                Some(c) => {
+                    let d = match (c.drop_from_reference, &src.reference) {
+                        (Some(d), Some(r)) if r != o => format!(" ({:+.1})", 100.0 * d),
+                        _ => String::new(),
+                    };
+                    let _ = write!(
+                        s,
+                        " {} [{}, {}]{d} |",
+                        pct(c.top1),
+                        pct(c.top1_ci95[0]),
+                        pct(c.top1_ci95[1])
+                    );
+                }
+                None => {
+                    let why = src
+                        .failed
+                        .get(name)
+                        .and_then(|f| f.get(o))
+                        .map(|e| format!("failed: {}", e.replace('|', "/")))
+                        .unwrap_or_else(|| "–".into());
+                    let _ = write!(s, " {why} |");
+                }
+            }
+        }
+        let _ = writeln!(s);
     }
 }

@@ -213,6 +213,27 @@ pub fn run(
             }
         }
     }
+    let sources = if pipeline.sources.is_empty() {
+        None
+    } else {
+        let main: crate::sources::MainResults = routers
+            .iter()
+            .map(|(n, r)| (n.clone(), (r.top1, r.ci95.top1, r.top3_vote)))
+            .collect();
+        Some(crate::sources::run_sources(
+            registry,
+            &pipeline,
+            &ds,
+            &main,
+            &built.routers,
+            &built.filters,
+            &filter_types,
+            ctx,
+            cache_args,
+            quiet,
+            out,
+        )?)
+    };
     let costs = analysis.map(|a| {
         let t = Instant::now();
         let mut g = a.global(
@@ -295,6 +316,7 @@ pub fn run(
         },
         load_seconds,
         training_data: training,
+        sources,
         costs,
         calls: cache.map(|c| {
             let (hits, misses) = c.stats();

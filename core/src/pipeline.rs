@@ -38,6 +38,10 @@ struct RawPipeline {
     #[serde(default)]
     filters: IndexMap<String, Spanned<toml::Table>>,
     #[serde(default)]
+    sources: IndexMap<String, Spanned<toml::Table>>,
+    #[serde(default)]
+    reference_source: Option<String>,
+    #[serde(default)]
     seed: u64,
 }
 
@@ -137,6 +141,13 @@ pub struct Pipeline {
     pub backends: Vec<(String, Located)>,
     /// `[filters.NAME]`: filters applied to the training split, in file order.
     pub filters: Vec<(String, Located)>,
+    /// `[sources.NAME]`: more training sources; every router is also trained on each and
+    /// tested on the same test split (a data source table for `[data]` pipelines; a question
+    /// source, or `type = "generate"` with `[generate]`'s fields, otherwise).
+    pub sources: Vec<(String, Located)>,
+    /// The source the others' drop is measured from (`reference_source = "NAME"`; `main` is the
+    /// pipeline's own training data).
+    pub reference_source: Option<String>,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -425,6 +436,15 @@ impl Pipeline {
                 })
                 .collect(),
             seed: raw.seed,
+            sources: raw
+                .sources
+                .into_iter()
+                .map(|(k, t)| {
+                    let l = locate(t, &format!("sources.{k}"));
+                    (k, l)
+                })
+                .collect(),
+            reference_source: raw.reference_source,
             backends: raw
                 .backends
                 .into_iter()
@@ -449,6 +469,40 @@ impl Pipeline {
                 })
                 .transpose()?,
         })
+    }
+
+    /// This pipeline with its training data replaced by a `[sources.NAME]` table.
+    pub fn with_train(&self, source: &Located) -> Result<Pipeline> {
+        let mut p = self.clone();
+        p.data = match &self.data {
+            DataSpec::Source(_) => DataSpec::Source(source.clone()),
+            DataSpec::Answered {
+                test,
+                pool,
+                embedder,
+                ..
+            } => {
+                let is_generate =
+                    source.table.get("type").and_then(|t| t.as_str()) == Some("generate");
+                let train = if is_generate {
+                    let mut t = source.table.clone();
+                    t.remove("type");
+                    TrainSpec::Generated(parse_generate(Located {
+                        table: t,
+                        context: source.context.clone(),
+                    })?)
+                } else {
+                    TrainSpec::Questions(source.clone())
+                };
+                DataSpec::Answered {
+                    train,
+                    test: test.clone(),
+                    pool: pool.clone(),
+                    embedder: embedder.clone(),
+                }
+            }
+        };
+        Ok(p)
     }
 
     /// Build the routers through the registry (and check the data stage's types exist).

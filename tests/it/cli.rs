@@ -292,3 +292,48 @@ fn sweep_runs_every_router_over_key_quality() {
     let o = rgd(t.path(), &["sweep", "missing.toml", "--out", "x"]);
     assert!(!o.status.success() && stderr(&o).contains("missing.toml"));
 }
+
+#[test]
+fn training_sources_side_by_side_with_the_drop_from_real_data() {
+    let t = tempfile::tempdir().unwrap();
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/pipelines/sources.toml");
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "o", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("o/results.json")).unwrap())
+            .unwrap();
+    let s = &r["sources"];
+    assert_eq!(s["order"], serde_json::json!(["main", "weak", "real"]));
+    let drop = |router: &str, src: &str| {
+        s["results"][router][src]["drop_from_reference"]
+            .as_f64()
+            .unwrap()
+    };
+    // seeded world: learning from a bad key costs the query-answer routers, not CASCAL
+    assert!(drop("knn", "weak") < -0.05, "{}", drop("knn", "weak"));
+    assert!(drop("cascal_gt", "weak") < -0.03);
+    assert!(drop("cascal", "weak").abs() < 0.03);
+    assert_eq!(drop("cascal", "real"), 0.0);
+    // main's numbers are the main run's
+    assert_eq!(
+        s["results"]["cascal"]["main"]["top1"],
+        r["routers"]["cascal"]["top1"]
+    );
+    let report = std::fs::read_to_string(t.path().join("o/report.md")).unwrap();
+    assert!(report.contains("## Training sources"));
+    // a source that changes the test split is refused, naming it
+    let src = std::fs::read_to_string(&p).unwrap();
+    let bad = src.replace(
+        "[sources.weak]\ntype = \"simulated\"\nsubjects = 8",
+        "[sources.weak]\ntype = \"simulated\"\nsubjects = 7",
+    );
+    std::fs::write(t.path().join("bad.toml"), bad).unwrap();
+    let o = rgd(t.path(), &["run", "bad.toml", "--out", "b", "-q"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("[sources.weak]") && e.contains("changes the test split"),
+        "{e}"
+    );
+}

@@ -1,0 +1,153 @@
+//! Training sources side by side: every router trained on each `[sources.NAME]` (and on the
+//! pipeline's own training data, `main`) and tested on the same test split — the paper's
+//! comparison of generators against real labeled data, with the drop from a reference source.
+
+use anyhow::{Context as _, Result, bail};
+use rgd_core::eval::{bootstrap_ci, confidence_stats, evaluate};
+use rgd_core::{Context, Dataset, Filter, Pipeline, Registry, Router};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::data::CacheArgs;
+
+/// One router trained on one source.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceCell {
+    /// Top-1 accuracy on the test split.
+    pub top1: f64,
+    /// Its 95% bootstrap interval.
+    pub top1_ci95: [f64; 2],
+    /// Top-3 vote accuracy.
+    pub top3_vote: f64,
+    /// Top-1 minus the reference source's top-1 (when a reference is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_from_reference: Option<f64>,
+}
+
+/// results.json `sources`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourcesOut {
+    /// Source names in order (`main` first).
+    pub order: Vec<String>,
+    /// The reference source, if any.
+    pub reference: Option<String>,
+    /// Training questions per source (after filters).
+    pub n_train: BTreeMap<String, usize>,
+    /// router -> source -> result.
+    pub results: BTreeMap<String, BTreeMap<String, SourceCell>>,
+    /// router -> source -> why it failed.
+    pub failed: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// The main run's accuracies per router (name -> (top1, ci, top3)).
+pub type MainResults = BTreeMap<String, (f64, [f64; 2], f64)>;
+
+/// Train and test every router on every extra source.
+#[allow(clippy::too_many_arguments)]
+pub fn run_sources(
+    registry: &Registry,
+    pipeline: &Pipeline,
+    main: &Dataset,
+    main_results: &MainResults,
+    routers: &[(String, Box<dyn Router>)],
+    filters: &[(String, Box<dyn Filter>)],
+    filter_types: &[String],
+    ctx: &Context,
+    cache_args: &CacheArgs,
+    quiet: bool,
+    out: &Path,
+) -> Result<SourcesOut> {
+    let mut order = vec!["main".to_string()];
+    let mut n_train = BTreeMap::from([("main".to_string(), main.train.len())]);
+    let mut results: BTreeMap<String, BTreeMap<String, SourceCell>> = BTreeMap::new();
+    let mut failed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (name, (t1, ci, t3)) in main_results {
+        results.entry(name.clone()).or_default().insert(
+            "main".into(),
+            SourceCell {
+                top1: *t1,
+                top1_ci95: *ci,
+                top3_vote: *t3,
+                drop_from_reference: None,
+            },
+        );
+    }
+    let test_ids: Vec<&str> = main.test.questions.iter().map(|q| q.id.as_str()).collect();
+    for (sname, loc) in &pipeline.sources {
+        if sname == "main" {
+            bail!(
+                "{}: `main` names the pipeline's own training data; pick another name",
+                loc.context
+            );
+        }
+        order.push(sname.clone());
+        let p = pipeline.with_train(loc)?;
+        let (mut ds, _, report) = crate::data::load(registry, &p, ctx, cache_args, quiet)
+            .with_context(|| format!("training source `{sname}` ({})", loc.context))?;
+        ds.validate()?;
+        let ids: Vec<&str> = ds.test.questions.iter().map(|q| q.id.as_str()).collect();
+        if ids != test_ids || ds.models != main.models {
+            bail!(
+                "{}: source `{sname}` changes the test split or the pool; a source may only change the training data",
+                loc.context
+            );
+        }
+        let dir = out.join("sources").join(sname);
+        std::fs::create_dir_all(&dir)?;
+        crate::training::process(&mut ds, report, filters, filter_types, ctx, &dir)?;
+        n_train.insert(sname.clone(), ds.train.len());
+        let stats = confidence_stats(&ds.train);
+        for (rname, router) in routers {
+            let r = router
+                .train(&ds.train, &ds.models, ctx)
+                .and_then(|t| t.score_split(&main.test));
+            match r {
+                Ok(scores) => {
+                    let ev = evaluate(&main.test, &main.models, &scores, &stats);
+                    results.entry(rname.clone()).or_default().insert(
+                        sname.clone(),
+                        SourceCell {
+                            top1: ev.overall.top1,
+                            top1_ci95: bootstrap_ci(&ev.top1_correct, 1000, pipeline.seed),
+                            top3_vote: ev.overall.top3_vote,
+                            drop_from_reference: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    failed
+                        .entry(rname.clone())
+                        .or_default()
+                        .insert(sname.clone(), e.to_string());
+                }
+            }
+        }
+        ctx.info(format!(
+            "  source {sname}: {} training questions",
+            ds.train.len()
+        ));
+    }
+    if let Some(reference) = &pipeline.reference_source {
+        if !order.contains(reference) {
+            bail!(
+                "reference_source = \"{reference}\" is not a source (sources: {})",
+                order.join(", ")
+            );
+        }
+        for cells in results.values_mut() {
+            if let Some(base) = cells.get(reference).map(|c| c.top1) {
+                for c in cells.values_mut() {
+                    c.drop_from_reference = Some(c.top1 - base);
+                }
+            }
+        }
+    }
+    Ok(SourcesOut {
+        order,
+        reference: pipeline.reference_source.clone(),
+        n_train,
+        results,
+        failed,
+    })
+}
