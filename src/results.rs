@@ -14,6 +14,23 @@ pub struct Calls {
     pub top3_vote: usize,
 }
 
+/// A router retrained with several seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct OverSeeds {
+    /// The seeds.
+    pub seeds: Vec<u64>,
+    /// Top-1 per seed.
+    pub top1: Vec<f64>,
+    /// Mean top-1.
+    pub top1_mean: f64,
+    /// Sample sd of top-1.
+    pub top1_sd: f64,
+    /// Mean top-3 vote.
+    pub top3_vote_mean: f64,
+    /// Sample sd of the top-3 vote.
+    pub top3_vote_sd: f64,
+}
+
 /// 95% intervals of the two accuracies.
 #[derive(Clone, Debug, Serialize)]
 pub struct Ci95 {
@@ -58,6 +75,9 @@ pub struct RouterResult {
     pub top1_share: BTreeMap<String, f64>,
     /// Where the trained artifact was written.
     pub artifact: Option<String>,
+    /// Mean and sd over `training_seeds` (routers with a `seed` field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub over_seeds: Option<OverSeeds>,
     /// AIQ of its cost–quality curve (with `[costs]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aiq: Option<f64>,
@@ -200,6 +220,32 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
                 s,
                 "| {name} | {} | – | failed | failed | – | – | – | – |",
                 f.type_name
+            );
+        }
+    }
+    let seeded: Vec<(&String, &OverSeeds)> = order
+        .iter()
+        .filter_map(|n| {
+            r.routers
+                .get(n)
+                .and_then(|x| x.over_seeds.as_ref())
+                .map(|o| (n, o))
+        })
+        .collect();
+    if let Some((_, first)) = seeded.first() {
+        let _ = writeln!(
+            s,
+            "\nOver training seeds {:?} (routers with a `seed`; mean ± sd, %):\n\n| router | top-1 | top-3 vote |\n|---|---:|---:|",
+            first.seeds
+        );
+        for (n, o) in &seeded {
+            let _ = writeln!(
+                s,
+                "| {n} | {} ± {} | {} ± {} |",
+                pct(o.top1_mean),
+                pct(o.top1_sd),
+                pct(o.top3_vote_mean),
+                pct(o.top3_vote_sd)
             );
         }
     }

@@ -17,6 +17,56 @@ fn gap(router: f64, best: f64, oracle: f64) -> Option<f64> {
     (oracle - best > 1e-12).then(|| (router - best) / (oracle - best))
 }
 
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
+
+/// Retrain a router (one with a `seed` field) once per training seed.
+fn over_seeds(
+    registry: &Registry,
+    located: &rgd_core::pipeline::Located,
+    seeds: &[u64],
+    ds: &rgd_core::Dataset,
+    ctx: &rgd_core::Context,
+    train_stats: &[rgd_core::stats::LocScale],
+) -> Result<Option<crate::results::OverSeeds>> {
+    let type_name = located
+        .table
+        .get("type")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let seeded = registry
+        .get(rgd_core::Kind::Router, type_name)
+        .is_some_and(|e| e.fields.iter().any(|f| f.name == "seed"));
+    if seeds.is_empty() || !seeded {
+        return Ok(None);
+    }
+    let (mut t1, mut t3) = (Vec::new(), Vec::new());
+    for &seed in seeds {
+        let mut t = located.table.clone();
+        t.insert("seed".into(), toml::Value::Integer(seed as i64));
+        let router = registry.build_router(t, &located.context)?;
+        let scores = router
+            .train(&ds.train, &ds.models, ctx)?
+            .score_split(&ds.test)?;
+        let ev = evaluate(&ds.test, &ds.models, &scores, train_stats);
+        t1.push(ev.overall.top1);
+        t3.push(ev.overall.top3_vote);
+    }
+    let ((m1, s1), (m3, s3)) = (mean_sd(&t1), mean_sd(&t3));
+    Ok(Some(crate::results::OverSeeds {
+        seeds: seeds.to_vec(),
+        top1: t1,
+        top1_mean: m1,
+        top1_sd: s1,
+        top3_vote_mean: m3,
+        top3_vote_sd: s3,
+    }))
+}
+
 /// One row per router (and per failed router), for spreadsheets and pandas.
 fn csv(r: &RunResults, order: &[String]) -> String {
     let mut s = String::from(
@@ -195,6 +245,14 @@ pub fn run(
                         per_subject: ev.per_subject,
                         top1_share: ev.top1_share,
                         artifact: Some(format!("routers/{name}.json")),
+                        over_seeds: over_seeds(
+                            registry,
+                            located,
+                            &pipeline.training_seeds,
+                            &ds,
+                            ctx,
+                            &train_stats,
+                        )?,
                         aiq: cost.as_ref().map(|c| c.aiq),
                         curve: cost.as_ref().map(|c| c.curve.clone()),
                         cost: cost.map(|c| c.detail),

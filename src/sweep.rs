@@ -86,6 +86,8 @@ pub fn sweep(registry: &rgd_core::Registry, a: &SweepArgs, quiet: bool) -> Resul
         for &es in &a.easy_share {
             for &seed in &a.seeds {
                 let mut t = base.clone();
+                // the sweep's own seeds vary the world; retraining per seed would multiply it
+                t.remove("training_seeds");
                 let data = t
                     .get_mut("data")
                     .and_then(|d| d.as_table_mut())

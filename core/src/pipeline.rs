@@ -42,6 +42,8 @@ struct RawPipeline {
     #[serde(default)]
     reference_source: Option<String>,
     #[serde(default)]
+    training_seeds: Vec<u64>,
+    #[serde(default)]
     seed: u64,
 }
 
@@ -148,6 +150,9 @@ pub struct Pipeline {
     /// The source the others' drop is measured from (`reference_source = "NAME"`; `main` is the
     /// pipeline's own training data).
     pub reference_source: Option<String>,
+    /// `training_seeds = [..]`: retrain every router that has a `seed` field once per seed
+    /// and report mean and sd of its accuracy.
+    pub training_seeds: Vec<u64>,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -445,6 +450,7 @@ impl Pipeline {
                 })
                 .collect(),
             reference_source: raw.reference_source,
+            training_seeds: raw.training_seeds,
             backends: raw
                 .backends
                 .into_iter()

@@ -277,8 +277,33 @@ fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
         .and_then(|r| r.as_array())
         .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
         .unwrap_or_default();
+    // a transparent newtype's schema is a reference to its inner struct's
+    let target = v
+        .get("$ref")
+        .or_else(|| {
+            v.get("allOf")
+                .and_then(|a| a.get(0))
+                .and_then(|x| x.get("$ref"))
+        })
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.rsplit('/').next())
+        .and_then(|name| {
+            v.get("$defs")
+                .or_else(|| v.get("definitions"))
+                .and_then(|d| d.get(name))
+        })
+        .unwrap_or(v);
+    let required: Vec<&str> = if target.get("required").is_some() {
+        target
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default()
+    } else {
+        required
+    };
     let mut fields = Vec::new();
-    if let Some(props) = v.get("properties").and_then(|p| p.as_object()) {
+    if let Some(props) = target.get("properties").and_then(|p| p.as_object()) {
         for (name, p) in props {
             let ty = match p.get("type") {
                 Some(serde_json::Value::String(s)) => s.clone(),

@@ -213,6 +213,11 @@ fn zoo_reports_every_router_with_intervals_csv_and_plots_and_routes_one_query() 
         );
     }
     assert!(r["references"]["majority_vote"].as_f64().unwrap() > best);
+    // routers with a seed are retrained per training seed; the others are not
+    let o = &r["routers"]["mlp"]["over_seeds"];
+    assert_eq!(o["top1"].as_array().unwrap().len(), 3);
+    assert!(o["top1_sd"].as_f64().unwrap() >= 0.0);
+    assert!(r["routers"]["dawid_skene"].get("over_seeds").is_none());
     let csv = std::fs::read_to_string(t.path().join("z/results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 11);
     assert!(
