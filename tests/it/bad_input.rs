@@ -240,3 +240,28 @@ fn a_router_that_cannot_train_is_reported_and_the_others_still_run() {
         "{report}"
     );
 }
+
+#[test]
+fn every_router_trains_on_one_question_or_says_why() {
+    let t = tempfile::tempdir().unwrap();
+    let zoo = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/pipelines/zoo.toml"),
+    )
+    .unwrap()
+    .replace("subjects = 8", "subjects = 1")
+    .replace("train_per_subject = 200", "train_per_subject = 1");
+    std::fs::write(t.path().join("one.toml"), zoo).unwrap();
+    let o = crate::common::rgd(t.path(), &["run", "one.toml", "--out", "o", "-q"]);
+    let e = crate::common::stderr(&o);
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(o.status.success(), "{e}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("o/results.json")).unwrap())
+            .unwrap();
+    let ran = r["routers"].as_object().unwrap().len();
+    let failed = r["failed"].as_object().unwrap();
+    assert_eq!(ran + failed.len(), 10, "{r}");
+    for (name, f) in failed {
+        assert!(!f["error"].as_str().unwrap().is_empty(), "{name}");
+    }
+}

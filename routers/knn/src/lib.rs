@@ -126,13 +126,16 @@ fn train_knn(
     let mut cv = Vec::new();
     let k = if cfg.k > 0 {
         cfg.k
+    } else if train.len() < 4 {
+        // too few questions to cross-validate: every neighbour there is
+        train.len()
     } else {
         // cross-validation on a seeded sample: for each held-out question, the neighbours
         // among the other folds; score = the chosen model's label, averaged
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed));
         order.truncate(cfg.cv_max.max(2));
-        let folds = cfg.folds.clamp(2, order.len());
+        let folds = cfg.folds.max(2).min(order.len());
         let kmax = cfg.candidates.iter().copied().max().unwrap_or(1);
         let sub = embeddings.select(Axis(0), &order);
         let sims = sub.dot(&sub.t());
