@@ -361,4 +361,30 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn consensus_knn_routes_without_the_key() {
+        // no key at all: only the pool's agreement can route
+        let mut train = world(200, 1);
+        train.questions.iter_mut().for_each(|q| q.answer = None);
+        let test = world(50, 2);
+        let models: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let t = ConsensusKnn::default()
+            .train(&train, &models, &Context::new("."))
+            .unwrap();
+        let scores = t.score_split(&test).unwrap();
+        for i in 0..test.len() {
+            assert_eq!(
+                rgd_core::rank(&scores.row(i).to_vec())[0],
+                i % 2,
+                "query {i}"
+            );
+        }
+        // the key-based kNN learns nothing without a key
+        let k = Knn::default()
+            .train(&train, &models, &Context::new("."))
+            .unwrap();
+        let ks = k.score_split(&test).unwrap();
+        assert!(ks.iter().all(|v| *v == 0.0));
+    }
 }
