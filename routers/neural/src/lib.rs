@@ -11,7 +11,8 @@
 //!   spreads a question's mass evenly over the models that answer it right (questions no
 //!   model answers right are skipped).
 //!
-//! Weights are initialized from a seeded ChaCha stream (candle's CPU generator cannot be
+//! Training stops early: the weights of the epoch with the lowest loss on a held-out share of
+//! the training questions are kept. Weights are initialized from a seeded ChaCha stream (candle's CPU generator cannot be
 //! seeded), so training is deterministic for a seed.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -56,7 +57,10 @@ pub struct TrainConfig {
     pub lr: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
-    /// Seed (initialization and minibatch order).
+    /// Share of the training questions held out for early stopping (the epoch with the
+    /// lowest held-out loss is kept; none under 20 questions).
+    pub validation: f64,
+    /// Seed (initialization, hold-out and minibatch order).
     pub seed: u64,
 }
 
@@ -68,6 +72,7 @@ impl Default for TrainConfig {
             batch: 128,
             lr: 3e-3,
             weight_decay: 1e-3,
+            validation: 0.15,
             seed: 0,
         }
     }
@@ -174,47 +179,84 @@ fn train_net(
             ));
         }
     }
-    let n_used = order.len();
+    // early stopping: a seeded share of the training questions is held out; the weights of
+    // the epoch with the lowest held-out loss are kept
+    order.shuffle(&mut rng);
+    let n_val = if order.len() >= 20 {
+        ((order.len() as f64) * cfg.validation).round() as usize
+    } else {
+        0
+    };
+    let val: Vec<usize> = order.split_off(order.len() - n_val);
+    let n_used = order.len().max(1);
+    let batch = |idx: &[usize]| -> Result<(Tensor, Tensor), NeuralError> {
+        let xb: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| x_all[i * d..(i + 1) * d].iter().copied())
+            .collect();
+        let yb: Vec<f32> = idx
+            .iter()
+            .flat_map(|&i| y_all[i * m..(i + 1) * m].iter().copied())
+            .collect();
+        Ok((
+            Tensor::from_vec(xb, (idx.len(), d), &dev)?,
+            Tensor::from_vec(yb, (idx.len(), m), &dev)?,
+        ))
+    };
+    let loss_of = |x: &Tensor, y: &Tensor| -> Result<Tensor, NeuralError> {
+        let mut hdn = x.matmul(&w1.t()?)?;
+        if relu {
+            hdn = hdn.broadcast_add(&b1)?.relu()?;
+        }
+        let logits = hdn.matmul(&w2.t()?)?.broadcast_add(&b2)?;
+        Ok(if listwise {
+            // cross-entropy of the target distribution under softmax(logits)
+            let logp = candle_nn::ops::log_softmax(&logits, 1)?;
+            (y * logp)?.sum(1)?.mean(0)?.neg()?
+        } else {
+            candle_nn::loss::binary_cross_entropy_with_logit(&logits, y)?
+        })
+    };
+    let snapshot = || -> Result<[Tensor; 4], NeuralError> {
+        Ok([
+            w1.as_tensor().copy()?,
+            b1.as_tensor().copy()?,
+            w2.as_tensor().copy()?,
+            b2.as_tensor().copy()?,
+        ])
+    };
+    let mut best: Option<(f32, [Tensor; 4])> = None;
     let mut losses = Vec::with_capacity(cfg.epochs);
     for _ in 0..cfg.epochs.max(1) {
         order.shuffle(&mut rng);
         let mut total = 0.0f32;
         for chunk in order.chunks(cfg.batch.max(1)) {
-            let xb: Vec<f32> = chunk
-                .iter()
-                .flat_map(|&i| x_all[i * d..(i + 1) * d].iter().copied())
-                .collect();
-            let yb: Vec<f32> = chunk
-                .iter()
-                .flat_map(|&i| y_all[i * m..(i + 1) * m].iter().copied())
-                .collect();
-            let x = Tensor::from_vec(xb, (chunk.len(), d), &dev)?;
-            let y = Tensor::from_vec(yb, (chunk.len(), m), &dev)?;
-            let mut hdn = x.matmul(&w1.t()?)?;
-            if relu {
-                hdn = hdn.broadcast_add(&b1)?.relu()?;
-            }
-            let logits = hdn.matmul(&w2.t()?)?.broadcast_add(&b2)?;
-            let loss = if listwise {
-                // cross-entropy of the target distribution under softmax(logits)
-                let logp = candle_nn::ops::log_softmax(&logits, 1)?;
-                (y * logp)?.sum(1)?.mean(0)?.neg()?
-            } else {
-                candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y)?
-            };
+            let (x, y) = batch(chunk)?;
+            let loss = loss_of(&x, &y)?;
             opt.backward_step(&loss)?;
             total += loss.to_scalar::<f32>()? * chunk.len() as f32;
         }
         losses.push(total / n_used as f32);
+        if !val.is_empty() {
+            let (x, y) = batch(&val)?;
+            let v = loss_of(&x, &y)?.to_scalar::<f32>()?;
+            if best.as_ref().is_none_or(|(b, _)| v < *b) {
+                best = Some((v, snapshot()?));
+            }
+        }
     }
+    let [w1t, b1t, w2t, b2t] = match best {
+        Some((_, s)) => s,
+        None => snapshot()?,
+    };
     Ok(TrainedNet {
         models: models.to_vec(),
         kind: kind.into(),
         relu,
-        w1: to_nd(w1.as_tensor())?,
-        b1: Array1::from(b1.as_tensor().to_vec1::<f32>()?),
-        w2: to_nd(w2.as_tensor())?,
-        b2: Array1::from(b2.as_tensor().to_vec1::<f32>()?),
+        w1: to_nd(&w1t)?,
+        b1: Array1::from(b1t.to_vec1::<f32>()?),
+        w2: to_nd(&w2t)?,
+        b2: Array1::from(b2t.to_vec1::<f32>()?),
         loss: losses,
     })
 }
