@@ -17,7 +17,8 @@ fn gap(router: f64, best: f64, oracle: f64) -> Option<f64> {
     (oracle - best > 1e-12).then(|| (router - best) / (oracle - best))
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation.
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
     let m = v.iter().sum::<f64>() / n;
     let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);

@@ -54,13 +54,6 @@ pub struct Cell {
     pub top1: Vec<f64>,
 }
 
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len().max(1) as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-    (m, var.sqrt())
-}
-
 /// Run the sweep.
 pub fn sweep(registry: &rgd_core::Registry, a: &SweepArgs, quiet: bool) -> Result<Vec<Cell>> {
     let src = std::fs::read_to_string(&a.pipeline)
@@ -122,7 +115,7 @@ pub fn sweep(registry: &rgd_core::Registry, a: &SweepArgs, quiet: bool) -> Resul
     let cells: Vec<Cell> = acc
         .into_iter()
         .map(|((ka, es, router), (learns_from, v))| {
-            let (m, sd) = mean_sd(&v);
+            let (m, sd) = crate::run::mean_sd(&v);
             Cell {
                 key_accuracy: ka as f64 / 1e6,
                 easy_share: es as f64 / 1e6,
