@@ -162,6 +162,7 @@ pub fn run(
     let refs = references(&ds.test, &ds.models);
     let train_stats = confidence_stats(&ds.train);
     let (best, oracle) = (refs.overall.best_single, refs.overall.oracle);
+    let majority = majority_vote(&ds.test, &train_stats);
     let analysis = built
         .costs
         .as_ref()
@@ -328,7 +329,7 @@ pub fn run(
             &format!("{}: routers on the test split", ds.task),
             &results_for_plots,
             refs.overall.best_single,
-            majority_vote(&ds.test, &train_stats),
+            majority,
             refs.overall.oracle,
         )?;
         let mut cols: Vec<String> = results_for_plots.iter().map(|r| r.name.clone()).collect();
@@ -369,7 +370,7 @@ pub fn run(
             oracle: refs.overall.oracle,
             oracle_if_independent: refs.overall.oracle_if_independent,
             random: refs.overall.random,
-            majority_vote: majority_vote(&ds.test, &train_stats),
+            majority_vote: majority,
             single: refs.overall.single.clone(),
             per_subject: refs.per_subject.clone(),
         },
