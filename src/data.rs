@@ -1,7 +1,7 @@
 //! The data stage of a pipeline: a `[data]` source, or questions answered by a pool of
 //! models through the call cache and embedded.
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rgd_cache::{CacheMode, CachedBackend, CachedEmbedder, CallCache};
 use rgd_core::pipeline::{DataSpec, GenerateSpec, Located, TrainSpec};
@@ -200,11 +200,23 @@ fn generate(
     ctx: &Context,
     test_subjects: &[String],
 ) -> Result<(Vec<Question>, Option<SelfAnswers>, GenerationReport)> {
-    let file = g.descriptions.as_ref().map(|d| ctx.resolve(d));
-    let hand = match &file {
-        Some(f) => rgd_generator_llm::descriptions::load(f).with_context(|| g.context.clone())?,
-        None => Default::default(),
-    };
+    let files: Vec<std::path::PathBuf> = g.descriptions.iter().map(|d| ctx.resolve(d)).collect();
+    let mut hand: indexmap::IndexMap<String, String> = Default::default();
+    let mut from: BTreeMap<String, String> = BTreeMap::new();
+    for f in &files {
+        let one = rgd_generator_llm::descriptions::load(f).with_context(|| g.context.clone())?;
+        for (subject, text) in one {
+            if let Some(first) = from.get(&subject) {
+                bail!(
+                    "{}: subject `{subject}` is described in both {first} and {}",
+                    g.context,
+                    f.display()
+                );
+            }
+            from.insert(subject.clone(), f.display().to_string());
+            hand.insert(subject, text);
+        }
+    }
     let mut derived: indexmap::IndexMap<String, String> = Default::default();
     if let Some(d) = &g.describe {
         let src = registry.build_questions(d.source.table.clone(), &d.source.context)?;
@@ -228,10 +240,15 @@ fn generate(
     }
     let use_derived = g.describe.as_ref().is_some_and(|d| d.use_derived);
     let map = if use_derived { &derived } else { &hand };
-    let file_name = file
-        .as_ref()
-        .map(|f| f.display().to_string())
-        .unwrap_or_else(|| "[generate.describe]".into());
+    let file_name = if files.is_empty() {
+        "[generate.describe]".to_string()
+    } else {
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let sel = rgd_generator_llm::descriptions::select(map, &g.subjects, test_subjects, &file_name)?;
     let generator = registry.build_generator(g.generator.table.clone(), &g.generator.context)?;
     let generated = generator
@@ -280,7 +297,13 @@ fn generate(
                 .unwrap_or("?"),
             generator.backend_name().unwrap_or("–")
         ),
-        descriptions_file: g.descriptions.as_ref().map(|d| d.display().to_string()),
+        descriptions_file: (!g.descriptions.is_empty()).then(|| {
+            g.descriptions
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }),
         unknown_subjects: sel.unknown,
         undescribed_subjects: sel.undescribed,
         descriptions: subjects

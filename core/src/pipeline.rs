@@ -82,9 +82,10 @@ pub enum TrainSpec {
 /// from, and optionally descriptions derived from example questions (`[generate.describe]`).
 #[derive(Clone, Debug)]
 pub struct GenerateSpec {
-    /// The descriptions file (TOML or JSON: subject -> description), resolved against the
-    /// pipeline's folder; optional when `describe` derives them.
-    pub descriptions: Option<PathBuf>,
+    /// The descriptions files (TOML or JSON: subject -> description; a path or a list of
+    /// paths, merged), resolved against the pipeline's folder; optional when `describe`
+    /// derives them.
+    pub descriptions: Vec<PathBuf>,
     /// Subjects to generate for (empty: every subject of the file).
     pub subjects: Vec<String>,
     /// Whether the generator re-answers its own questions (for `self_answer` and the
@@ -180,11 +181,21 @@ fn parse_generate(l: Located) -> Result<GenerateSpec> {
     let mut t = l.table;
     let sub = |name: &str| ctx.replace("[generate]", &format!("[generate.{name}]"));
     let descriptions = match t.remove("descriptions") {
-        None => None,
-        Some(toml::Value::String(p)) => Some(PathBuf::from(p)),
+        None => Vec::new(),
+        Some(toml::Value::String(p)) => vec![PathBuf::from(p)],
+        Some(toml::Value::Array(a)) => a
+            .into_iter()
+            .map(|v| match v {
+                toml::Value::String(p) => Ok(PathBuf::from(p)),
+                v => Err(err(format!(
+                    "`descriptions` must be a path or a list of paths, got a {} in the list",
+                    v.type_str()
+                ))),
+            })
+            .collect::<Result<Vec<_>>>()?,
         Some(v) => {
             return Err(err(format!(
-                "`descriptions` must be a path, got {}",
+                "`descriptions` must be a path or a list of paths, got {}",
                 v.type_str()
             )));
         }
@@ -301,7 +312,7 @@ fn parse_generate(l: Located) -> Result<GenerateSpec> {
             "unknown field `{k}` (known: descriptions, subjects, self_answer, generator, describe)"
         )));
     }
-    if descriptions.is_none() && !describe.as_ref().is_some_and(|d| d.use_derived) {
+    if descriptions.is_empty() && !describe.as_ref().is_some_and(|d| d.use_derived) {
         return Err(err("`descriptions` (a file of subject = description) is required unless [generate.describe] has use_derived = true".into()));
     }
     Ok(GenerateSpec {

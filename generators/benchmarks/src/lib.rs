@@ -63,8 +63,9 @@ pub enum Part {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Benchmark {
-    /// `mmlu`, `medmcqa`, `arc_easy`, `arc_challenge`, `csqa`, `openbookqa` or `sciq`.
-    pub name: String,
+    /// `mmlu`, `medmcqa`, `arc_easy`, `arc_challenge`, `csqa`, `openbookqa` or `sciq`, or a
+    /// list of them (their subjects side by side, e.g. `["mmlu", "arc_challenge"]`).
+    pub name: Names,
     /// Subjects to keep (MMLU topics such as `high school biology`, MedMCQA subjects such as
     /// `Anatomy`); empty: all. The single-subject benchmarks have one subject, their name.
     #[serde(default)]
@@ -84,6 +85,38 @@ pub struct Benchmark {
     /// Prefix subject names with the benchmark (`mmlu/anatomy`).
     #[serde(default)]
     pub prefix_subjects: bool,
+}
+
+/// One benchmark name or several.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Names {
+    /// One benchmark.
+    One(String),
+    /// Several, their subjects side by side.
+    Many(Vec<String>),
+}
+
+impl Names {
+    /// The names as a list.
+    pub fn list(&self) -> Vec<&str> {
+        match self {
+            Names::One(n) => vec![n.as_str()],
+            Names::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.list().join("+"))
+    }
+}
+
+impl From<&str> for Names {
+    fn from(s: &str) -> Self {
+        Names::One(s.to_string())
+    }
 }
 
 /// Every benchmark name.
@@ -244,23 +277,47 @@ impl Benchmark {
                 self.holdout
             )));
         }
-        let (all, bad) = load_all(&self.name)?;
-        let mut by: BTreeMap<String, Vec<Question>> = BTreeMap::new();
-        for q in all {
-            by.entry(q.subject.clone()).or_default().push(q);
+        let names = self.name.list();
+        if names.is_empty() {
+            return Err(BenchError::Select("`name` lists no benchmark".into()));
         }
+        // (benchmark, subject) -> questions; subjects of different benchmarks stay apart
+        let mut by: BTreeMap<(String, String), Vec<Question>> = BTreeMap::new();
+        let mut bad = 0;
+        for name in &names {
+            let (all, b) = load_all(name)?;
+            bad += b;
+            for q in all {
+                by.entry((name.to_string(), q.subject.clone()))
+                    .or_default()
+                    .push(q);
+            }
+        }
+        let wanted = |bench: &str, subject: &str| {
+            self.subjects.is_empty()
+                || self
+                    .subjects
+                    .iter()
+                    .any(|s| s == subject || *s == format!("{bench}/{subject}"))
+        };
         for s in &self.subjects {
-            if !by.contains_key(s) {
+            if !by
+                .keys()
+                .any(|(b, sub)| s == sub || *s == format!("{b}/{sub}"))
+            {
                 return Err(BenchError::Select(format!(
                     "benchmark `{}` has no subject `{s}`; its subjects: {}",
                     self.name,
-                    by.keys().cloned().collect::<Vec<_>>().join(", ")
+                    by.keys()
+                        .map(|(_, s)| s.clone())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
         }
         let mut out = Vec::new();
-        for (subject, mut qs) in by {
-            if !self.subjects.is_empty() && !self.subjects.contains(&subject) {
+        for ((bench, subject), mut qs) in by {
+            if !wanted(&bench, &subject) {
                 continue;
             }
             let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ fnv(&subject));
@@ -277,7 +334,7 @@ impl Benchmark {
             };
             for mut q in part.into_iter().take(take) {
                 if self.prefix_subjects {
-                    q.subject = format!("{}/{}", self.name, q.subject);
+                    q.subject = format!("{bench}/{}", q.subject);
                 }
                 out.push(q);
             }

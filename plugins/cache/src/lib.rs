@@ -95,8 +95,10 @@ pub enum CacheMode {
     Off,
 }
 
-/// One recorded call (a line of a recording).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One recorded call (a line of a recording). Request and response are kept as the exact
+/// JSON text the cache stored: the key hashes the request's text, so re-serializing it (which
+/// would reorder its fields) would break the key check on import.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Record {
     /// sha256 key.
     pub key: String,
@@ -104,10 +106,10 @@ pub struct Record {
     pub identity: String,
     /// Operation.
     pub op: String,
-    /// The request.
-    pub request: serde_json::Value,
-    /// The response.
-    pub response: serde_json::Value,
+    /// The request, verbatim.
+    pub request: Box<serde_json::value::RawValue>,
+    /// The response, verbatim.
+    pub response: Box<serde_json::value::RawValue>,
 }
 
 /// The persistent call cache (cheap to clone; one SQLite connection behind a mutex).
@@ -375,14 +377,18 @@ impl CallCache {
             if identities.is_some_and(|ids| !ids.contains(&identity)) {
                 continue;
             }
+            let raw = |text: String| {
+                serde_json::value::RawValue::from_string(text.clone()).or_else(|_| {
+                    // not JSON (never written by rgd): keep it as a JSON string
+                    serde_json::value::to_raw_value(&text)
+                })
+            };
             let rec = Record {
                 key,
                 identity,
                 op,
-                request: serde_json::from_str(&request)
-                    .unwrap_or(serde_json::Value::String(request)),
-                response: serde_json::from_str(&response)
-                    .unwrap_or(serde_json::Value::String(response)),
+                request: raw(request).map_err(|e| io(std::io::Error::other(e)))?,
+                response: raw(response).map_err(|e| io(std::io::Error::other(e)))?,
             };
             serde_json::to_writer(&mut gz, &rec).map_err(|e| io(std::io::Error::other(e)))?;
             gz.write_all(b"\n").map_err(io)?;
@@ -419,11 +425,11 @@ impl CallCache {
                 msg,
             };
             let rec: Record = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-            let req = serde_json::to_string(&rec.request).map_err(|e| bad(e.to_string()))?;
+            let req = rec.request.get().to_string();
             if Self::key(&rec.identity, &rec.op, &req) != rec.key {
                 return Err(bad("key does not match identity, op and request".into()));
             }
-            let resp = serde_json::to_string(&rec.response).map_err(|e| bad(e.to_string()))?;
+            let resp = rec.response.get().to_string();
             tx.execute(
                 "INSERT OR REPLACE INTO calls (key, identity, op, request, response) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![rec.key, rec.identity, rec.op, req, resp],
@@ -591,6 +597,30 @@ mod tests {
             .call("m#abc", "score", &("q", 1), || unreachable!())
             .unwrap();
         assert_eq!(v3, v);
+    }
+
+    #[test]
+    fn a_struct_request_survives_export_and_import() {
+        // fields out of alphabetical order and a float with a long expansion: the recording
+        // must keep the request's exact text, or its key no longer matches
+        #[derive(Serialize)]
+        struct Req {
+            zeta: f64,
+            alpha: &'static str,
+        }
+        let req = Req {
+            zeta: 0.1 + 0.2,
+            alpha: "q",
+        };
+        let t = tempfile::tempdir().unwrap();
+        let c = CallCache::open(&t.path().join("c.sqlite"), CacheMode::ReadWrite).unwrap();
+        let v: Vec<f64> = c.call("m#1", "score", &req, || Ok(vec![0.5])).unwrap();
+        let out = t.path().join("rec.jsonl.gz");
+        assert_eq!(c.export(&out, None).unwrap(), 1);
+        let fresh = CallCache::open(&t.path().join("d.sqlite"), CacheMode::ReadWrite).unwrap();
+        assert_eq!(fresh.import(&out).unwrap(), 1);
+        let back: Vec<f64> = fresh.call("m#1", "score", &req, || unreachable!()).unwrap();
+        assert_eq!(back, v);
     }
 
     #[test]
