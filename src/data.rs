@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rgd_cache::{CacheMode, CachedBackend, CachedEmbedder, CallCache};
 use rgd_core::pipeline::{DataSpec, GenerateSpec, Located, TrainSpec};
 use rgd_core::{Context, Dataset, Pipeline, Registry};
-use rgd_core::{Generated, LlmBackend, Question};
+use rgd_core::{Embedder, Generated, LlmBackend, Question};
 use rgd_pool::PoolMember;
 use serde::Deserialize;
 use serde::Serialize;
@@ -18,12 +18,33 @@ use std::sync::Arc;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct CacheArgs {
     /// The call cache file (default: `[cache] path`, else `$RGD_CACHE_DIR/calls.sqlite`,
-    /// else `~/.cache/rgd/calls.sqlite`).
+    /// else `~/.cache/rgd/calls.sqlite`); a recording (`.jsonl.gz`) replays read-only.
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// `read_write` (default), `read_only` (replay: a missing call is an error) or `off`.
     #[arg(long, value_parser = parse_mode)]
     pub cache_mode: Option<CacheMode>,
+    /// Recompute: ignore the pipeline's `[cache] recording` and call the models (through the
+    /// read_write cache).
+    #[arg(long)]
+    pub live: bool,
+    /// Write every call this run made or replayed to a recording (`.jsonl.gz`) and its
+    /// manifest (`.manifest.json` beside it).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// The cache opened by this run (shared by the main data and every training source) and
+    /// the identities of the components that called through it.
+    #[arg(skip)]
+    pub session: Arc<CacheSession>,
+}
+
+/// What one run opened: the call cache and which component called as which identity.
+#[derive(Debug, Default)]
+pub struct CacheSession {
+    /// The cache, opened once.
+    pub cache: std::sync::OnceLock<CallCache>,
+    /// Component (`pool.NAME`, `backends.NAME`, `embedder`) -> (identity, its TOML table).
+    pub components: std::sync::Mutex<BTreeMap<String, (String, toml::Table)>>,
 }
 
 fn parse_mode(s: &str) -> Result<CacheMode, String> {
@@ -42,6 +63,10 @@ struct CacheTable {
     path: Option<PathBuf>,
     #[serde(default)]
     mode: Option<CacheMode>,
+    /// A recording (`.jsonl.gz`, relative to the pipeline) replayed read-only unless `--live`
+    /// or `--cache` is given.
+    #[serde(default)]
+    recording: Option<PathBuf>,
 }
 
 /// The default cache file.
@@ -52,8 +77,22 @@ pub fn default_cache_path() -> PathBuf {
         .join("calls.sqlite")
 }
 
-/// Open the call cache the pipeline and flags ask for.
+/// Whether a path names a recording (`.jsonl.gz` / `.jsonl`) rather than a cache file.
+fn is_recording(p: &std::path::Path) -> bool {
+    let n = p.to_string_lossy();
+    n.ends_with(".jsonl.gz") || n.ends_with(".jsonl")
+}
+
+/// Open the call cache the pipeline and flags ask for (once per run: later calls share it).
 pub fn open_cache(p: &Pipeline, ctx: &Context, args: &CacheArgs) -> Result<CallCache> {
+    if let Some(c) = args.session.cache.get() {
+        return Ok(c.clone());
+    }
+    let c = open_cache_new(p, ctx, args)?;
+    Ok(args.session.cache.get_or_init(|| c).clone())
+}
+
+fn open_cache_new(p: &Pipeline, ctx: &Context, args: &CacheArgs) -> Result<CallCache> {
     let table: CacheTable = match &p.cache {
         Some(l) => rgd_core::registry::from_table(l.table.clone()).map_err(|msg| {
             rgd_core::Error::Config {
@@ -64,8 +103,39 @@ pub fn open_cache(p: &Pipeline, ctx: &Context, args: &CacheArgs) -> Result<CallC
         None => CacheTable {
             path: None,
             mode: None,
+            recording: None,
         },
     };
+    if let Some(rec) = &table.recording
+        && !args.live
+        && args.cache.is_none()
+        && args.cache_mode.is_none()
+    {
+        let path = ctx.resolve(rec);
+        if !path.exists() {
+            bail!(
+                "{}: the recording {} does not exist; run with `--live` to compute the calls (add `--record {}` to write it)",
+                p.cache
+                    .as_ref()
+                    .map(|l| l.context.as_str())
+                    .unwrap_or("[cache]"),
+                path.display(),
+                path.display()
+            );
+        }
+        return Ok(CallCache::from_recording(&path)?);
+    }
+    if let Some(c) = &args.cache
+        && is_recording(c)
+    {
+        if args.cache_mode.is_some_and(|m| m != CacheMode::ReadOnly) {
+            bail!(
+                "--cache {}: a recording replays read-only; to add calls, import it into a cache file (`rgd cache import`)",
+                c.display()
+            );
+        }
+        return Ok(CallCache::from_recording(c)?);
+    }
     let mode = args.cache_mode.or(table.mode).unwrap_or_default();
     if mode == CacheMode::Off {
         return Ok(CallCache::off());
@@ -380,6 +450,18 @@ pub fn load(
                 inner: registry.build_embedder(embedder.table.clone(), &embedder.context)?,
                 cache: cache.clone(),
             };
+            let mut components: Vec<(String, String, toml::Table)> = members
+                .iter()
+                .zip(pool)
+                .map(|(m, (n, l))| (format!("pool.{n}"), m.backend.identity(), l.table.clone()))
+                .collect();
+            for (n, l) in &p.backends {
+                if let Some(b) = ctx.backends.get(n) {
+                    components.push((format!("backends.{n}"), b.identity(), l.table.clone()));
+                }
+            }
+            components.push(("embedder".into(), emb.identity(), embedder.table.clone()));
+            crate::recording::check_components(cache_args, &cache, components)?;
             let bar = (!quiet).then(|| {
                 let b = ProgressBar::new(0);
                 b.set_style(

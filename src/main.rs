@@ -1,10 +1,12 @@
 //! `rgd`: Routing with Generated Data — run pipelines, list plugins, simulate worlds, benchmark.
 
+mod ablation;
 mod bench;
 mod costs;
 mod data;
 mod plot;
 mod progress;
+mod recording;
 mod results;
 mod run;
 mod sources;
@@ -455,6 +457,9 @@ fn main() -> ExitCode {
                 cache,
             } => {
                 let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
+                if let Some(rec) = &cache.record {
+                    recording::write(cache, pipeline, rec)?;
+                }
                 if !cli.quiet {
                     eprintln!(
                         "wrote {}/results.json and {}/report.md",
@@ -477,6 +482,9 @@ fn main() -> ExitCode {
                 cache,
             } => {
                 let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
+                if let Some(rec) = &cache.record {
+                    recording::write(cache, pipeline, rec)?;
+                }
                 println!(
                     "trained {} router(s) into {}/routers ({} failed)",
                     r.routers.len(),

@@ -146,6 +146,9 @@ pub struct RunResults {
     /// Every router on every training source (with `[sources.NAME]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<crate::sources::SourcesOut>,
+    /// Every router without each ablated filter (with `ablate_filters`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_ablation: Option<crate::ablation::AblationOut>,
     /// Training data: generation, diagnostics and filters.
     pub training_data: crate::training::TrainingData,
     /// The cost–quality analysis (with `[costs]`).
@@ -281,6 +284,9 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
     }
     if let Some(src) = &r.sources {
         sources_section(&mut s, src, order);
+    }
+    if let Some(a) = &r.filter_ablation {
+        ablation_section(&mut s, a, order);
     }
     training_section(&mut s, r);
     if let Some(c) = &r.costs {
@@ -594,54 +600,110 @@ fn training_section(s: &mut String, r: &RunResults) {
 }
 
 fn sources_section(s: &mut String, src: &crate::sources::SourcesOut, order: &[String]) {
+    type Metric = fn(&crate::sources::SourceCell) -> (f64, [f64; 2]);
+    let metrics: [(&str, Metric); 2] = [
+        ("top-1", |c| (c.top1, c.top1_ci95)),
+        ("top-3 vote", |c| (c.top3_vote, c.top3_vote_ci95)),
+    ];
+    for (label, metric) in metrics {
+        let _ = writeln!(
+            s,
+            "\n## Training sources: {label} % on the same test split [95% CI]{}\n",
+            src.reference
+                .as_ref()
+                .map(|r| format!(" (change from `{r}` in points)"))
+                .unwrap_or_default()
+        );
+        let mut head = String::from("| router |");
+        let mut rule = String::from("|---|");
+        for o in &src.order {
+            let _ = write!(
+                head,
+                " {o} ({} questions) |",
+                src.n_train.get(o).copied().unwrap_or(0)
+            );
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(s, "{head}\n{rule}");
+        for name in order {
+            let Some(cells) = src.results.get(name) else {
+                continue;
+            };
+            let _ = write!(s, "| {name} |");
+            let base = src
+                .reference
+                .as_ref()
+                .and_then(|r| cells.get(r))
+                .map(|c| metric(c).0);
+            for o in &src.order {
+                match cells.get(o) {
+                    Some(c) => {
+                        let (v, ci) = metric(c);
+                        let d = match (base, &src.reference) {
+                            (Some(b), Some(r)) if r != o => format!(" ({:+.1})", 100.0 * (v - b)),
+                            _ => String::new(),
+                        };
+                        let _ = write!(s, " {} [{}, {}]{d} |", pct(v), pct(ci[0]), pct(ci[1]));
+                    }
+                    None => {
+                        let why = src
+                            .failed
+                            .get(name)
+                            .and_then(|f| f.get(o))
+                            .map(|e| format!("failed: {}", e.replace('|', "/")))
+                            .unwrap_or_else(|| "–".into());
+                        let _ = write!(s, " {why} |");
+                    }
+                }
+            }
+            let _ = writeln!(s);
+        }
+    }
+}
+
+fn ablation_section(s: &mut String, a: &crate::ablation::AblationOut, order: &[String]) {
     let _ = writeln!(
         s,
-        "\n## Training sources (top-1 % on the same test split [95% CI]{})\n",
-        src.reference
-            .as_ref()
-            .map(|r| format!("; change from `{r}` in points"))
-            .unwrap_or_default()
+        "\n## Filter ablation: top-1 % of every router retrained without {}\n",
+        a.filters
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
-    let mut head = String::from("| router |");
-    let mut rule = String::from("|---|");
-    for o in &src.order {
-        let _ = write!(
-            head,
-            " {o} ({} questions) |",
-            src.n_train.get(o).copied().unwrap_or(0)
-        );
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(s, "{head}\n{rule}");
-    for name in order {
-        let Some(cells) = src.results.get(name) else {
-            continue;
-        };
-        let _ = write!(s, "| {name} |");
-        for o in &src.order {
-            match cells.get(o) {
-                Some(c) => {
-                    let d = match (c.drop_from_reference, &src.reference) {
-                        (Some(d), Some(r)) if r != o => format!(" ({:+.1})", 100.0 * d),
-                        _ => String::new(),
-                    };
-                    let _ = write!(
-                        s,
-                        " {} [{}, {}]{d} |",
-                        pct(c.top1),
-                        pct(c.top1_ci95[0]),
-                        pct(c.top1_ci95[1])
-                    );
+    for (source, n) in &a.n_train {
+        let _ = writeln!(s, "Source `{source}`:\n");
+        let mut head = String::from("| router |");
+        let mut rule = String::from("|---|");
+        for v in &a.variants {
+            match n.get(v) {
+                Some(k) => {
+                    let _ = write!(head, " {v} ({k} q) |");
                 }
                 None => {
-                    let why = src
-                        .failed
-                        .get(name)
-                        .and_then(|f| f.get(o))
-                        .map(|e| format!("failed: {}", e.replace('|', "/")))
-                        .unwrap_or_else(|| "–".into());
-                    let _ = write!(s, " {why} |");
+                    let _ = write!(head, " {v} |");
                 }
+            }
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(s, "{head}\n{rule}");
+        for name in order {
+            let Some(cells) = a.top1.get(name).and_then(|m| m.get(source)) else {
+                continue;
+            };
+            let _ = write!(s, "| {name} |");
+            for v in &a.variants {
+                let _ = write!(
+                    s,
+                    " {} |",
+                    cells.get(v).map(|x| pct(*x)).unwrap_or("–".into())
+                );
+            }
+            let _ = writeln!(s);
+        }
+        if let Some(f) = a.failed.get(source) {
+            for (v, e) in f {
+                let _ = writeln!(s, "\n{v}: {e}");
             }
         }
         let _ = writeln!(s);

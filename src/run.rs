@@ -145,6 +145,7 @@ pub fn run(
                 .to_string()
         })
         .collect();
+    let unfiltered_train = (!pipeline.ablate_filters.is_empty()).then(|| ds.train.clone());
     let training = crate::training::process(
         &mut ds,
         data_report,
@@ -273,12 +274,40 @@ pub fn run(
             }
         }
     }
+    let mut ablation = unfiltered_train
+        .map(|unfiltered| -> Result<crate::ablation::AblationOut> {
+            let stage = Stage::start("filter ablation: main", quiet);
+            let mut a = crate::ablation::AblationOut::new(&pipeline.ablate_filters);
+            a.add_source(
+                "main",
+                &unfiltered,
+                &ds.test,
+                &ds.models,
+                &built.routers,
+                &built.filters,
+                &filter_types,
+                ctx,
+            )?;
+            stage.done("retrained every router without each ablated filter");
+            Ok(a)
+        })
+        .transpose()?;
     let sources = if pipeline.sources.is_empty() {
         None
     } else {
         let main: crate::sources::MainResults = routers
             .iter()
-            .map(|(n, r)| (n.clone(), (r.top1, r.ci95.top1, r.top3_vote)))
+            .map(|(n, r)| {
+                (
+                    n.clone(),
+                    crate::sources::MainCell {
+                        top1: r.top1,
+                        top1_ci95: r.ci95.top1,
+                        top3_vote: r.top3_vote,
+                        top3_vote_ci95: r.ci95.top3_vote,
+                    },
+                )
+            })
             .collect();
         Some(crate::sources::run_sources(
             registry,
@@ -292,6 +321,7 @@ pub fn run(
             cache_args,
             quiet,
             out,
+            ablation.as_mut(),
         )?)
     };
     let costs = analysis.map(|a| {
@@ -377,6 +407,7 @@ pub fn run(
         load_seconds,
         training_data: training,
         sources,
+        filter_ablation: ablation,
         costs,
         calls: cache.map(|c| {
             let (hits, misses) = c.stats();

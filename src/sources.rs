@@ -20,6 +20,8 @@ pub struct SourceCell {
     pub top1_ci95: [f64; 2],
     /// Top-3 vote accuracy.
     pub top3_vote: f64,
+    /// Its 95% bootstrap interval.
+    pub top3_vote_ci95: [f64; 2],
     /// Top-1 minus the reference source's top-1 (when a reference is set).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_from_reference: Option<f64>,
@@ -40,8 +42,21 @@ pub struct SourcesOut {
     pub failed: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// The main run's accuracies per router (name -> (top1, ci, top3)).
-pub type MainResults = BTreeMap<String, (f64, [f64; 2], f64)>;
+/// The main run's accuracies of one router.
+#[derive(Clone, Debug)]
+pub struct MainCell {
+    /// Top-1.
+    pub top1: f64,
+    /// Its 95% interval.
+    pub top1_ci95: [f64; 2],
+    /// Top-3 vote.
+    pub top3_vote: f64,
+    /// Its 95% interval.
+    pub top3_vote_ci95: [f64; 2],
+}
+
+/// The main run's accuracies per router.
+pub type MainResults = BTreeMap<String, MainCell>;
 
 /// Train and test every router on every extra source.
 #[allow(clippy::too_many_arguments)]
@@ -57,18 +72,20 @@ pub fn run_sources(
     cache_args: &CacheArgs,
     quiet: bool,
     out: &Path,
+    mut ablation: Option<&mut crate::ablation::AblationOut>,
 ) -> Result<SourcesOut> {
     let mut order = vec!["main".to_string()];
     let mut n_train = BTreeMap::from([("main".to_string(), main.train.len())]);
     let mut results: BTreeMap<String, BTreeMap<String, SourceCell>> = BTreeMap::new();
     let mut failed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    for (name, (t1, ci, t3)) in main_results {
+    for (name, m) in main_results {
         results.entry(name.clone()).or_default().insert(
             "main".into(),
             SourceCell {
-                top1: *t1,
-                top1_ci95: *ci,
-                top3_vote: *t3,
+                top1: m.top1,
+                top1_ci95: m.top1_ci95,
+                top3_vote: m.top3_vote,
+                top3_vote_ci95: m.top3_vote_ci95,
                 drop_from_reference: None,
             },
         );
@@ -95,6 +112,7 @@ pub fn run_sources(
         }
         let dir = out.join("sources").join(sname);
         std::fs::create_dir_all(&dir)?;
+        let unfiltered = ablation.is_some().then(|| ds.train.clone());
         crate::training::process(&mut ds, report, filters, filter_types, ctx, &dir)?;
         n_train.insert(sname.clone(), ds.train.len());
         let stats = confidence_stats(&ds.train);
@@ -111,6 +129,7 @@ pub fn run_sources(
                             top1: ev.overall.top1,
                             top1_ci95: bootstrap_ci(&ev.top1_correct, 1000, pipeline.seed),
                             top3_vote: ev.overall.top3_vote,
+                            top3_vote_ci95: bootstrap_ci(&ev.top3_correct, 1000, pipeline.seed),
                             drop_from_reference: None,
                         },
                     );
@@ -122,6 +141,18 @@ pub fn run_sources(
                         .insert(sname.clone(), e.to_string());
                 }
             }
+        }
+        if let (Some(a), Some(u)) = (ablation.as_deref_mut(), &unfiltered) {
+            a.add_source(
+                sname,
+                u,
+                &main.test,
+                &main.models,
+                routers,
+                filters,
+                filter_types,
+                ctx,
+            )?;
         }
         ctx.info(format!(
             "  source {sname}: {} training questions",

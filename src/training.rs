@@ -102,11 +102,32 @@ pub fn process(
         }
     }
     let n_before = ds.train.len();
+    let steps = apply_filters(&mut ds.train, &ds.models, filters, types, &[], ctx)?;
+    Ok(TrainingData {
+        n_before_filters: n_before,
+        generation: report.generation,
+        diagnostics,
+        filters: steps,
+    })
+}
+
+/// Apply the pipeline's filters in order, except those named in `skip`.
+pub fn apply_filters(
+    train: &mut rgd_core::Split,
+    models: &[String],
+    filters: &[(String, Box<dyn Filter>)],
+    types: &[String],
+    skip: &[String],
+    ctx: &Context,
+) -> Result<Vec<FilterStep>> {
     let mut steps = Vec::new();
     for ((name, f), type_name) in filters.iter().zip(types) {
-        let before = ds.train.len();
+        if skip.contains(name) {
+            continue;
+        }
+        let before = train.len();
         let o = f
-            .filter(&ds.train, &ds.models, ctx)
+            .filter(&train, models, ctx)
             .with_context(|| format!("filter `{name}` (type `{type_name}`)"))?;
         if o.keep.len() != before {
             bail!(
@@ -121,7 +142,7 @@ pub fn process(
                 o.removed
             );
         }
-        ds.train = ds.train.select(&kept);
+        *train = train.select(&kept);
         ctx.info(format!(
             "  filter {name}: {before} -> {} training questions",
             kept.len()
@@ -134,10 +155,5 @@ pub fn process(
             removed: o.removed,
         });
     }
-    Ok(TrainingData {
-        n_before_filters: n_before,
-        generation: report.generation,
-        diagnostics,
-        filters: steps,
-    })
+    Ok(steps)
 }

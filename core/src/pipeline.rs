@@ -44,6 +44,8 @@ struct RawPipeline {
     #[serde(default)]
     training_seeds: Vec<u64>,
     #[serde(default)]
+    ablate_filters: Vec<String>,
+    #[serde(default)]
     seed: u64,
 }
 
@@ -154,6 +156,10 @@ pub struct Pipeline {
     /// `training_seeds = [..]`: retrain every router that has a `seed` field once per seed
     /// and report mean and sd of its accuracy.
     pub training_seeds: Vec<u64>,
+    /// `ablate_filters = ["self_answer", ...]`: names of `[filters.NAME]` whose effect the run
+    /// measures — every router retrained on every training source without each of them, and
+    /// without all of them.
+    pub ablate_filters: Vec<String>,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -462,6 +468,7 @@ impl Pipeline {
                 .collect(),
             reference_source: raw.reference_source,
             training_seeds: raw.training_seeds,
+            ablate_filters: raw.ablate_filters,
             backends: raw
                 .backends
                 .into_iter()
@@ -524,6 +531,21 @@ impl Pipeline {
 
     /// Build the routers through the registry (and check the data stage's types exist).
     pub fn build(&self, registry: &Registry, quiet: bool) -> Result<BuiltPipeline> {
+        for n in &self.ablate_filters {
+            if !self.filters.iter().any(|(k, _)| k == n) {
+                return Err(Error::Config {
+                    context: format!("{} ablate_filters", self.path.display()),
+                    msg: format!(
+                        "`{n}` is not a [filters.NAME] of this pipeline (its filters: {})",
+                        self.filters
+                            .iter()
+                            .map(|(k, _)| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                });
+            }
+        }
         let routers = self
             .routers
             .iter()

@@ -474,3 +474,201 @@ fn gemma_answers_in_free_text_and_the_extractor_reads_its_letter() {
     assert_eq!(answered + failed, qs.len());
     assert!(answered >= 1, "{report:?}");
 }
+
+/// results.json without what varies from run to run (timings, the cache's path).
+fn numbers(out: &Path) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                m.remove("seconds");
+                m.remove("load_seconds");
+                m.remove("cache");
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let mut v = results(out);
+    strip(&mut v);
+    v
+}
+
+fn repo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+#[test]
+fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_results() {
+    let root = repo();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let o = rgd(
+        &root,
+        &[
+            "run",
+            "examples/default/default.toml",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = numbers(&out);
+    assert_eq!(got["calls"]["model_calls"], 0, "a replay calls no model");
+    let committed = numbers(&root.join("examples/default/out"));
+    assert_eq!(
+        got, committed,
+        "the replay differs from examples/default/out/results.json"
+    );
+}
+
+#[test]
+fn the_default_pipeline_runs_live_at_a_tiny_scale_records_and_replays() {
+    let root = repo();
+    let t = tempfile::tempdir().unwrap();
+    let tp = t.path();
+    let pipeline = root.join("examples/default/tiny.toml");
+    let cache = tp.join("calls.sqlite");
+    let rec = tp.join("rec/tiny.jsonl.gz");
+    let live = tp.join("live");
+    let o = rgd(
+        &root,
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--live",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--record",
+            rec.to_str().unwrap(),
+            "--out",
+            live.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&live);
+    assert!(r["calls"]["model_calls"].as_u64().unwrap() > 0);
+    // every source trained CASCAL; the generators wrote and the pool answered real questions
+    for s in ["main", "weak", "real"] {
+        assert!(
+            r["sources"]["results"]["cascal"][s]["top1"].is_number(),
+            "{s}: {}",
+            r["sources"]
+        );
+    }
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(tp.join("rec/tiny.manifest.json")).unwrap())
+            .unwrap();
+    assert!(
+        manifest["components"]["pool.smollm2"]["identity"]
+            .as_str()
+            .unwrap()
+            .starts_with("llamacpp:")
+    );
+    assert!(manifest["calls"].as_u64().unwrap() > 0);
+    assert!(manifest["prompts"].as_array().unwrap().len() >= 3);
+
+    // the recording alone replays the run: same numbers, no model call
+    let replay = tp.join("replay");
+    let o = rgd(
+        &root,
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--cache",
+            rec.to_str().unwrap(),
+            "--out",
+            replay.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(results(&replay)["calls"]["model_calls"], 0);
+    assert_eq!(numbers(&replay), numbers(&live));
+
+    // a recording missing one call: the error names the call and how to recompute it
+    let lines: Vec<String> = {
+        use std::io::BufRead;
+        let f = std::fs::File::open(&rec).unwrap();
+        std::io::BufReader::new(flate2::read::GzDecoder::new(f))
+            .lines()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let drop = lines
+        .iter()
+        .position(|l| l.contains("\"op\":\"score\""))
+        .unwrap();
+    let short = tp.join("short.jsonl");
+    let kept: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != drop)
+        .map(|(_, l)| l.as_str())
+        .collect();
+    std::fs::write(&short, kept.join("\n")).unwrap();
+    let o = rgd(
+        &root,
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--cache",
+            short.to_str().unwrap(),
+            "--out",
+            tp.join("short").to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("replay miss")
+            && e.contains("score on `llamacpp:")
+            && e.contains("short.jsonl")
+            && e.contains("--live"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+
+    // the same pipeline with another model file (a different hash) is refused
+    let other = tp.join("other.gguf");
+    let mut bytes = std::fs::read(rgd_assets::assets_dir().join("smollm2-135m/model.gguf"))
+        .expect("smollm2 fetched");
+    bytes.extend_from_slice(b"\0");
+    std::fs::write(&other, bytes).unwrap();
+    let text = std::fs::read_to_string(&pipeline)
+        .unwrap()
+        .replace(
+            "../../descriptions",
+            root.join("descriptions").to_str().unwrap(),
+        )
+        .replace(
+            "model = \"smollm2-135m\"",
+            &format!("model = \"{}\"", other.display()),
+        );
+    let p2 = tp.join("other.toml");
+    std::fs::write(&p2, text).unwrap();
+    let o = rgd(
+        &root,
+        &[
+            "run",
+            p2.to_str().unwrap(),
+            "--cache",
+            rec.to_str().unwrap(),
+            "--out",
+            tp.join("other").to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("refused")
+            && e.contains("pool.smollm2")
+            && e.contains("it was made with `llamacpp:")
+            && e.contains("--live"),
+        "{e}"
+    );
+}

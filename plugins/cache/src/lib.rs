@@ -45,7 +45,7 @@ pub enum CacheError {
     },
     /// Replay mode and the call was never recorded.
     #[error(
-        "replay miss: no recorded answer for {op} on `{identity}` (request {request}); recompute it with the cache in read_write mode (e.g. `rgd run --live`)"
+        "replay miss: {} has no recorded answer for {op} on `{identity}` (request {request}); recompute it by calling the model: rerun with `--live` (cache in read_write mode; add `--record FILE` to write a new recording)", cache.display()
     )]
     Miss {
         /// Operation.
@@ -54,6 +54,8 @@ pub enum CacheError {
         identity: String,
         /// The request, abridged.
         request: String,
+        /// The cache file or recording replayed.
+        cache: PathBuf,
     },
     /// A recording line is malformed.
     #[error("{}:{line}: {msg}", path.display())]
@@ -112,6 +114,10 @@ pub struct Record {
     pub response: Box<serde_json::value::RawValue>,
 }
 
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS calls (
+    key TEXT PRIMARY KEY, identity TEXT NOT NULL, op TEXT NOT NULL,
+    request TEXT NOT NULL, response TEXT NOT NULL);";
+
 /// The persistent call cache (cheap to clone; one SQLite connection behind a mutex).
 #[derive(Clone, Debug)]
 pub struct CallCache {
@@ -125,6 +131,8 @@ struct Inner {
     conn: Mutex<Connection>,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Keys served or stored since open (what `export_touched` writes).
+    touched: Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn abridge(s: &str) -> String {
@@ -186,12 +194,9 @@ impl CallCache {
         }
         if mode != CacheMode::ReadOnly {
             // WAL + synchronous=NORMAL: every committed call survives a killed process
-            conn.execute_batch(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-                 CREATE TABLE IF NOT EXISTS calls (
-                     key TEXT PRIMARY KEY, identity TEXT NOT NULL, op TEXT NOT NULL,
-                     request TEXT NOT NULL, response TEXT NOT NULL);",
-            )
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {SCHEMA}"
+            ))
             .map_err(|e| CacheError::Corrupt {
                 path: path.to_path_buf(),
                 detail: e.to_string(),
@@ -207,6 +212,7 @@ impl CallCache {
                 conn: Mutex::new(conn),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
+                touched: Default::default(),
             }),
         })
     }
@@ -220,6 +226,7 @@ impl CallCache {
                 conn: Mutex::new(Connection::open_in_memory().expect("in-memory SQLite opens")),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
+                touched: Default::default(),
             }),
         }
     }
@@ -307,6 +314,7 @@ impl CallCache {
         if let Some(resp) = self.get_raw(&key)? {
             if let Ok(v) = serde_json::from_str(&resp) {
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
+                self.touch(&key);
                 return Ok(v);
             }
             // an unreadable stored answer (e.g. an older format) is recomputed in read_write
@@ -323,6 +331,7 @@ impl CallCache {
                 op: op.to_string(),
                 identity: identity.to_string(),
                 request: abridge(&req),
+                cache: self.inner.path.clone(),
             }
             .into());
         }
@@ -331,7 +340,82 @@ impl CallCache {
         let resp =
             serde_json::to_string(&value).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
         self.put_raw(&key, identity, op, &req, &resp)?;
+        self.touch(&key);
         Ok(value)
+    }
+
+    fn touch(&self, key: &str) {
+        self.inner
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string());
+    }
+
+    /// Replay a recording: its calls are loaded into an in-memory cache in `read_only` mode
+    /// (a call it lacks is a [`CacheError::Miss`] naming the recording).
+    pub fn from_recording(path: &Path) -> Result<CallCache, CacheError> {
+        let conn = Connection::open_in_memory().map_err(|source| CacheError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|source| CacheError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let c = CallCache {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                mode: CacheMode::ReadOnly,
+                conn: Mutex::new(conn),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                touched: Default::default(),
+            }),
+        };
+        c.import(path)?;
+        Ok(c)
+    }
+
+    /// Every distinct backend identity stored, with its number of calls per operation.
+    pub fn identities(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+        CacheError,
+    > {
+        let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = conn
+            .prepare("SELECT identity, op, count(*) FROM calls GROUP BY identity, op")
+            .map_err(self.sq())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(self.sq())?;
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> =
+            Default::default();
+        for row in rows {
+            let (id, op, n) = row.map_err(self.sq())?;
+            out.entry(id).or_default().insert(op, n as u64);
+        }
+        Ok(out)
+    }
+
+    /// Write the calls served or stored since this cache was opened (a run's recording).
+    pub fn export_touched(&self, out: &Path) -> Result<usize, CacheError> {
+        let keys = self
+            .inner
+            .touched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        self.export_where(out, |key, _| keys.contains(key))
     }
 
     /// Number of stored calls.
@@ -350,6 +434,16 @@ impl CallCache {
     /// Write every call (optionally only those of some identities) as gzip JSON lines,
     /// sorted by key so recordings diff well.
     pub fn export(&self, out: &Path, identities: Option<&[String]>) -> Result<usize, CacheError> {
+        self.export_where(out, |_, identity| {
+            identities.is_none_or(|ids| ids.iter().any(|i| i == identity))
+        })
+    }
+
+    fn export_where(
+        &self,
+        out: &Path,
+        keep: impl Fn(&str, &str) -> bool,
+    ) -> Result<usize, CacheError> {
         let conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
         let mut st = conn
             .prepare("SELECT key, identity, op, request, response FROM calls ORDER BY key")
@@ -374,7 +468,7 @@ impl CallCache {
         let mut n = 0;
         for row in rows {
             let (key, identity, op, request, response) = row.map_err(self.sq())?;
-            if identities.is_some_and(|ids| !ids.contains(&identity)) {
+            if !keep(&key, &identity) {
                 continue;
             }
             let raw = |text: String| {
@@ -503,6 +597,7 @@ impl Embedder for CachedEmbedder {
             };
             if hit.is_some() {
                 self.cache.inner.hits.fetch_add(1, Ordering::Relaxed);
+                self.cache.touch(&key);
             } else {
                 todo.push(i);
             }
@@ -514,6 +609,7 @@ impl Embedder for CachedEmbedder {
                     op: "embed".into(),
                     identity: id,
                     request: abridge(texts[todo[0]]),
+                    cache: self.cache.inner.path.clone(),
                 }
                 .into());
             }
@@ -527,6 +623,7 @@ impl Embedder for CachedEmbedder {
                     let key = CallCache::key(&id, "embed", &req);
                     let resp = serde_json::to_string(&v).unwrap_or_default();
                     self.cache.put_raw(&key, &id, "embed", &req, &resp)?;
+                    self.cache.touch(&key);
                 }
                 found[i] = Some(v);
             }
