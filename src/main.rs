@@ -83,6 +83,9 @@ struct Cli {
     /// No progress output.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Load a plugin library (repeatable); its components join the built-in ones.
+    #[arg(long = "plugin", value_name = "PATH", global = true)]
+    plugins: Vec<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -449,7 +452,11 @@ fn cache(what: &CacheCmd) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> Result<()> {
-        let registry = Registry::builtin()?;
+        let mut registry = Registry::builtin()?;
+        for p in &cli.plugins {
+            rgd_dylib::load(p, &mut registry)?;
+        }
+        let registry = registry;
         match &cli.cmd {
             Cmd::Run {
                 pipeline,

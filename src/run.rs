@@ -108,6 +108,18 @@ fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The registry plus the pipeline's `plugins = [...]` libraries (those not loaded yet).
+pub fn with_plugins(registry: &Registry, pipeline: &Pipeline) -> Result<Registry> {
+    let mut r = registry.clone();
+    for p in &pipeline.plugins {
+        if !rgd_dylib::is_loaded(&r, p) {
+            rgd_dylib::load(p, &mut r)
+                .with_context(|| format!("{}: plugins", pipeline.path.display()))?;
+        }
+    }
+    Ok(r)
+}
+
 /// Run the pipeline at `pipeline_path`, writing `results.json`, `report.md` and the trained
 /// routers (`routers/<name>.json`) into `out`.
 pub fn run(
@@ -118,6 +130,7 @@ pub fn run(
     quiet: bool,
 ) -> Result<RunResults> {
     let pipeline = Pipeline::from_file(pipeline_path)?;
+    let registry = &with_plugins(registry, &pipeline)?;
     let built = pipeline.build(registry, quiet)?;
     let ctx = &built.ctx;
     std::fs::create_dir_all(out.join("routers"))

@@ -7,6 +7,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod pipeline;
+pub mod plugin;
 pub mod registry;
 pub mod stats;
 pub mod traits;

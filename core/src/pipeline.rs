@@ -46,6 +46,8 @@ struct RawPipeline {
     #[serde(default)]
     ablate_filters: Vec<String>,
     #[serde(default)]
+    plugins: Vec<PathBuf>,
+    #[serde(default)]
     seed: u64,
 }
 
@@ -160,6 +162,9 @@ pub struct Pipeline {
     /// measures — every router retrained on every training source without each of them, and
     /// without all of them.
     pub ablate_filters: Vec<String>,
+    /// `plugins = ["path/to/librouter.so"]`: dynamic-library plugins to load before the
+    /// components are built (resolved against the pipeline's folder).
+    pub plugins: Vec<PathBuf>,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -469,6 +474,7 @@ impl Pipeline {
             reference_source: raw.reference_source,
             training_seeds: raw.training_seeds,
             ablate_filters: raw.ablate_filters,
+            plugins: raw.plugins.iter().map(|p| base_dir.join(p)).collect(),
             backends: raw
                 .backends
                 .into_iter()
