@@ -19,6 +19,7 @@ use rgd_backend_llamacpp as _;
 use rgd_benchmarks as _;
 use rgd_embedders as _;
 use rgd_labelers as _;
+use rgd_process as _;
 use rgd_reference_layout as _;
 use rgd_router_baselines as _;
 use rgd_router_cascal as _;

@@ -208,7 +208,7 @@ pub trait Router: Send + Sync + Debug {
 }
 
 /// What a router learns from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Supervision {
     /// The queries and the answer key (labels = correctness against the key).

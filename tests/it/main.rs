@@ -7,6 +7,7 @@ use rgd_router_cascal as _;
 use rgd_router_dawid_skene as _;
 use rgd_router_knn as _;
 use rgd_router_neural as _;
+use rgd_process as _;
 
 mod bad_input;
 mod cli;
