@@ -134,6 +134,10 @@ enum Cmd {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Also list what a pipeline adds: its `plugins = [...]` libraries and the components
+        /// its `type = "process"` routers and filters offer (each process is started and asked).
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
     },
     /// Write a simulated world in the authors' layout (Data/, Model_Responses/, embeddings/)
     /// plus world.json (the hidden skills).
@@ -310,11 +314,60 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
-fn plugins(registry: &Registry, json: bool) -> Result<()> {
+/// A component offered by a pipeline's process (or why asking failed).
+struct ProcessComponent {
+    table: String,
+    command: Vec<String>,
+    offered: std::result::Result<Vec<rgd_process::Offered>, String>,
+}
+
+/// Ask every `type = "process"` router and filter of a pipeline what it offers.
+fn process_components(p: &Pipeline) -> Vec<ProcessComponent> {
+    p.routers
+        .iter()
+        .map(|(n, l)| (format!("routers.{n}"), l))
+        .chain(p.filters.iter().map(|(n, l)| (format!("filters.{n}"), l)))
+        .filter(|(_, l)| l.table.get("type").and_then(|t| t.as_str()) == Some("process"))
+        .map(|(table, l)| {
+            let command: Vec<String> = l
+                .table
+                .get("command")
+                .and_then(|c| c.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let offered = rgd_process::offered(&command, 10.0).map_err(|e| e.to_string());
+            ProcessComponent {
+                table,
+                command,
+                offered,
+            }
+        })
+        .collect()
+}
+
+fn plugins(registry: &Registry, processes: &[ProcessComponent], json: bool) -> Result<()> {
     use std::fmt::Write;
     let mut o = String::new();
     if json {
         let mut v = serde_json::Map::new();
+        let procs: Vec<serde_json::Value> = processes
+            .iter()
+            .map(|p| match &p.offered {
+                Ok(list) => serde_json::json!({
+                    "table": p.table,
+                    "origin": rgd_core::Origin::Process { command: p.command.clone() },
+                    "components": list,
+                }),
+                Err(e) => serde_json::json!({"table": p.table, "command": p.command, "error": e}),
+            })
+            .collect();
+        if !procs.is_empty() {
+            v.insert("process components".into(), procs.into());
+        }
         for kind in Kind::ALL {
             let list: Vec<serde_json::Value> = registry
                 .entries(kind)
@@ -349,6 +402,26 @@ fn plugins(registry: &Registry, json: bool) -> Result<()> {
         }
         if !any {
             writeln!(o, "  (none registered yet)")?;
+        }
+    }
+    if !processes.is_empty() {
+        writeln!(o, "process components (asked at start-up):")?;
+        for p in processes {
+            let origin = rgd_core::Origin::Process {
+                command: p.command.clone(),
+            };
+            match &p.offered {
+                Ok(list) => {
+                    for c in list {
+                        writeln!(
+                            o,
+                            "  {:<18} {} {}  [{origin}; used by [{}]]",
+                            c.type_name, c.kind, c.doc, p.table
+                        )?;
+                    }
+                }
+                Err(e) => writeln!(o, "  [{}]: {e}", p.table)?,
+            }
         }
     }
     writeln!(
@@ -524,7 +597,16 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             }
-            Cmd::Plugins { json } => plugins(&registry, *json),
+            Cmd::Plugins { json, pipeline } => {
+                let (registry, processes) = match pipeline {
+                    Some(p) => {
+                        let p = Pipeline::from_file(p)?;
+                        (run::with_plugins(&registry, &p)?, process_components(&p))
+                    }
+                    None => (registry, Vec::new()),
+                };
+                plugins(&registry, &processes, *json)
+            }
             Cmd::Simulate { out, config, world } => simulate(out, config.as_ref(), world),
             Cmd::Export { pipeline, out } => {
                 let p = Pipeline::from_file(pipeline)?;

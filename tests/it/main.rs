@@ -2,12 +2,12 @@
 
 // link the plugin crates so their registrations (typetag, inventory) are present
 use rgd_embedders as _;
+use rgd_process as _;
 use rgd_router_baselines as _;
 use rgd_router_cascal as _;
 use rgd_router_dawid_skene as _;
 use rgd_router_knn as _;
 use rgd_router_neural as _;
-use rgd_process as _;
 
 mod bad_input;
 mod cli;

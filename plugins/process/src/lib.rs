@@ -205,7 +205,11 @@ impl Connection {
     }
 
     /// Call `method` and wait for its result.
-    pub fn call(&mut self, method: &str, params: Value) -> std::result::Result<Value, ProcessError> {
+    pub fn call(
+        &mut self,
+        method: &str,
+        params: Value,
+    ) -> std::result::Result<Value, ProcessError> {
         let id = self.next_id;
         self.next_id += 1;
         self.send(&json!({"id": id, "method": method, "params": params}))?;
@@ -216,7 +220,9 @@ impl Connection {
         if let Some(e) = reply.get("error") {
             return Err(self.err(format!(
                 "{method} failed: {}",
-                e.as_str().map(String::from).unwrap_or_else(|| e.to_string())
+                e.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| e.to_string())
             )));
         }
         reply
@@ -226,14 +232,19 @@ impl Connection {
     }
 
     /// The offered component of this kind named `name` (or the only one of that kind).
-    pub fn pick(&self, kind: &str, name: Option<&str>) -> std::result::Result<String, ProcessError> {
+    pub fn pick(
+        &self,
+        kind: &str,
+        name: Option<&str>,
+    ) -> std::result::Result<String, ProcessError> {
         let of_kind: Vec<&Offered> = self.offered.iter().filter(|o| o.kind == kind).collect();
         match name {
             Some(n) if of_kind.iter().any(|o| o.type_name == n) => Ok(n.to_string()),
             None if of_kind.len() == 1 => Ok(of_kind[0].type_name.clone()),
             _ => Err(self.err(format!(
                 "offers no {kind} {}; it offers: {}",
-                name.map(|n| format!("`{n}`")).unwrap_or("(name one with `component`)".into()),
+                name.map(|n| format!("`{n}`"))
+                    .unwrap_or("(name one with `component`)".into()),
                 of_kind
                     .iter()
                     .map(|o| o.type_name.as_str())
@@ -357,8 +368,9 @@ impl TrainedProcess {
                 return Err(e.into());
             }
         };
-        let scores: Vec<Vec<f64>> = serde_json::from_value(r.get("scores").cloned().unwrap_or(Value::Null))
-            .map_err(|e| c.err(format!("score reply `scores`: {e}")))?;
+        let scores: Vec<Vec<f64>> =
+            serde_json::from_value(r.get("scores").cloned().unwrap_or(Value::Null))
+                .map_err(|e| c.err(format!("score reply `scores`: {e}")))?;
         if scores.len() != n || scores.iter().any(|s| s.len() != self.models.len()) {
             return Err(c
                 .err(format!(
@@ -448,7 +460,10 @@ impl Filter for ProcessFilter {
 }
 
 /// Start `command` and return what it offers (for `rgd plugins`).
-pub fn offered(command: &[String], timeout_s: f64) -> std::result::Result<Vec<Offered>, ProcessError> {
+pub fn offered(
+    command: &[String],
+    timeout_s: f64,
+) -> std::result::Result<Vec<Offered>, ProcessError> {
     Ok(Connection::start(command, timeout_s)?.offered.clone())
 }
 
