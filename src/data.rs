@@ -418,6 +418,27 @@ pub fn load(
             let mut ctx = ctx.clone();
             ctx.backends = named_backends(registry, p, &cache)?;
             let ctx = &ctx;
+            // every component first: a replay refuses other model files before any call
+            let members = pool
+                .iter()
+                .map(|(n, l)| member(registry, n, l, &cache))
+                .collect::<Result<Vec<_>>>()?;
+            let emb = CachedEmbedder {
+                inner: registry.build_embedder(embedder.table.clone(), &embedder.context)?,
+                cache: cache.clone(),
+            };
+            let mut components: Vec<(String, String, toml::Table)> = members
+                .iter()
+                .zip(pool)
+                .map(|(m, (n, l))| (format!("pool.{n}"), m.backend.identity(), l.table.clone()))
+                .collect();
+            for (n, l) in &p.backends {
+                if let Some(b) = ctx.backends.get(n) {
+                    components.push((format!("backends.{n}"), b.identity(), l.table.clone()));
+                }
+            }
+            components.push(("embedder".into(), emb.identity(), embedder.table.clone()));
+            crate::recording::check_components(cache_args, &cache, components)?;
             let sq = registry.build_questions(test.table.clone(), &test.context)?;
             let test_qs = sq
                 .questions(ctx)
@@ -442,26 +463,6 @@ pub fn load(
                     qs
                 }
             };
-            let members = pool
-                .iter()
-                .map(|(n, l)| member(registry, n, l, &cache))
-                .collect::<Result<Vec<_>>>()?;
-            let emb = CachedEmbedder {
-                inner: registry.build_embedder(embedder.table.clone(), &embedder.context)?,
-                cache: cache.clone(),
-            };
-            let mut components: Vec<(String, String, toml::Table)> = members
-                .iter()
-                .zip(pool)
-                .map(|(m, (n, l))| (format!("pool.{n}"), m.backend.identity(), l.table.clone()))
-                .collect();
-            for (n, l) in &p.backends {
-                if let Some(b) = ctx.backends.get(n) {
-                    components.push((format!("backends.{n}"), b.identity(), l.table.clone()));
-                }
-            }
-            components.push(("embedder".into(), emb.identity(), embedder.table.clone()));
-            crate::recording::check_components(cache_args, &cache, components)?;
             let bar = (!quiet).then(|| {
                 let b = ProgressBar::new(0);
                 b.set_style(

@@ -357,3 +357,114 @@ pub fn heatmap(
     root.present().map_err(err)?;
     Ok(())
 }
+
+/// Every router's top-1 (95% interval) on each training source, side by side
+/// (`sources.svg`): the paper's comparison of generated against real training data.
+pub fn sources(
+    path: &Path,
+    title: &str,
+    src: &crate::sources::SourcesOut,
+    order: &[String],
+    best_single: f64,
+    oracle: f64,
+) -> Result<()> {
+    let routers: Vec<&String> = order
+        .iter()
+        .filter(|n| src.results.contains_key(*n))
+        .collect();
+    let n = routers.len().max(1);
+    let k = src.order.len().max(1);
+    let (mut lo, mut hi) = (best_single, oracle.max(best_single));
+    for cells in src.results.values() {
+        for c in cells.values() {
+            lo = lo.min(c.top1_ci95[0]);
+            hi = hi.max(c.top1_ci95[1]);
+        }
+    }
+    let (lo, hi) = ((lo - 0.03).max(0.0) * 100.0, (hi + 0.03).min(1.0) * 100.0);
+    let root = SVGBackend::new(path, (160 + 120 * n as u32, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let names: Vec<String> = routers.iter().map(|r| r.to_string()).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.6f64..(n as f64 - 0.4), lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                names.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("top-1 accuracy on the test split (%), 95% bootstrap intervals")
+        .draw()
+        .map_err(err)?;
+    let x1 = n as f64 - 0.4;
+    for (v, label, color) in [
+        (best_single, "best single model", RGBColor(120, 120, 120)),
+        (oracle, "oracle", RGBColor(214, 39, 40)),
+    ] {
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(-0.6, 100.0 * v), (x1, 100.0 * v)],
+                6,
+                4,
+                color.stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(format!("{label} {:.1}%", 100.0 * v))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    let width = 0.6;
+    for (j, source) in src.order.iter().enumerate() {
+        let color = PALETTE[j % PALETTE.len()];
+        let dx = if k == 1 {
+            0.0
+        } else {
+            -width / 2.0 + width * j as f64 / (k - 1) as f64
+        };
+        let mut first = true;
+        for (i, r) in routers.iter().enumerate() {
+            let Some(c) = src.results.get(*r).and_then(|m| m.get(source)) else {
+                continue;
+            };
+            let x = i as f64 + dx;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 100.0 * c.top1_ci95[0]), (x, 100.0 * c.top1_ci95[1])],
+                    color.stroke_width(2),
+                )))
+                .map_err(err)?;
+            let s = chart
+                .draw_series(std::iter::once(Circle::new(
+                    (x, 100.0 * c.top1),
+                    5,
+                    color.filled(),
+                )))
+                .map_err(err)?;
+            if first {
+                let n_train = src.n_train.get(source).copied().unwrap_or(0);
+                s.label(format!("trained on {source} ({n_train} questions)"))
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+                first = false;
+            }
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}

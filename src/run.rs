@@ -366,6 +366,16 @@ pub fn run(
             top3: (r.top3_vote, r.ci95.top3_vote),
         })
         .collect();
+    if let Some(src) = &sources {
+        crate::plot::sources(
+            &out.join("sources.svg"),
+            &format!("{}: routers by training source", ds.task),
+            src,
+            &order,
+            refs.overall.best_single,
+            refs.overall.oracle,
+        )?;
+    }
     if !results_for_plots.is_empty() {
         crate::plot::accuracy(
             &out.join("accuracy.svg"),

@@ -199,7 +199,7 @@ fn parse_generate(l: Located) -> Result<GenerateSpec> {
             .map(|v| match v {
                 toml::Value::String(p) => Ok(PathBuf::from(p)),
                 v => Err(err(format!(
-                    "`descriptions` must be a path or a list of paths, got a {} in the list",
+                    "`descriptions` must be a path or a list of paths, found {} in the list",
                     v.type_str()
                 ))),
             })

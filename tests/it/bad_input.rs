@@ -265,3 +265,52 @@ fn every_router_trains_on_one_question_or_says_why() {
         assert!(!f["error"].as_str().unwrap().is_empty(), "{name}");
     }
 }
+
+#[test]
+fn bad_ablation_plugin_and_recording_keys_are_named() {
+    let t = tempfile::tempdir().unwrap();
+    let world = "[data]\ntype = \"simulated\"\nsubjects = 2\n\n[filters.valid]\ntype = \"validity\"\n\n[routers.cascal]\ntype = \"cascal\"\n";
+    // ablating a filter the pipeline does not have
+    let p = t.path().join("a.toml");
+    std::fs::write(&p, format!("ablate_filters = [\"self_answr\"]\n{world}")).unwrap();
+    let e = run_err(t.path(), &p);
+    assert!(
+        e.contains("a.toml ablate_filters")
+            && e.contains("`self_answr` is not a [filters.NAME]")
+            && e.contains("its filters: valid"),
+        "{e}"
+    );
+    // a plugin library that does not exist
+    let p = t.path().join("b.toml");
+    std::fs::write(&p, format!("plugins = [\"nowhere/librouter.so\"]\n{world}")).unwrap();
+    let e = run_err(t.path(), &p);
+    assert!(
+        e.contains("b.toml: plugins") && e.contains("librouter.so: cannot load the library"),
+        "{e}"
+    );
+    // a recording that does not exist
+    let p = t.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "[cache]\nrecording = \"rec/none.jsonl.gz\"\n\n[questions.train]\ntype = \"benchmark\"\nname = \"sciq\"\n\n[questions.test]\ntype = \"benchmark\"\nname = \"sciq\"\n\n[pool.m]\ntype = \"llamacpp\"\nmodel = \"smollm2-135m\"\n\n[embedder]\ntype = \"minilm\"\n\n[routers.cascal]\ntype = \"cascal\"\n",
+    )
+    .unwrap();
+    let e = run_err(t.path(), &p);
+    assert!(
+        e.contains("none.jsonl.gz does not exist") && e.contains("--live"),
+        "{e}"
+    );
+    // descriptions given as something other than paths
+    let p = t.path().join("d.toml");
+    std::fs::write(
+        &p,
+        "[generate]\ndescriptions = [\"x.toml\", 3]\n\n[generate.generator]\ntype = \"llm\"\nbackend = \"b\"\n\n[questions.test]\ntype = \"benchmark\"\nname = \"sciq\"\n\n[pool.m]\ntype = \"llamacpp\"\nmodel = \"smollm2-135m\"\n\n[embedder]\ntype = \"minilm\"\n\n[routers.cascal]\ntype = \"cascal\"\n",
+    )
+    .unwrap();
+    let e = run_err(t.path(), &p);
+    assert!(
+        e.contains("[generate]")
+            && e.contains("a path or a list of paths, found integer in the list"),
+        "{e}"
+    );
+}

@@ -15,4 +15,5 @@ mod common;
 mod cost;
 mod fixture;
 mod generation;
+mod plugins;
 mod real;

@@ -65,8 +65,4 @@ impl Router for MaybePanics {
     }
 }
 
-#[cfg(not(feature = "other-version"))]
 rgd_core::export_plugin!(router "faulty_panics" => Panics, router "faulty_maybe" => MaybePanics);
-
-#[cfg(feature = "other-version")]
-rgd_core::export_plugin!(@versions rgd_core::plugin::RUSTC_VERSION, "0.0.0-other"; router "faulty_panics" => Panics);
