@@ -127,7 +127,7 @@ pub fn apply_filters(
         }
         let before = train.len();
         let o = f
-            .filter(&train, models, ctx)
+            .filter(train, models, ctx)
             .with_context(|| format!("filter `{name}` (type `{type_name}`)"))?;
         if o.keep.len() != before {
             bail!(

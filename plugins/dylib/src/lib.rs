@@ -64,7 +64,7 @@ pub enum DylibError {
         path: PathBuf,
         /// The registry's error (names both origins).
         #[source]
-        source: rgd_core::Error,
+        source: Box<rgd_core::Error>,
     },
 }
 
@@ -132,7 +132,10 @@ pub fn load(path: &Path, registry: &mut Registry) -> Result<Vec<(String, String)
             msg: error.unwrap_or_else(|| "the plugin reported a failure".into()),
         });
     }
-    add_all(registry, entries).map_err(|source| DylibError::Duplicate { path, source })
+    add_all(registry, entries).map_err(|source| DylibError::Duplicate {
+        path,
+        source: Box::new(source),
+    })
 }
 
 /// Whether the library at `path` is already loaded into `registry`.
