@@ -73,12 +73,19 @@ def filter_split(config, split):
     return {"keep": keep, "removed": {"too short": keep.count(False)}}
 
 
+LOADED = {}  # handle -> state, for this process's lifetime
+
+
 def handle(req):
     method, p = req.get("method"), req.get("params", {})
     if method == "train":
         return {"state": train(p.get("config", {}), p["models"], p["split"])}
+    if method == "load":
+        h = len(LOADED)
+        LOADED[h] = p["state"]
+        return {"handle": h}
     if method == "score":
-        return {"scores": score(p["state"], p["queries"])}
+        return {"scores": score(LOADED[p["handle"]], p["queries"])}
     if method == "filter":
         return filter_split(p.get("config", {}), p["split"])
     raise ValueError(f"unknown method {method!r}")

@@ -8,11 +8,12 @@
 //!    plugin: `{"protocol": 1, "components": [{"kind": "router", "type": "NAME", "doc": "..."}]}`
 //! 2. host: `{"id": N, "method": "train", "params": {"type", "config", "models", "split"}}`;
 //!    plugin: `{"id": N, "result": {"state": ANY}}` — the state is the trained router; the
-//!    host keeps it (in the artifact) and sends it back with every `score`, so a plugin
-//!    process holds nothing between calls and may be restarted at any time.
-//! 3. host: `{"id": N, "method": "score", "params": {"type", "config", "state", "models",
-//!    "queries": [{"id", "text", "embedding"}]}}`; plugin: `{"id": N, "result": {"scores":
-//!    [[one per model], ...]}}`
+//!    host keeps it (in the artifact), so a plugin process may be restarted at any time.
+//! 3. host: `{"id": N, "method": "load", "params": {"type", "config", "state", "models"}}`;
+//!    plugin: `{"id": N, "result": {"handle": ANY}}` — once per process, before scoring; then
+//!    host: `{"id": N, "method": "score", "params": {"type", "handle", "queries": [{"id",
+//!    "text", "embedding"}]}}`; plugin: `{"id": N, "result": {"scores": [[one per model],
+//!    ...]}}`
 //! 4. host: `{"id": N, "method": "filter", "params": {"type", "config", "models", "split"}}`;
 //!    plugin: `{"id": N, "result": {"keep": [bool, ...], "removed": {"reason": count}}}`
 //!
@@ -325,7 +326,7 @@ impl Router for ProcessRouter {
             models: models.to_vec(),
             state: r.get("state").cloned().unwrap_or(Value::Null),
             timeout_s: self.timeout_s,
-            conn: Mutex::new(Some(c)),
+            conn: Mutex::new(None),
         }))
     }
     fn supervision(&self) -> Supervision {
@@ -333,8 +334,8 @@ impl Router for ProcessRouter {
     }
 }
 
-/// A router trained by a process: its state, sent back with every score request (the
-/// process is restarted when needed, e.g. after loading the artifact).
+/// A router trained by a process: its state, loaded into the process once per connection
+/// (the process is restarted when needed, e.g. after loading the artifact).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TrainedProcess {
     command: Vec<String>,
@@ -343,22 +344,29 @@ pub struct TrainedProcess {
     models: Vec<String>,
     state: Value,
     timeout_s: f64,
+    /// The running process and the handle of the loaded state.
     #[serde(skip)]
-    conn: Mutex<Option<Connection>>,
+    conn: Mutex<Option<(Connection, Value)>>,
 }
 
 impl TrainedProcess {
     fn score_queries(&self, queries: Vec<Value>) -> Result<Vec<Vec<f64>>> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            *guard = Some(Connection::start(&self.command, self.timeout_s)?);
+            let mut c = Connection::start(&self.command, self.timeout_s)?;
+            let r = c.call(
+                "load",
+                json!({"type": self.component, "config": self.config, "state": self.state,
+                       "models": self.models}),
+            )?;
+            let handle = r.get("handle").cloned().unwrap_or(Value::Null);
+            *guard = Some((c, handle));
         }
-        let c = guard.as_mut().expect("connection just set");
+        let (c, handle) = guard.as_mut().expect("connection just set");
         let n = queries.len();
         let result = c.call(
             "score",
-            json!({"type": self.component, "config": self.config, "state": self.state,
-                   "models": self.models, "queries": queries}),
+            json!({"type": self.component, "handle": handle, "queries": queries}),
         );
         let r = match result {
             Ok(r) => r,
