@@ -290,3 +290,30 @@ macro_rules! export_plugin {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_strings_keep_short_text_and_cut_long_text_at_a_character() {
+        assert_eq!(FixedStr::new("0.1.0").to_string_lossy(), "0.1.0");
+        let long = "é".repeat(100); // 200 bytes
+        let cut = FixedStr::new(&long).to_string_lossy();
+        assert_eq!(cut, "é".repeat(62));
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error_naming_the_component_and_call() {
+        let e = guard::<()>("router `x`", "score", || panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(e.to_string(), "router `x`: plugin panicked in score: boom 7");
+        let mut r = Registrar::new(Origin::Dylib { path: "p".into() });
+        assert!(!register_guarded(&mut r, |_| panic!("at register")));
+        let (entries, err) = r.finish();
+        assert!(entries.is_empty());
+        assert_eq!(
+            err.as_deref(),
+            Some("plugin panicked while registering: at register")
+        );
+    }
+}
