@@ -288,7 +288,12 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
     if let Some(a) = &r.filter_ablation {
         ablation_section(&mut s, a, order);
     }
-    training_section(&mut s, r);
+    training_section(&mut s, "Training data", &r.training_data);
+    if let Some(src) = &r.sources {
+        for (name, t) in &src.training_data {
+            training_section(&mut s, &format!("Training data of source `{name}`"), t);
+        }
+    }
     if let Some(c) = &r.costs {
         cost_section(&mut s, r, c, order);
     }
@@ -465,9 +470,8 @@ fn opt_pct_dash(x: Option<f64>) -> String {
     x.map(pct).unwrap_or_else(|| "–".into())
 }
 
-fn training_section(s: &mut String, r: &RunResults) {
-    let t = &r.training_data;
-    let _ = writeln!(s, "\n## Training data\n");
+fn training_section(s: &mut String, title: &str, t: &crate::training::TrainingData) {
+    let _ = writeln!(s, "\n## {title}\n");
     if let Some(g) = &t.generation {
         let _ = writeln!(
             s,

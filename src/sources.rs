@@ -40,6 +40,8 @@ pub struct SourcesOut {
     pub results: BTreeMap<String, BTreeMap<String, SourceCell>>,
     /// router -> source -> why it failed.
     pub failed: BTreeMap<String, BTreeMap<String, String>>,
+    /// Each extra source's training data: generation, diagnostics, filters.
+    pub training_data: BTreeMap<String, crate::training::TrainingData>,
 }
 
 /// The main run's accuracies of one router.
@@ -78,6 +80,7 @@ pub fn run_sources(
     let mut n_train = BTreeMap::from([("main".to_string(), main.train.len())]);
     let mut results: BTreeMap<String, BTreeMap<String, SourceCell>> = BTreeMap::new();
     let mut failed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    let mut training_data = BTreeMap::new();
     for (name, m) in main_results {
         results.entry(name.clone()).or_default().insert(
             "main".into(),
@@ -113,7 +116,8 @@ pub fn run_sources(
         let dir = out.join("sources").join(sname);
         std::fs::create_dir_all(&dir)?;
         let unfiltered = ablation.is_some().then(|| ds.train.clone());
-        crate::training::process(&mut ds, report, filters, filter_types, ctx, &dir)?;
+        let td = crate::training::process(&mut ds, report, filters, filter_types, ctx, &dir)?;
+        training_data.insert(sname.clone(), td);
         n_train.insert(sname.clone(), ds.train.len());
         let stats = confidence_stats(&ds.train);
         for (rname, router) in routers {
@@ -175,6 +179,7 @@ pub fn run_sources(
         }
     }
     Ok(SourcesOut {
+        training_data,
         order,
         reference: pipeline.reference_source.clone(),
         n_train,

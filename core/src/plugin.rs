@@ -306,7 +306,10 @@ mod tests {
     #[test]
     fn a_panic_becomes_an_error_naming_the_component_and_call() {
         let e = guard::<()>("router `x`", "score", || panic!("boom {}", 7)).unwrap_err();
-        assert_eq!(e.to_string(), "router `x`: plugin panicked in score: boom 7");
+        assert_eq!(
+            e.to_string(),
+            "router `x`: plugin panicked in score: boom 7"
+        );
         let mut r = Registrar::new(Origin::Dylib { path: "p".into() });
         assert!(!register_guarded(&mut r, |_| panic!("at register")));
         let (entries, err) = r.finish();
