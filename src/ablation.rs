@@ -38,7 +38,8 @@ impl AblationOut {
         }
     }
 
-    /// Ablate on one source: `unfiltered` is its training split before any filter.
+    /// Ablate on one source: `unfiltered` is its training split before any filter;
+    /// `not_applied` names the filters this source never uses.
     #[allow(clippy::too_many_arguments)]
     pub fn add_source(
         &mut self,
@@ -49,14 +50,16 @@ impl AblationOut {
         routers: &[(String, Box<dyn Router>)],
         filters: &[(String, Box<dyn Filter>)],
         types: &[String],
+        not_applied: &[String],
         ctx: &Context,
     ) -> Result<()> {
         for (v, variant) in self.variants.clone().iter().enumerate() {
-            let skip: Vec<String> = match v {
+            let mut skip: Vec<String> = match v {
                 0 => vec![],
                 i if i <= self.filters.len() => vec![self.filters[i - 1].clone()],
                 _ => self.filters.clone(),
             };
+            skip.extend(not_applied.iter().cloned());
             let mut train = unfiltered.clone();
             let quiet = Context {
                 quiet: true,

@@ -164,6 +164,7 @@ pub fn run(
         data_report,
         &built.filters,
         &filter_types,
+        &[],
         ctx,
         out,
     )?;
@@ -299,6 +300,7 @@ pub fn run(
                 &built.routers,
                 &built.filters,
                 &filter_types,
+                &[],
                 ctx,
             )?;
             stage.done("retrained every router without each ablated filter");

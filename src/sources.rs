@@ -102,7 +102,42 @@ pub fn run_sources(
             );
         }
         order.push(sname.clone());
-        let p = pipeline.with_train(loc)?;
+        // `filters = [...]`: which of the pipeline's filters apply to this source (default all)
+        let mut loc = loc.clone();
+        let skip: Vec<String> = match loc.table.remove("filters") {
+            None => Vec::new(),
+            Some(v) => {
+                let names: Vec<String> = match v.as_array() {
+                    Some(a) if a.iter().all(|x| x.is_str()) => a
+                        .iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect(),
+                    _ => bail!(
+                        "{}: `filters` must be a list of [filters.NAME] names",
+                        loc.context
+                    ),
+                };
+                for n in &names {
+                    if !filters.iter().any(|(k, _)| k == n) {
+                        bail!(
+                            "{}: `filters` names `{n}`, not a [filters.NAME] of this pipeline (its filters: {})",
+                            loc.context,
+                            filters
+                                .iter()
+                                .map(|(k, _)| k.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                }
+                filters
+                    .iter()
+                    .map(|(k, _)| k.clone())
+                    .filter(|k| !names.contains(k))
+                    .collect()
+            }
+        };
+        let p = pipeline.with_train(&loc)?;
         let (mut ds, _, report) = crate::data::load(registry, &p, ctx, cache_args, quiet)
             .with_context(|| format!("training source `{sname}` ({})", loc.context))?;
         ds.validate()?;
@@ -116,7 +151,8 @@ pub fn run_sources(
         let dir = out.join("sources").join(sname);
         std::fs::create_dir_all(&dir)?;
         let unfiltered = ablation.is_some().then(|| ds.train.clone());
-        let td = crate::training::process(&mut ds, report, filters, filter_types, ctx, &dir)?;
+        let td =
+            crate::training::process(&mut ds, report, filters, filter_types, &skip, ctx, &dir)?;
         training_data.insert(sname.clone(), td);
         n_train.insert(sname.clone(), ds.train.len());
         let stats = confidence_stats(&ds.train);
@@ -155,6 +191,7 @@ pub fn run_sources(
                 routers,
                 filters,
                 filter_types,
+                &skip,
                 ctx,
             )?;
         }

@@ -62,6 +62,7 @@ pub fn process(
     report: DataReport,
     filters: &[(String, Box<dyn Filter>)],
     types: &[String],
+    skip: &[String],
     ctx: &Context,
     out: &Path,
 ) -> Result<TrainingData> {
@@ -102,7 +103,7 @@ pub fn process(
         }
     }
     let n_before = ds.train.len();
-    let steps = apply_filters(&mut ds.train, &ds.models, filters, types, &[], ctx)?;
+    let steps = apply_filters(&mut ds.train, &ds.models, filters, types, skip, ctx)?;
     Ok(TrainingData {
         n_before_filters: n_before,
         generation: report.generation,

@@ -280,6 +280,20 @@ fn bad_ablation_plugin_and_recording_keys_are_named() {
             && e.contains("its filters: valid"),
         "{e}"
     );
+    // a source naming a filter the pipeline does not have
+    let p = t.path().join("s.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "{world}\n[sources.other]\ntype = \"simulated\"\nsubjects = 2\nfilters = [\"nope\"]\n"
+        ),
+    )
+    .unwrap();
+    let e = run_err(t.path(), &p);
+    assert!(
+        e.contains("[sources.other]") && e.contains("`filters` names `nope`"),
+        "{e}"
+    );
     // a plugin library that does not exist
     let p = t.path().join("b.toml");
     std::fs::write(&p, format!("plugins = [\"nowhere/librouter.so\"]\n{world}")).unwrap();
