@@ -3,13 +3,7 @@
 # use (cached in $RGD_ASSETS_DIR, default ~/.cache/rgd/assets), then cargo nextest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-need=()
-command -v cmake >/dev/null || need+=(cmake)
-[ -e /usr/lib/llvm-14/lib/libclang.so ] || ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
-if [ ${#need[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
-fi
+source scripts/setup.sh
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 # build everything the tests use once (one feature set), then use that rgd to fetch the assets
 cargo nextest run --workspace --no-run
