@@ -203,6 +203,24 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
     })
 }
 
+/// The pipeline's `[pool.NAME]` members, each behind `cache` (what `rgd serve` answers with).
+pub fn pool_members(
+    registry: &Registry,
+    p: &Pipeline,
+    cache: &CallCache,
+) -> Result<Vec<PoolMember>> {
+    match &p.data {
+        DataSpec::Answered { pool, .. } => pool
+            .iter()
+            .map(|(n, l)| member(registry, n, l, cache))
+            .collect(),
+        DataSpec::Source(_) => Err(anyhow::anyhow!(
+            "{}: this pipeline has no [pool] (its data comes from a data source); serve with a pipeline whose [pool.NAME] tables name the models",
+            p.path.display()
+        )),
+    }
+}
+
 /// A subject's hand-written description next to the one derived from examples.
 #[derive(Clone, Debug, Serialize)]
 pub struct DescriptionRow {

@@ -9,6 +9,7 @@ mod progress;
 mod recording;
 mod results;
 mod run;
+mod serve;
 mod sources;
 mod sweep;
 mod training;
@@ -16,6 +17,7 @@ mod training;
 // Plugin crates register their components through `inventory`; a crate the binary never
 // references is not linked, so reference each one.
 use rgd_backend_llamacpp as _;
+use rgd_backend_openai as _;
 use rgd_benchmarks as _;
 use rgd_embedders as _;
 use rgd_labelers as _;
@@ -104,6 +106,10 @@ enum Cmd {
         #[command(flatten)]
         cache: data::CacheArgs,
     },
+    /// Serve a trained router over the OpenAI HTTP API: `/v1/chat/completions` with model
+    /// `rgd:NAME` (top-1 routing, falling back to the next ranked model), `rgd:NAME:top3`
+    /// (three models answer, their letters are voted) or a pool model's name.
+    Serve(serve::ServeArgs),
     /// Train every router of a pipeline and write the artifacts (`DIR/routers/NAME.json`, plus
     /// `DIR/routers/embedder.toml` when the pipeline embeds); it evaluates them as `run` does.
     Train {
@@ -579,6 +585,7 @@ fn main() -> ExitCode {
                 query,
                 embedding,
             } => route(&registry, artifact, query, embedding.as_deref()),
+            Cmd::Serve(a) => serve::serve(&registry, a, cli.quiet),
             Cmd::Sweep(a) => {
                 let cells = sweep::sweep(&registry, a, cli.quiet)?;
                 println!(

@@ -157,6 +157,10 @@ pub struct RunResults {
     /// Model calls of the data stage (when a pool answered through the cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Calls2>,
+    /// Pool calls that failed (abstentions), per split and model: how many and the first
+    /// reason. A rerun retries them (failures are not cached).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub call_failures: BTreeMap<String, BTreeMap<String, (usize, String)>>,
 }
 
 /// Call statistics of the data stage.
@@ -191,6 +195,19 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         r.n_test,
         r.models.join(", ")
     );
+    if !r.call_failures.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Failed model calls\n\nThese questions count as abstentions of the model; the calls were not cached, so running again retries them.\n\n| split | model | failed calls | first reason |\n|---|---|---:|---|"
+        );
+        for (split, per) in &r.call_failures {
+            for (model, (n, why)) in per {
+                let why = why.replace('|', "\\|").replace('\n', " ");
+                let _ = writeln!(s, "| {split} | {model} | {n} | {why} |");
+            }
+        }
+        let _ = writeln!(s);
+    }
     let refs = &r.references;
     let _ = writeln!(s, "## Routers (test split, accuracy %)\n");
     let _ = writeln!(

@@ -434,6 +434,11 @@ pub fn run(
         sources,
         filter_ablation: ablation,
         costs,
+        call_failures: [&ds.train, &ds.test]
+            .into_iter()
+            .filter(|sp| !sp.call_failures.is_empty())
+            .map(|sp| (sp.name.clone(), sp.call_failures.clone()))
+            .collect(),
         calls: cache.map(|c| {
             let (hits, misses) = c.stats();
             crate::results::Calls2 {

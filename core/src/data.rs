@@ -118,6 +118,10 @@ pub struct Split {
     /// member would), when known: what the `self_answer` filter and the diagnostics read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_answer: Option<Vec<Option<Letter>>>,
+    /// Pool calls that failed while answering (the model abstained): per model, how many and
+    /// the first reason (an unanswerable prompt, a server down through its retries).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub call_failures: BTreeMap<String, (usize, String)>,
 }
 
 impl Split {
@@ -157,6 +161,7 @@ impl Split {
                 .generator_answer
                 .as_ref()
                 .map(|g| keep.iter().map(|&i| g[i]).collect()),
+            call_failures: self.call_failures.clone(),
         }
     }
 

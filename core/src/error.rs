@@ -65,6 +65,11 @@ pub enum Error {
     /// records an abstention and goes on, unlike other errors.
     #[error("unanswerable: {0}")]
     Unanswerable(String),
+    /// A remote backend stayed unreachable or kept failing through its bounded retries: the
+    /// call is counted as failed (the pool records an abstention, a generator an empty reply)
+    /// and is not cached, so a rerun tries it again.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// Input data is inconsistent (unknown question, wrong embedding length, NaN, ...).
     #[error("{0}")]
     Data(String),
@@ -80,6 +85,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the run should count this call as failed and go on (the model cannot answer
+    /// the input, or its server stayed down through the retries) rather than stop.
+    pub fn is_call_failure(&self) -> bool {
+        matches!(self, Error::Unanswerable(_) | Error::Unavailable(_))
+    }
+
     /// Wrap a component's own error, naming the component.
     pub fn component(
         component: impl Into<String>,

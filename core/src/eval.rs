@@ -284,6 +284,7 @@ mod tests {
             },
             embeddings: Array2::zeros((n, 1)),
             generator_answer: None,
+            call_failures: Default::default(),
         }
     }
 

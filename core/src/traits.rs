@@ -102,6 +102,10 @@ pub struct GenerationStats {
     pub tokens: usize,
     /// Seconds the backend spent (as recorded, so replays report the original time).
     pub seconds: f64,
+    /// Calls that failed (an unanswerable prompt, or a server down through its retries);
+    /// counted as empty replies, not cached, retried by a rerun.
+    #[serde(default)]
+    pub failed_calls: usize,
 }
 
 impl GenerationStats {
@@ -116,6 +120,7 @@ impl GenerationStats {
         }
         self.tokens += o.tokens;
         self.seconds += o.seconds;
+        self.failed_calls += o.failed_calls;
     }
 }
 
@@ -360,6 +365,62 @@ pub trait LlmBackend: Send + Sync + Debug {
     fn score_choices(&self, req: &ScoreRequest) -> Result<ChoiceScores>;
     /// Generate a reply.
     fn generate(&self, req: &GenerateRequest) -> Result<Generation>;
+    /// Generate a reply, handing its text to `on_text` piece by piece as it is produced
+    /// (`rgd serve` streams it). The default generates the whole reply, then hands it over
+    /// in one piece.
+    fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        let g = self.generate(req)?;
+        on_text(&g.text);
+        Ok(g)
+    }
+    /// How many calls this backend usefully takes at once (a remote server's concurrency
+    /// limit); callers with many independent calls run up to this many side by side. Local
+    /// in-process models answer one at a time: 1.
+    fn parallelism(&self) -> usize {
+        1
+    }
+}
+
+/// Run `f` on every item with up to `workers` threads, results in the items' order. Remote
+/// backends spend their time waiting on the network, so the pool and the generator issue
+/// [`LlmBackend::parallelism`] calls at once through this; rayon's pool is sized for CPU-bound
+/// work (one thread per core) and would cap them at 2 here.
+pub fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(usize, &T) -> R + Sync,
+) -> Vec<R> {
+    let workers = workers.clamp(1, items.len().max(1));
+    if workers == 1 {
+        return items.iter().enumerate().map(|(i, t)| f(i, t)).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(t) = items.get(i) else { break };
+                    let r = f(i, t);
+                    *slots[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every index is visited once")
+        })
+        .collect()
 }
 
 /// A shared backend is a backend (so one `[backends.NAME]` can serve a generator, a filter
@@ -373,5 +434,15 @@ impl LlmBackend for Arc<dyn LlmBackend> {
     }
     fn generate(&self, req: &GenerateRequest) -> Result<Generation> {
         self.as_ref().generate(req)
+    }
+    fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        self.as_ref().generate_stream(req, on_text)
+    }
+    fn parallelism(&self) -> usize {
+        self.as_ref().parallelism()
     }
 }

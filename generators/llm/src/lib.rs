@@ -209,29 +209,43 @@ impl LlmGenerator {
             );
             let mut stats = GenerationStats::default();
             let mut kept = 0usize;
-            for call in 0..self.calls_per_subject {
-                let seed = self.call_seed(&sd.subject, call);
-                let req = GenerateRequest {
+            let requests: Vec<GenerateRequest> = (0..self.calls_per_subject)
+                .map(|call| GenerateRequest {
                     messages: messages.clone(),
                     temperature: self.temperature,
                     top_p: self.top_p,
                     max_tokens,
-                    seed,
+                    seed: self.call_seed(&sd.subject, call),
                     assistant_prefix: if self.prefill {
                         "[QUESTION]".into()
                     } else {
                         String::new()
                     },
-                };
+                })
+                .collect();
+            // a remote backend takes several calls at once; a local model one
+            let replies = rgd_core::parallel_map(&requests, backend.parallelism(), |_, req| {
+                backend.generate(req)
+            });
+            for (call, (req, reply)) in requests.iter().zip(replies).enumerate() {
+                let seed = req.seed;
                 stats.calls += 1;
-                let reply = match backend.generate(&req) {
+                let reply = match reply {
                     Ok(g) => {
                         stats.tokens += g.n_tokens;
                         stats.seconds += g.seconds;
                         g.text
                     }
-                    // a prompt the model cannot take: an empty reply, counted
-                    Err(rgd_core::Error::Unanswerable(_)) => String::new(),
+                    // a prompt the model cannot take, or a server that stayed down through
+                    // its retries: an empty reply, counted (and not cached: a rerun retries)
+                    Err(e) if e.is_call_failure() => {
+                        stats.failed_calls += 1;
+                        ctx.info(format!(
+                            "  {subject} call {call}: {e}",
+                            subject = sd.subject
+                        ));
+                        String::new()
+                    }
                     Err(e) => {
                         return Err(rgd_core::Error::component(
                             format!(

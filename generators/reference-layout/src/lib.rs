@@ -308,6 +308,7 @@ impl ReferenceLayout {
             },
             embeddings,
             generator_answer: None,
+            call_failures: Default::default(),
         })
     }
 }

@@ -368,6 +368,7 @@ impl Simulated {
             },
             embeddings,
             generator_answer: None,
+            call_failures: Default::default(),
         };
         (split, golds)
     }

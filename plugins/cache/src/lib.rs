@@ -566,6 +566,27 @@ impl LlmBackend for CachedBackend {
                 self.inner.generate(req)
             })
     }
+    fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> rgd_core::Result<Generation> {
+        // the same cache entry as `generate`: a cached reply comes back in one piece
+        let mut streamed = false;
+        let g = self
+            .cache
+            .call(&self.inner.identity(), "generate", req, || {
+                streamed = true;
+                self.inner.generate_stream(req, on_text)
+            })?;
+        if !streamed {
+            on_text(&g.text);
+        }
+        Ok(g)
+    }
+    fn parallelism(&self) -> usize {
+        self.inner.parallelism()
+    }
 }
 
 /// An embedder whose every text goes through the cache (one entry per text, so a batch

@@ -348,6 +348,7 @@ mod tests {
                 emb.get(i).map(|e| e[k]).unwrap_or(1.0)
             }),
             generator_answer: None,
+            call_failures: Default::default(),
         }
     }
 

@@ -177,6 +177,7 @@ mod tests {
             },
             embeddings: Array2::zeros((1, 2)),
             generator_answer: None,
+            call_failures: Default::default(),
         }
     }
 

@@ -136,6 +136,24 @@ impl AnswerReport {
     }
 }
 
+/// One call per question, up to the backend's [`LlmBackend::parallelism`] at once, in
+/// chunks so that progress is reported as they finish.
+fn calls<R: Send>(
+    questions: &[Question],
+    member: &PoolMember,
+    progress: &mut dyn FnMut(&str, usize, usize),
+    call: impl Fn(&Question) -> rgd_core::Result<R> + Sync,
+) -> Vec<rgd_core::Result<R>> {
+    let workers = member.backend.parallelism().max(1);
+    let chunk = if workers == 1 { 1 } else { workers * 4 };
+    let mut out = Vec::with_capacity(questions.len());
+    for (k, part) in questions.chunks(chunk).enumerate() {
+        progress(&member.name, k * chunk, questions.len());
+        out.extend(rgd_core::parallel_map(part, workers, |_, q| call(q)));
+    }
+    out
+}
+
 /// Every member answers every question. `progress(model, done, total)` is called as it goes.
 pub fn answer(
     questions: &[Question],
@@ -150,9 +168,11 @@ pub fn answer(
     let mut report = AnswerReport::default();
     for (j, member) in members.iter().enumerate() {
         if let AnswerMode::Generate { max_tokens } = member.mode {
-            for (i, q) in questions.iter().enumerate() {
-                progress(&member.name, i, n);
-                match member.backend.generate(&cot_request(q, max_tokens)) {
+            let replies = calls(questions, member, progress, |q| {
+                member.backend.generate(&cot_request(q, max_tokens))
+            });
+            for ((i, q), reply) in questions.iter().enumerate().zip(replies) {
+                match reply {
                     Ok(g) => {
                         latency[[i, j]] = g.seconds;
                         choice[[i, j]] = extract::extract_answer(&g.text, q.options.len());
@@ -162,7 +182,7 @@ pub fn answer(
                             report.abstained(&member.name, "no answer letter in the reply".into());
                         }
                     }
-                    Err(e @ rgd_core::Error::Unanswerable(_)) => {
+                    Err(e) if e.is_call_failure() => {
                         report.abstained(&member.name, e.to_string());
                     }
                     Err(e) => {
@@ -177,15 +197,17 @@ pub fn answer(
             continue;
         }
         let mut norm: Vec<Option<Vec<f64>>> = Vec::with_capacity(n);
-        for (i, q) in questions.iter().enumerate() {
-            progress(&member.name, i, n);
-            match member.backend.score_choices(&mc_request(q)) {
+        let scored = calls(questions, member, progress, |q| {
+            member.backend.score_choices(&mc_request(q))
+        });
+        for ((i, q), scores) in questions.iter().enumerate().zip(scored) {
+            match scores {
                 Ok(s) => {
                     latency[[i, j]] = s.seconds;
                     let r = renormalize(&s.logprobs);
                     norm.push(r.iter().all(|x| x.is_finite()).then_some(r));
                 }
-                Err(e @ rgd_core::Error::Unanswerable(_)) => {
+                Err(e) if e.is_call_failure() => {
                     report.abstained(&member.name, e.to_string());
                     norm.push(None);
                 }
@@ -282,6 +304,7 @@ pub fn build_split(
         responses,
         embeddings,
         generator_answer: None,
+        call_failures: report.failures,
     })
 }
 

@@ -188,6 +188,7 @@ mod tests {
             },
             embeddings: Array2::zeros((4, 2)),
             generator_answer: None,
+            call_failures: Default::default(),
         }
     }
 

@@ -967,6 +967,7 @@ mod tests {
             },
             embeddings: emb,
             generator_answer: None,
+            call_failures: Default::default(),
         };
         (split, models)
     }

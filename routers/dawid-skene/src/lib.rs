@@ -286,6 +286,7 @@ mod tests {
             },
             embeddings: Array2::from_elem((n, 2), 1.0),
             generator_answer: None,
+            call_failures: Default::default(),
         };
         let idx: Vec<usize> = (0..n).collect();
         let (acc, _) = estimate(&split, &idx, &DawidSkene::default());

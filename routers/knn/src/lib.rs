@@ -332,6 +332,7 @@ mod tests {
             },
             embeddings: emb,
             generator_answer: None,
+            call_failures: Default::default(),
         }
     }
 

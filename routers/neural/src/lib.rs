@@ -423,6 +423,7 @@ mod tests {
             },
             embeddings: emb,
             generator_answer: None,
+            call_failures: Default::default(),
         }
     }
 

@@ -1,0 +1,791 @@
+//! `rgd serve`: a trained router behind an OpenAI-compatible HTTP API.
+//!
+//! - `POST /v1/chat/completions` — `model` is `rgd:NAME` (route to the router's top-1 model;
+//!   if its backend fails, the next ranked model answers and the reply says so),
+//!   `rgd:NAME:top3` (the top three models answer; their option letters are voted and the
+//!   best-ranked reply with the winning letter is returned), or a pool model's own name
+//!   (no routing). `stream: true` streams top-1 and direct replies as server-sent events.
+//! - `GET /v1/models`, `GET /health`.
+//! - The routing decision (ranking with scores, chosen models, who answered, fallbacks,
+//!   votes, routing milliseconds) is in the reply's extra `rgd` field and, abridged, in the
+//!   `x-rgd-route` header (`x-rgd-routing-ms` too).
+//! - The query is the last user message; it is embedded by the artifact's embedder (batched:
+//!   queries that arrive while one batch embeds go into the next) and scored by the router.
+//! - Errors are OpenAI-style JSON: 400 (bad JSON, no messages, a bad parameter), 401 (wrong
+//!   or missing bearer token when one is set), 404 (unknown model or path), 413 (body over
+//!   the limit), 502 (every candidate model failed).
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use rgd_core::{Embedder, GenerateRequest, LlmBackend, Message, TrainedRouter};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The router ranks models the pool does not have.
+    #[error(
+        "the router ranks {missing:?} but the backends pipeline's [pool] has only {have:?}; serve it with the pipeline it was trained with"
+    )]
+    MissingModels {
+        /// Models the router knows and the pool lacks.
+        missing: Vec<String>,
+        /// The pool's models.
+        have: Vec<String>,
+    },
+    /// The embedding worker cannot start.
+    #[error("cannot start the embedding worker: {0}")]
+    Worker(String),
+}
+
+/// What `rgd serve` serves.
+pub struct Served {
+    /// The router's name (`rgd:NAME`).
+    pub name: String,
+    /// The trained router; its `models()` name pool members.
+    pub router: Box<dyn TrainedRouter>,
+    /// The artifact's embedder.
+    pub embedder: Box<dyn Embedder>,
+    /// The pool: model name and backend.
+    pub members: Vec<(String, Arc<dyn LlmBackend>)>,
+    /// Bearer token required on `/v1/*` (none: open).
+    pub token: Option<String>,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// One query waiting for its embedding.
+type EmbedJob = (
+    String,
+    tokio::sync::oneshot::Sender<Result<Vec<f32>, String>>,
+);
+
+struct St {
+    name: String,
+    router: Box<dyn TrainedRouter>,
+    members: Vec<(String, Arc<dyn LlmBackend>)>,
+    /// For each router model, its index in `members`.
+    member_of: Vec<usize>,
+    token: Option<String>,
+    max_body: usize,
+    embed_tx: std::sync::Mutex<std::sync::mpsc::Sender<EmbedJob>>,
+}
+
+/// Build the HTTP application.
+pub fn app(s: Served) -> Result<Router, ServeError> {
+    let have: Vec<String> = s.members.iter().map(|m| m.0.clone()).collect();
+    let mut member_of = Vec::new();
+    let mut missing = Vec::new();
+    for m in s.router.models() {
+        match have.iter().position(|h| h == m) {
+            Some(i) => member_of.push(i),
+            None => missing.push(m.clone()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(ServeError::MissingModels { missing, have });
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<EmbedJob>();
+    let embedder = s.embedder;
+    std::thread::Builder::new()
+        .name("rgd-serve-embed".into())
+        .spawn(move || embed_worker(embedder.as_ref(), rx))
+        .map_err(|e| ServeError::Worker(e.to_string()))?;
+    let st = Arc::new(St {
+        name: s.name,
+        router: s.router,
+        members: s.members,
+        member_of,
+        token: s.token,
+        max_body: s.max_body_bytes,
+        embed_tx: std::sync::Mutex::new(tx),
+    });
+    Ok(Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .fallback(not_found)
+        .with_state(st))
+}
+
+/// Serve `app` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
+    axum::serve(listener, app).await
+}
+
+/// Embeds queries in batches: it waits for one, takes every other query already queued (up
+/// to 64), embeds them together and answers each.
+fn embed_worker(embedder: &dyn Embedder, rx: std::sync::mpsc::Receiver<EmbedJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < 64 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let texts: Vec<&str> = jobs.iter().map(|j| j.0.as_str()).collect();
+        match embedder.embed(&texts) {
+            Ok(m) => {
+                for (i, (_, reply)) in jobs.into_iter().enumerate() {
+                    let _ = reply.send(Ok(m.row(i).to_vec()));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// An OpenAI-style error reply.
+fn error(status: StatusCode, kind: &str, code: &str, msg: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(
+            json!({"error": {"message": msg.into(), "type": kind, "param": null, "code": code}}),
+        ),
+    )
+        .into_response()
+}
+
+fn bad_request(msg: impl Into<String>) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "invalid_request",
+        msg,
+    )
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "not_found",
+        "no such endpoint (this server has GET /health, GET /v1/models, POST /v1/chat/completions)",
+    )
+}
+
+fn authorized(st: &St, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(token) = &st.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if g.trim() == token => Ok(()),
+        Some(_) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            "wrong bearer token",
+        )),
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "missing_api_key",
+            "this server needs `Authorization: Bearer TOKEN`",
+        )),
+    }
+}
+
+async fn health(State(st): State<Arc<St>>) -> Response {
+    axum::Json(json!({"status": "ok", "router": st.name, "models": st.router.models()}))
+        .into_response()
+}
+
+fn model_ids(st: &St) -> Vec<String> {
+    let mut ids = vec![format!("rgd:{}", st.name), format!("rgd:{}:top3", st.name)];
+    ids.extend(st.members.iter().map(|m| m.0.clone()));
+    ids
+}
+
+async fn models(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
+    let data: Vec<Value> = model_ids(&st)
+        .into_iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "rgd"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// What the request asks for.
+enum Target {
+    /// Routed: top-1 (`votes = 1`) or the top-3 vote.
+    Route { top3: bool },
+    /// A pool model by name (its index in `members`).
+    Direct(usize),
+}
+
+/// A parsed chat request.
+struct Chat {
+    model: String,
+    target: Target,
+    req: GenerateRequest,
+    query: String,
+    stream: bool,
+}
+
+fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        // content parts: the text ones, joined
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
+    let Some(obj) = v.as_object() else {
+        return Err(bad_request("the body must be a JSON object"));
+    };
+    let model = match obj.get("model") {
+        Some(Value::String(m)) => m.clone(),
+        Some(_) => return Err(bad_request("`model` must be a string")),
+        None => {
+            return Err(bad_request(format!(
+                "`model` is required (one of {})",
+                model_ids(st).join(", ")
+            )));
+        }
+    };
+    let target = if let Some(rest) = model.strip_prefix("rgd:") {
+        let (name, top3) = match rest.strip_suffix(":top3") {
+            Some(n) => (n, true),
+            None => (rest, false),
+        };
+        if name != st.name {
+            return Err(unknown_model(st, &model));
+        }
+        Target::Route { top3 }
+    } else {
+        match st.members.iter().position(|m| m.0 == model) {
+            Some(i) => Target::Direct(i),
+            None => return Err(unknown_model(st, &model)),
+        }
+    };
+    let msgs = match obj.get("messages") {
+        Some(Value::Array(a)) if !a.is_empty() => a,
+        Some(Value::Array(_)) => return Err(bad_request("`messages` is empty")),
+        Some(_) => return Err(bad_request("`messages` must be an array")),
+        None => return Err(bad_request("`messages` is required")),
+    };
+    let mut messages = Vec::with_capacity(msgs.len());
+    for (i, m) in msgs.iter().enumerate() {
+        let role = m.get("role").and_then(Value::as_str);
+        let content = m.get("content").and_then(text_of);
+        match (role, content) {
+            (Some(r), Some(c)) => messages.push(Message {
+                role: r.to_string(),
+                content: c,
+            }),
+            _ => {
+                return Err(bad_request(format!(
+                    "`messages[{i}]` needs a string `role` and a `content`"
+                )));
+            }
+        }
+    }
+    let Some(query) = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| m.content.clone())
+    else {
+        return Err(bad_request("`messages` has no user message to route"));
+    };
+    let num = |k: &str, default: f64, lo: f64, hi: f64| -> Result<f64, Response> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(default),
+            Some(x) => match x.as_f64() {
+                Some(f) if (lo..=hi).contains(&f) => Ok(f),
+                _ => Err(bad_request(format!(
+                    "`{k}` must be a number in [{lo}, {hi}]"
+                ))),
+            },
+        }
+    };
+    let max_tokens = match obj.get("max_completion_tokens").or(obj.get("max_tokens")) {
+        None | Some(Value::Null) => 512,
+        Some(x) => match x.as_u64() {
+            Some(n) if (1..=32_768).contains(&n) => n as usize,
+            _ => {
+                return Err(bad_request(
+                    "`max_tokens` must be an integer from 1 to 32768",
+                ));
+            }
+        },
+    };
+    let req = GenerateRequest {
+        messages,
+        temperature: num("temperature", 1.0, 0.0, 2.0)?,
+        top_p: num("top_p", 1.0, 0.0, 1.0)?,
+        max_tokens,
+        seed: num("seed", 0.0, 0.0, u64::MAX as f64)? as u64,
+        assistant_prefix: String::new(),
+    };
+    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if stream && matches!(target, Target::Route { top3: true }) {
+        return Err(bad_request(
+            "streaming is for top-1 routes and pool models; the top-3 vote needs every reply first",
+        ));
+    }
+    Ok(Chat {
+        model,
+        target,
+        req,
+        query,
+        stream,
+    })
+}
+
+fn unknown_model(st: &St, model: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "model_not_found",
+        format!(
+            "the model `{model}` does not exist here; models: {}",
+            model_ids(st).join(", ")
+        ),
+    )
+}
+
+/// The router's decision for a query.
+struct Decision {
+    /// Pool member indices, best first.
+    ranked: Vec<usize>,
+    /// Router scores, in the router's model order.
+    scores: Vec<f64>,
+    routing_ms: f64,
+}
+
+async fn route(st: &Arc<St>, query: &str) -> Result<Decision, Response> {
+    let t0 = Instant::now();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = st
+        .embed_tx
+        .lock()
+        .map_err(|_| internal("the embedding worker is gone"))?
+        .send((query.to_string(), tx));
+    if sent.is_err() {
+        return Err(internal("the embedding worker is gone"));
+    }
+    let emb = match rx.await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return Err(internal(format!("embedding the query: {e}"))),
+        Err(_) => return Err(internal("the embedding worker is gone")),
+    };
+    let q = rgd_core::Query {
+        id: "query",
+        text: query,
+        embedding: ndarray::ArrayView1::from(&emb[..]),
+    };
+    let mut scores = vec![0.0; st.router.models().len()];
+    st.router
+        .score(&q, &mut scores)
+        .map_err(|e| internal(format!("router `{}`: {e}", st.name)))?;
+    let ranked = rgd_core::rank(&scores)
+        .into_iter()
+        .map(|m| st.member_of[m])
+        .collect();
+    Ok(Decision {
+        ranked,
+        scores,
+        routing_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+fn internal(msg: impl Into<String>) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "internal_error",
+        msg,
+    )
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn completion_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "chatcmpl-rgd-{}-{}",
+        now(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `x-rgd-route` header: `mode; models a,b; scores a=0.61,b=0.2`.
+fn route_header(st: &St, d: &Decision, mode: &str, chosen: &[usize]) -> HeaderValue {
+    let name = |i: usize| st.members[i].0.as_str();
+    let scores: Vec<String> = st
+        .router
+        .models()
+        .iter()
+        .zip(&d.scores)
+        .map(|(m, s)| format!("{m}={s:.4}"))
+        .collect();
+    let v = format!(
+        "{mode}; models {}; scores {}",
+        chosen
+            .iter()
+            .map(|&i| name(i))
+            .collect::<Vec<_>>()
+            .join(","),
+        scores.join(",")
+    );
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("see the rgd field"))
+}
+
+fn ranking_json(st: &St, d: &Decision) -> Value {
+    let pos = |i: usize| st.member_of.iter().position(|&m| m == i).unwrap_or(0);
+    Value::Array(
+        d.ranked
+            .iter()
+            .map(|&i| json!({"model": st.members[i].0, "score": d.scores[pos(i)]}))
+            .collect(),
+    )
+}
+
+/// Run one backend call off the async threads.
+async fn call(
+    backend: Arc<dyn LlmBackend>,
+    req: GenerateRequest,
+) -> Result<rgd_core::Generation, String> {
+    match tokio::task::spawn_blocking(move || backend.generate(&req)).await {
+        Ok(Ok(g)) => Ok(g),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the call panicked: {e}")),
+    }
+}
+
+fn completion(model: &str, text: &str, n_tokens: usize, rgd: Value) -> Value {
+    json!({
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": n_tokens, "total_tokens": n_tokens},
+        "rgd": rgd,
+    })
+}
+
+async fn chat(State(st): State<Arc<St>>, headers: HeaderMap, body: Body) -> Response {
+    if let Err(r) = authorized(&st, &headers) {
+        return r;
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, st.max_body).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!(
+                    "the request body is over the limit of {} bytes",
+                    st.max_body
+                ),
+            );
+        }
+    };
+    let v: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("the body is not valid JSON: {e}")),
+    };
+    let chat = match parse_chat(&st, &v) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match chat.target {
+        Target::Direct(i) => {
+            let d = Decision {
+                ranked: vec![i],
+                scores: Vec::new(),
+                routing_ms: 0.0,
+            };
+            if chat.stream {
+                return stream(
+                    st,
+                    chat,
+                    d,
+                    json!({"route": "direct"}),
+                    HeaderValue::from_static("direct"),
+                )
+                .await;
+            }
+            match call(st.members[i].1.clone(), chat.req).await {
+                Ok(g) => axum::Json(completion(
+                    &chat.model,
+                    &g.text,
+                    g.n_tokens,
+                    json!({"route": "direct", "answered_by": st.members[i].0}),
+                ))
+                .into_response(),
+                Err(e) => error(
+                    StatusCode::BAD_GATEWAY,
+                    "server_error",
+                    "backend_failed",
+                    format!("`{}`: {e}", st.members[i].0),
+                ),
+            }
+        }
+        Target::Route { top3 } => {
+            let d = match route(&st, &chat.query).await {
+                Ok(d) => d,
+                Err(r) => return r,
+            };
+            if top3 {
+                vote(st, chat, d).await
+            } else if chat.stream {
+                let rgd = json!({"router": st.name, "mode": "top1", "ranking": ranking_json(&st, &d), "routing_ms": d.routing_ms});
+                let h = route_header(&st, &d, "top1", &d.ranked[..1]);
+                stream(st, chat, d, rgd, h).await
+            } else {
+                top1(st, chat, d).await
+            }
+        }
+    }
+}
+
+fn with_headers(mut r: Response, route: HeaderValue, routing_ms: f64) -> Response {
+    r.headers_mut().insert("x-rgd-route", route);
+    if let Ok(v) = HeaderValue::from_str(&format!("{routing_ms:.3}")) {
+        r.headers_mut().insert("x-rgd-routing-ms", v);
+    }
+    r
+}
+
+/// Top-1: the best-ranked model answers; if its backend fails, the next one, and so on.
+async fn top1(st: Arc<St>, chat: Chat, d: Decision) -> Response {
+    let mut fallbacks = Vec::new();
+    for &i in &d.ranked {
+        match call(st.members[i].1.clone(), chat.req.clone()).await {
+            Ok(g) => {
+                let rgd = json!({
+                    "router": st.name, "mode": "top1", "ranking": ranking_json(&st, &d),
+                    "chosen": [st.members[d.ranked[0]].0], "answered_by": st.members[i].0,
+                    "fallbacks": fallbacks, "routing_ms": d.routing_ms,
+                });
+                let r =
+                    axum::Json(completion(&chat.model, &g.text, g.n_tokens, rgd)).into_response();
+                return with_headers(r, route_header(&st, &d, "top1", &[i]), d.routing_ms);
+            }
+            Err(e) => fallbacks.push(json!({"model": st.members[i].0, "error": e})),
+        }
+    }
+    error(
+        StatusCode::BAD_GATEWAY,
+        "server_error",
+        "all_backends_failed",
+        format!("every ranked model failed: {}", Value::Array(fallbacks)),
+    )
+}
+
+/// Top-3 vote: the three best-ranked models answer (a failed one is replaced by the next
+/// ranked); their option letters are voted, ties going to the better-ranked side, and the
+/// best-ranked reply with the winning letter is returned. Without any letter, the
+/// best-ranked reply.
+async fn vote(st: Arc<St>, chat: Chat, d: Decision) -> Response {
+    let k = d.ranked.len().min(3);
+    let mut answers: Vec<(usize, usize, rgd_core::Generation)> = Vec::new(); // (rank, member, reply)
+    let mut fallbacks = Vec::new();
+    let mut next = 0usize;
+    while answers.len() < k && next < d.ranked.len() {
+        let wave: Vec<(usize, usize)> = (next..d.ranked.len().min(next + k - answers.len()))
+            .map(|r| (r, d.ranked[r]))
+            .collect();
+        next += wave.len();
+        let calls = wave
+            .iter()
+            .map(|&(_, i)| call(st.members[i].1.clone(), chat.req.clone()));
+        let results = futures_util::future::join_all(calls).await;
+        for ((r, i), res) in wave.into_iter().zip(results) {
+            match res {
+                Ok(g) => answers.push((r, i, g)),
+                Err(e) => fallbacks.push(json!({"model": st.members[i].0, "error": e})),
+            }
+        }
+    }
+    if answers.is_empty() {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "server_error",
+            "all_backends_failed",
+            format!("every ranked model failed: {}", Value::Array(fallbacks)),
+        );
+    }
+    answers.sort_by_key(|a| a.0);
+    let letters: Vec<Option<usize>> = answers
+        .iter()
+        .map(|a| {
+            rgd_pool::extract::extract_answer(&a.2.text, rgd_core::N_LETTERS).map(|l| l.index())
+        })
+        .collect();
+    // votes per letter, and the best rank among its voters (for ties)
+    let mut tally: Vec<(usize, usize, usize)> = Vec::new(); // (letter, votes, best rank)
+    for (a, l) in answers.iter().zip(&letters) {
+        let Some(l) = *l else { continue };
+        match tally.iter_mut().find(|t| t.0 == l) {
+            Some(t) => t.1 += 1,
+            None => tally.push((l, 1, a.0)),
+        }
+    }
+    let winner = tally
+        .iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
+        .map(|t| t.0);
+    let pick = match winner {
+        Some(w) => letters.iter().position(|l| *l == Some(w)).unwrap_or(0),
+        None => 0,
+    };
+    let letter_name = |l: Option<usize>| l.map(|i| ((b'A' + i as u8) as char).to_string());
+    let votes: Vec<Value> = answers
+        .iter()
+        .zip(&letters)
+        .map(|(a, l)| json!({"model": st.members[a.1].0, "rank": a.0 + 1, "letter": letter_name(*l), "text": a.2.text}))
+        .collect();
+    let chosen: Vec<usize> = answers.iter().map(|a| a.1).collect();
+    let rgd = json!({
+        "router": st.name, "mode": "top3", "ranking": ranking_json(&st, &d),
+        "chosen": chosen.iter().map(|&i| st.members[i].0.clone()).collect::<Vec<_>>(),
+        "answered_by": st.members[answers[pick].1].0,
+        "consensus": letter_name(winner),
+        "agreement": winner.map(|w| letters.iter().filter(|l| **l == Some(w)).count()),
+        "votes": votes, "fallbacks": fallbacks, "routing_ms": d.routing_ms,
+    });
+    let g = &answers[pick].2;
+    let r = axum::Json(completion(&chat.model, &g.text, g.n_tokens, rgd)).into_response();
+    with_headers(r, route_header(&st, &d, "top3", &chosen), d.routing_ms)
+}
+
+/// What the streaming worker sends.
+enum Piece {
+    Text(String),
+    Fallback(String, String),
+    Done(String),
+    Failed(String),
+}
+
+/// Stream the top-1 (or direct) reply as chat.completion.chunk events; a model that fails
+/// before its first piece is replaced by the next ranked one.
+async fn stream(st: Arc<St>, chat: Chat, d: Decision, rgd: Value, route: HeaderValue) -> Response {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Piece>();
+    let members: Vec<(String, Arc<dyn LlmBackend>)> =
+        d.ranked.iter().map(|&i| st.members[i].clone()).collect();
+    let req = chat.req.clone();
+    tokio::task::spawn_blocking(move || {
+        for (name, backend) in members {
+            let mut sent = false;
+            let r = backend.generate_stream(&req, &mut |p: &str| {
+                sent = true;
+                let _ = tx.send(Piece::Text(p.to_string()));
+            });
+            match r {
+                Ok(_) => {
+                    let _ = tx.send(Piece::Done(name));
+                    return;
+                }
+                Err(e) if !sent => {
+                    let _ = tx.send(Piece::Fallback(name, e.to_string()));
+                }
+                Err(e) => {
+                    let _ = tx.send(Piece::Failed(format!("`{name}`: {e}")));
+                    return;
+                }
+            }
+        }
+        let _ = tx.send(Piece::Failed("every ranked model failed".into()));
+    });
+    let id = completion_id();
+    let created = now();
+    let model = chat.model.clone();
+    let chunk = move |delta: Value, finish: Option<&str>, extra: Option<Value>| {
+        let mut c = json!({
+            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        });
+        if let Some(x) = extra {
+            c["rgd"] = x;
+        }
+        Ok::<_, std::convert::Infallible>(Bytes::from(format!("data: {c}\n\n")))
+    };
+    let routing_ms = d.routing_ms;
+    let body = async_stream(move |out| async move {
+        let _ = out.send(chunk(
+            json!({"role": "assistant", "content": ""}),
+            None,
+            Some(rgd.clone()),
+        ));
+        let mut fallbacks = Vec::new();
+        while let Some(p) = rx.recv().await {
+            match p {
+                Piece::Text(t) => {
+                    let _ = out.send(chunk(json!({"content": t}), None, None));
+                }
+                Piece::Fallback(name, e) => fallbacks.push(json!({"model": name, "error": e})),
+                Piece::Done(name) => {
+                    let mut fin = rgd.clone();
+                    fin["answered_by"] = json!(name);
+                    fin["fallbacks"] = Value::Array(std::mem::take(&mut fallbacks));
+                    let _ = out.send(chunk(json!({}), Some("stop"), Some(fin)));
+                    break;
+                }
+                Piece::Failed(e) => {
+                    let err = json!({"error": {"message": e, "type": "server_error", "code": "backend_failed"}, "rgd": {"fallbacks": fallbacks}});
+                    let _ = out.send(Ok(Bytes::from(format!("data: {err}\n\n"))));
+                    break;
+                }
+            }
+        }
+        let _ = out.send(Ok(Bytes::from("data: [DONE]\n\n")));
+    });
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    with_headers(r, route, routing_ms)
+}
+
+type Chunk = Result<Bytes, std::convert::Infallible>;
+
+/// A stream fed by a task through a channel.
+fn async_stream<F, Fut>(f: F) -> impl futures_util::Stream<Item = Chunk>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Chunk>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(f(tx));
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+}

@@ -1,0 +1,119 @@
+//! `rgd serve`: load a trained router artifact and its embedder, build the pool from a
+//! pipeline's `[pool]`, and serve them over the OpenAI HTTP API (see `rgd-serve`).
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use rgd_core::{LlmBackend, Pipeline, Registry};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `rgd serve` arguments.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A trained router artifact (`OUT/routers/NAME.json` from `rgd run` or `rgd train`); its
+    /// embedder is `embedder.toml` next to it.
+    pub artifact: PathBuf,
+    /// The pipeline whose `[pool.NAME]` tables are the models to call (usually the one the
+    /// router was trained with, or the same models pointed at other servers).
+    #[arg(long)]
+    pub backends: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Environment variable holding a bearer token that requests must carry (none: open).
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// Largest request body, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_body_kib: usize,
+    /// Name served as `rgd:NAME` (default: the artifact's file name without `.json`).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// Load the artifact and its embedder (`embedder.toml` beside it).
+pub fn load_artifact(
+    registry: &Registry,
+    artifact: &Path,
+) -> Result<(
+    Box<dyn rgd_core::TrainedRouter>,
+    Box<dyn rgd_core::Embedder>,
+)> {
+    let text = std::fs::read_to_string(artifact)
+        .with_context(|| format!("reading {}", artifact.display()))?;
+    let trained: Box<dyn rgd_core::TrainedRouter> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
+    let spec = artifact.with_file_name("embedder.toml");
+    let src = std::fs::read_to_string(&spec).with_context(|| {
+        format!(
+            "{}: no embedder saved next to the artifact (a pipeline with [data] has none)",
+            spec.display()
+        )
+    })?;
+    let t: toml::Table = toml::from_str(&src).with_context(|| spec.display().to_string())?;
+    let e = registry.build_embedder(t, &spec.display().to_string())?;
+    Ok((trained, e))
+}
+
+/// Run the server until the process is stopped.
+pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
+    let (router, embedder) = load_artifact(registry, &a.artifact)?;
+    let p = Pipeline::from_file(&a.backends)?;
+    let registry = crate::run::with_plugins(registry, &p)?;
+    // serving is live: each request is a new call
+    let members = crate::data::pool_members(&registry, &p, &rgd_cache::CallCache::off())?;
+    let members: Vec<(String, Arc<dyn LlmBackend>)> = members
+        .into_iter()
+        .map(|m| (m.name, Arc::from(m.backend)))
+        .collect();
+    let token = match &a.token_env {
+        None => None,
+        Some(var) => Some(
+            std::env::var(var)
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .with_context(|| {
+                    format!("--token-env: the environment variable `{var}` is not set")
+                })?
+                .trim()
+                .to_string(),
+        ),
+    };
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.artifact
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "router".into())
+    });
+    let models = router.models().to_vec();
+    let app = rgd_serve::app(rgd_serve::Served {
+        name: name.clone(),
+        router,
+        embedder,
+        members,
+        token,
+        max_body_bytes: a.max_body_kib * 1024,
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the server runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("--listen {}: cannot bind", a.listen))?;
+        let addr = listener.local_addr()?;
+        if !quiet {
+            eprintln!(
+                "serving rgd:{name} and rgd:{name}:top3 over {} on http://{addr}/v1",
+                models.join(", ")
+            );
+        }
+        // the address on stdout, for scripts and tests that listen on port 0
+        println!("listening on http://{addr}");
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        rgd_serve::serve(listener, app).await?;
+        Ok(())
+    })
+}
