@@ -19,3 +19,4 @@ mod generation;
 mod openai;
 mod plugins;
 mod real;
+mod real_server;

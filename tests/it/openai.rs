@@ -184,9 +184,10 @@ fn a_key_variable_that_is_not_set_is_named_and_the_key_never_reaches_the_cache()
 }
 
 /// A running `rgd serve`; killed on drop.
-struct Server {
+pub struct Server {
     child: Child,
-    url: String,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
 }
 
 impl Drop for Server {
@@ -196,7 +197,7 @@ impl Drop for Server {
     }
 }
 
-fn serve(artifact: &Path, backends: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+pub fn serve(artifact: &Path, backends: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgd"));
     cmd.args([
         "serve",
@@ -224,7 +225,7 @@ fn serve(artifact: &Path, backends: &Path, extra: &[&str], env: &[(&str, &str)])
     Server { child, url }
 }
 
-fn post(s: &Server, body: &Value, token: Option<&str>) -> reqwest::blocking::Response {
+pub fn post(s: &Server, body: &Value, token: Option<&str>) -> reqwest::blocking::Response {
     let c = reqwest::blocking::Client::new();
     let mut r = c.post(format!("{}/v1/chat/completions", s.url)).json(body);
     if let Some(t) = token {
@@ -239,7 +240,7 @@ fn ask(model: &str, q: &str) -> Value {
 }
 
 /// The text of a streamed reply and the last `rgd` field.
-fn sse(text: &str) -> (String, Value) {
+pub fn sse(text: &str) -> (String, Value) {
     let mut streamed = String::new();
     let mut last_rgd = Value::Null;
     for line in text.lines().filter_map(|l| l.strip_prefix("data: ")) {

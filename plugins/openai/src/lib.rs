@@ -799,13 +799,18 @@ impl Client {
             "max_tokens": req.max_tokens,
             "temperature": req.temperature,
             "top_p": req.top_p,
-            "seed": req.seed,
+            // some servers take the seed as a signed 64-bit integer
+            "seed": req.seed & (i64::MAX as u64),
         });
         if self.cfg.logprobs {
-            params["logprobs"] = match self.cfg.api {
-                Api::Chat => json!(true),
-                Api::Completions => json!(1),
-            };
+            match self.cfg.api {
+                // llama-cpp-python returns none without `top_logprobs`
+                Api::Chat => {
+                    params["logprobs"] = json!(true);
+                    params["top_logprobs"] = json!(1);
+                }
+                Api::Completions => params["logprobs"] = json!(1),
+            }
         }
         params
     }
