@@ -147,6 +147,9 @@ fn embed_worker(embedder: &dyn Embedder, rx: std::sync::mpsc::Receiver<EmbedJob>
     }
 }
 
+/// An error reply, boxed (a `Response` is large to pass around in `Result`s).
+type Rejection = Box<Response>;
+
 /// An OpenAI-style error reply.
 fn error(status: StatusCode, kind: &str, code: &str, msg: impl Into<String>) -> Response {
     (
@@ -176,7 +179,7 @@ async fn not_found() -> Response {
     )
 }
 
-fn authorized(st: &St, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(st: &St, headers: &HeaderMap) -> Result<(), Rejection> {
     let Some(token) = &st.token else {
         return Ok(());
     };
@@ -186,18 +189,18 @@ fn authorized(st: &St, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if g.trim() == token => Ok(()),
-        Some(_) => Err(error(
+        Some(_) => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             "invalid_api_key",
             "wrong bearer token",
-        )),
-        None => Err(error(
+        ))),
+        None => Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "invalid_request_error",
             "missing_api_key",
             "this server needs `Authorization: Bearer TOKEN`",
-        )),
+        ))),
     }
 }
 
@@ -214,7 +217,7 @@ fn model_ids(st: &St) -> Vec<String> {
 
 async fn models(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {
     if let Err(r) = authorized(&st, &headers) {
-        return r;
+        return *r;
     }
     let data: Vec<Value> = model_ids(&st)
         .into_iter()
@@ -256,18 +259,18 @@ fn text_of(content: &Value) -> Option<String> {
     }
 }
 
-fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
+fn parse_chat(st: &St, v: &Value) -> Result<Chat, Rejection> {
     let Some(obj) = v.as_object() else {
-        return Err(bad_request("the body must be a JSON object"));
+        return Err(Box::new(bad_request("the body must be a JSON object")));
     };
     let model = match obj.get("model") {
         Some(Value::String(m)) => m.clone(),
-        Some(_) => return Err(bad_request("`model` must be a string")),
+        Some(_) => return Err(Box::new(bad_request("`model` must be a string"))),
         None => {
-            return Err(bad_request(format!(
+            return Err(Box::new(bad_request(format!(
                 "`model` is required (one of {})",
                 model_ids(st).join(", ")
-            )));
+            ))));
         }
     };
     let target = if let Some(rest) = model.strip_prefix("rgd:") {
@@ -276,20 +279,20 @@ fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
             None => (rest, false),
         };
         if name != st.name {
-            return Err(unknown_model(st, &model));
+            return Err(Box::new(unknown_model(st, &model)));
         }
         Target::Route { top3 }
     } else {
         match st.members.iter().position(|m| m.0 == model) {
             Some(i) => Target::Direct(i),
-            None => return Err(unknown_model(st, &model)),
+            None => return Err(Box::new(unknown_model(st, &model))),
         }
     };
     let msgs = match obj.get("messages") {
         Some(Value::Array(a)) if !a.is_empty() => a,
-        Some(Value::Array(_)) => return Err(bad_request("`messages` is empty")),
-        Some(_) => return Err(bad_request("`messages` must be an array")),
-        None => return Err(bad_request("`messages` is required")),
+        Some(Value::Array(_)) => return Err(Box::new(bad_request("`messages` is empty"))),
+        Some(_) => return Err(Box::new(bad_request("`messages` must be an array"))),
+        None => return Err(Box::new(bad_request("`messages` is required"))),
     };
     let mut messages = Vec::with_capacity(msgs.len());
     for (i, m) in msgs.iter().enumerate() {
@@ -301,9 +304,9 @@ fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
                 content: c,
             }),
             _ => {
-                return Err(bad_request(format!(
+                return Err(Box::new(bad_request(format!(
                     "`messages[{i}]` needs a string `role` and a `content`"
-                )));
+                ))));
             }
         }
     }
@@ -313,16 +316,18 @@ fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
         .find(|m| m.role == "user")
         .map(|m| m.content.clone())
     else {
-        return Err(bad_request("`messages` has no user message to route"));
+        return Err(Box::new(bad_request(
+            "`messages` has no user message to route",
+        )));
     };
-    let num = |k: &str, default: f64, lo: f64, hi: f64| -> Result<f64, Response> {
+    let num = |k: &str, default: f64, lo: f64, hi: f64| -> Result<f64, Rejection> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(default),
             Some(x) => match x.as_f64() {
                 Some(f) if (lo..=hi).contains(&f) => Ok(f),
-                _ => Err(bad_request(format!(
+                _ => Err(Box::new(bad_request(format!(
                     "`{k}` must be a number in [{lo}, {hi}]"
-                ))),
+                )))),
             },
         }
     };
@@ -331,9 +336,9 @@ fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
         Some(x) => match x.as_u64() {
             Some(n) if (1..=32_768).contains(&n) => n as usize,
             _ => {
-                return Err(bad_request(
+                return Err(Box::new(bad_request(
                     "`max_tokens` must be an integer from 1 to 32768",
-                ));
+                )));
             }
         },
     };
@@ -347,9 +352,9 @@ fn parse_chat(st: &St, v: &Value) -> Result<Chat, Response> {
     };
     let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if stream && matches!(target, Target::Route { top3: true }) {
-        return Err(bad_request(
+        return Err(Box::new(bad_request(
             "streaming is for top-1 routes and pool models; the top-3 vote needs every reply first",
-        ));
+        )));
     }
     Ok(Chat {
         model,
@@ -381,21 +386,21 @@ struct Decision {
     routing_ms: f64,
 }
 
-async fn route(st: &Arc<St>, query: &str) -> Result<Decision, Response> {
+async fn route(st: &Arc<St>, query: &str) -> Result<Decision, Rejection> {
     let t0 = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let sent = st
         .embed_tx
         .lock()
-        .map_err(|_| internal("the embedding worker is gone"))?
+        .map_err(|_| Box::new(internal("the embedding worker is gone")))?
         .send((query.to_string(), tx));
     if sent.is_err() {
-        return Err(internal("the embedding worker is gone"));
+        return Err(Box::new(internal("the embedding worker is gone")));
     }
     let emb = match rx.await {
         Ok(Ok(e)) => e,
-        Ok(Err(e)) => return Err(internal(format!("embedding the query: {e}"))),
-        Err(_) => return Err(internal("the embedding worker is gone")),
+        Ok(Err(e)) => return Err(Box::new(internal(format!("embedding the query: {e}")))),
+        Err(_) => return Err(Box::new(internal("the embedding worker is gone"))),
     };
     let q = rgd_core::Query {
         id: "query",
@@ -405,7 +410,7 @@ async fn route(st: &Arc<St>, query: &str) -> Result<Decision, Response> {
     let mut scores = vec![0.0; st.router.models().len()];
     st.router
         .score(&q, &mut scores)
-        .map_err(|e| internal(format!("router `{}`: {e}", st.name)))?;
+        .map_err(|e| Box::new(internal(format!("router `{}`: {e}", st.name))))?;
     let ranked = rgd_core::rank(&scores)
         .into_iter()
         .map(|m| st.member_of[m])
@@ -500,7 +505,7 @@ fn completion(model: &str, text: &str, n_tokens: usize, rgd: Value) -> Value {
 
 async fn chat(State(st): State<Arc<St>>, headers: HeaderMap, body: Body) -> Response {
     if let Err(r) = authorized(&st, &headers) {
-        return r;
+        return *r;
     }
     let bytes: Bytes = match axum::body::to_bytes(body, st.max_body).await {
         Ok(b) => b,
@@ -522,7 +527,7 @@ async fn chat(State(st): State<Arc<St>>, headers: HeaderMap, body: Body) -> Resp
     };
     let chat = match parse_chat(&st, &v) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match chat.target {
         Target::Direct(i) => {
@@ -560,7 +565,7 @@ async fn chat(State(st): State<Arc<St>>, headers: HeaderMap, body: Body) -> Resp
         Target::Route { top3 } => {
             let d = match route(&st, &chat.query).await {
                 Ok(d) => d,
-                Err(r) => return r,
+                Err(r) => return *r,
             };
             if top3 {
                 vote(st, chat, d).await
