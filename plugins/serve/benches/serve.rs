@@ -3,7 +3,7 @@
 //! stub backends answer at once (or after a fixed "model time"), so what is measured is the
 //! server's own work. Each client sends chat requests back to back for `--secs` seconds.
 //!
-//! `cargo bench -p rgd-serve` (needs the MiniLM asset: `rgd assets fetch minilm`).
+//! `cargo bench -p rgd-serve [-- --secs S]` (needs the MiniLM asset: `rgd assets fetch minilm`).
 //! Prints, per scenario: requests/s, the server's routing time (embedding + routing, the
 //! `x-rgd-routing-ms` header) p50/p99, and the client-observed latency minus the stub's
 //! model time p50/p99.
@@ -55,7 +55,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
-fn scenario(delay_ms: u64, clients: usize, secs: f64, top3: bool) {
+fn scenario(delay_ms: u64, think_ms: u64, clients: usize, secs: f64, top3: bool) {
     let world = rgd_sim::Simulated {
         subjects: 8,
         train_per_subject: 100,
@@ -122,6 +122,9 @@ fn scenario(delay_ms: u64, clients: usize, secs: f64, top3: bool) {
                     let mut routing = Vec::new();
                     let mut latency = Vec::new();
                     let mut k = c;
+                    // a client that thinks between requests starts at a random moment too
+                    let think = || Duration::from_millis(rand::random_range(0..=think_ms));
+                    tokio::time::sleep(think()).await;
                     while Instant::now() < deadline {
                         let body = serde_json::json!({
                             "model": model,
@@ -141,6 +144,7 @@ fn scenario(delay_ms: u64, clients: usize, secs: f64, top3: bool) {
                         assert!(status.is_success(), "{status}");
                         latency.push(t.elapsed().as_secs_f64() * 1e3 - delay_ms as f64);
                         routing.push(ms);
+                        tokio::time::sleep(think()).await;
                     }
                     (routing, latency)
                 })
@@ -157,7 +161,7 @@ fn scenario(delay_ms: u64, clients: usize, secs: f64, top3: bool) {
     });
     let n = routing.len();
     println!(
-        "{clients} clients, stub model time {delay_ms} ms, {}: {n} requests in {wall:.1} s = {:.0} req/s | routing (embed + score) p50 {:.2} ms p99 {:.2} ms | client latency minus model time p50 {:.2} ms p99 {:.2} ms",
+        "{clients} clients, stub model time {delay_ms} ms, think time 0-{think_ms} ms, {}: {n} requests in {wall:.1} s = {:.0} req/s | routing (embed + score) p50 {:.2} ms p99 {:.2} ms | client latency minus model time p50 {:.2} ms p99 {:.2} ms",
         if top3 { "top-3 vote" } else { "top-1" },
         n as f64 / wall,
         pct(&mut routing, 0.5),
@@ -174,9 +178,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
     println!("rgd serve: MiniLM + CASCAL (8 simulated models), stub backends");
-    // a model that answers in ~0.5 s (a small model on a GPU server): the realistic load
-    scenario(500, 64, secs, false);
-    // saturation: backends answer at once, so 64 clients hammer embedding + routing
-    scenario(0, 64, secs, false);
-    scenario(0, 64, secs, true);
+    // clients of a model that answers in ~0.5 s, each pausing 0-1 s between requests (so
+    // they are not in lockstep): the load a served router sees
+    scenario(500, 1000, 64, secs, false);
+    scenario(500, 1000, 64, secs, true);
+    // saturation: backends answer at once and clients never pause, so 64 requests are always
+    // waiting for embedding + routing; latency is then 64 / throughput
+    scenario(0, 0, 64, secs, false);
+    scenario(0, 0, 64, secs, true);
 }
