@@ -446,3 +446,19 @@ impl LlmBackend for Arc<dyn LlmBackend> {
         self.as_ref().parallelism()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parallel_map_keeps_the_order_and_visits_each_item_once() {
+        let items: Vec<u64> = (0..1000).collect();
+        for workers in [1, 3, 64] {
+            let out = super::parallel_map(&items, workers, |i, x| {
+                assert_eq!(i as u64, *x);
+                x * 2
+            });
+            assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        }
+        assert!(super::parallel_map(&[] as &[u8], 8, |_, x| *x).is_empty());
+    }
+}

@@ -10,6 +10,7 @@
 //!   body, an invalid JSON body.
 //! - `nologprobs`: answers with the letter only, without log-probabilities.
 //! - `down`: always 503 (until [`Fake::set_down`] lifts it).
+//! - `/v1/completions` (any model): the letter from the prompt, legacy `logprobs` shape.
 //! - `embed` (embeddings): a deterministic 32-d bag-of-characters vector per text.
 //!
 //! Any model can be taken down with [`Fake::set_down`].
@@ -61,6 +62,7 @@ impl Fake {
             rt.block_on(async move {
                 let app = axum::Router::new()
                     .route("/v1/chat/completions", post(chat))
+                    .route("/v1/completions", post(completions))
                     .route("/v1/embeddings", post(embeddings))
                     .with_state(c);
                 let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -247,6 +249,22 @@ async fn chat(State(c): State<Arc<Mutex<Counts>>>, Json(body): Json<Value>) -> R
         json!({"id": "x", "object": "chat.completion", "model": model, "choices": [choice],
         "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}}),
     )
+    .into_response()
+}
+
+/// `/v1/completions` (a plain prompt): letter scoring with the legacy `logprobs` shape.
+async fn completions(State(c): State<Arc<Mutex<Counts>>>, Json(body): Json<Value>) -> Response {
+    let model = body["model"].as_str().unwrap_or("").to_string();
+    *c.lock().unwrap().requests.entry(model.clone()).or_default() += 1;
+    let prompt = body["prompt"].as_str().unwrap_or("");
+    let l = letter(&model, prompt);
+    let top: serde_json::Map<String, Value> = "ABCD"
+        .chars()
+        .map(|x| (format!(" {x}"), json!(if x == l { -0.1 } else { -3.0 })))
+        .collect();
+    Json(json!({"object": "text_completion", "model": model, "choices": [{"index": 0,
+        "text": format!(" {l}"), "finish_reason": "length",
+        "logprobs": {"tokens": [format!(" {l}")], "token_logprobs": [-0.1], "top_logprobs": [top]}}]}))
     .into_response()
 }
 

@@ -28,7 +28,14 @@ fn pipeline(dir: &Path, fake: &Fake, pool: &[&str], cache: &Path) -> PathBuf {
         emb = endpoint("embed"),
     );
     for m in pool {
-        s.push_str(&format!("\n[pool.{m}]\n{}", endpoint(m)));
+        match m.strip_suffix("_completions") {
+            // the plain /completions API
+            Some(model) => s.push_str(&format!(
+                "\n[pool.{m}]\n{}api = \"completions\"\n",
+                endpoint(model)
+            )),
+            None => s.push_str(&format!("\n[pool.{m}]\n{}", endpoint(m))),
+        }
     }
     let p = dir.join("openai.toml");
     std::fs::write(&p, s).unwrap();
@@ -47,7 +54,7 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
     let p = pipeline(
         t.path(),
         &fake,
-        &["steady", "flaky", "nologprobs", "down"],
+        &["steady", "flaky", "nologprobs", "down", "other_completions"],
         &cache,
     );
     let out = t.path().join("out");

@@ -496,6 +496,31 @@ impl Client {
         }
     }
 
+    /// After a failed attempt: the error if it is final or the retries are spent, else wait
+    /// the backoff and count the attempt.
+    async fn settle(
+        &self,
+        outcome: Attempt,
+        attempt: &mut u32,
+        url: String,
+    ) -> Result<(), OpenAiError> {
+        match outcome {
+            Attempt::Fatal(e) => Err(e),
+            Attempt::Retry { why, after } => {
+                if *attempt >= self.cfg.max_retries {
+                    return Err(OpenAiError::Exhausted {
+                        url,
+                        attempts: *attempt + 1,
+                        last: why,
+                    });
+                }
+                tokio::time::sleep(self.backoff(*attempt, after)).await;
+                *attempt += 1;
+                Ok(())
+            }
+        }
+    }
+
     async fn start(&self) -> Result<tokio::sync::SemaphorePermit<'_>, OpenAiError> {
         let permit = self
             .permits
@@ -560,20 +585,7 @@ impl Client {
                     }
                 }
             };
-            match outcome {
-                Attempt::Fatal(e) => return Err(e),
-                Attempt::Retry { why, after } => {
-                    if attempt >= self.cfg.max_retries {
-                        return Err(OpenAiError::Exhausted {
-                            url,
-                            attempts: attempt + 1,
-                            last: why,
-                        });
-                    }
-                    tokio::time::sleep(self.backoff(attempt, after)).await;
-                    attempt += 1;
-                }
-            }
+            self.settle(outcome, &mut attempt, url).await?;
         }
     }
 
@@ -657,20 +669,7 @@ impl Client {
                 }
             };
             drop(_permit);
-            match outcome {
-                Attempt::Fatal(e) => return Err(e),
-                Attempt::Retry { why, after } => {
-                    if attempt >= self.cfg.max_retries {
-                        return Err(OpenAiError::Exhausted {
-                            url,
-                            attempts: attempt + 1,
-                            last: why,
-                        });
-                    }
-                    tokio::time::sleep(self.backoff(attempt, after)).await;
-                    attempt += 1;
-                }
-            }
+            self.settle(outcome, &mut attempt, url).await?;
         }
     }
 
