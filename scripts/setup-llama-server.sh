@@ -12,8 +12,8 @@ if ! "$RGD_LLAMA_SERVER_VENV/bin/python" -c "import llama_cpp.server" 2>/dev/nul
   wheel=$(ls "$RGD_WHEELS_DIR"/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION-*.whl 2>/dev/null | head -1 || true)
   if [ -z "$wheel" ]; then
     echo "building llama-cpp-python $LLAMA_CPP_PYTHON_VERSION (llama.cpp with cmake; ~15 min on 2 cores)" >&2
-    # portable code (no -march=native): the cached wheel may run on another CPU
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+    # portable code (no -march=native): the cached wheel may run on another CPU; no llava
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
       CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
       python3 -m pip wheel --quiet --no-deps --no-binary llama-cpp-python \
       "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION" -w "$RGD_WHEELS_DIR"
