@@ -241,7 +241,7 @@ fn benchmark_parts_are_disjoint_and_deterministic() {
 
 #[test]
 fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
-    use rgd_core::{GenerateRequest, LlmBackend, Message, ScoreRequest};
+    use rgd_core::{GenerateRequest, Generation, LlmBackend, Message, ScoreRequest};
     let b = rgd_backend_llamacpp::LlamaCpp {
         model: "smollm2-135m".into(),
         n_ctx: 256,
@@ -269,6 +269,20 @@ fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
         "{a:?}"
     );
     assert!(a.mean_logprob < 0.0 && a.mean_logprob > -15.0, "{a:?}");
+    // streaming hands the same reply on piece by piece (what `rgd serve` streams)
+    let mut pieces = Vec::new();
+    let streamed = b
+        .generate_stream(&req(1), &mut |p: &str| pieces.push(p.to_string()))
+        .unwrap();
+    assert_eq!(
+        streamed,
+        Generation {
+            seconds: streamed.seconds,
+            ..a.clone()
+        }
+    );
+    assert_eq!(pieces.concat(), a.text);
+    assert!(pieces.len() > 1, "{pieces:?}");
     let s = b
         .score_choices(&ScoreRequest {
             messages: vec![Message {

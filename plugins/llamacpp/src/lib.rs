@@ -347,6 +347,15 @@ impl LlmBackend for LlamaCppBackend {
     }
 
     fn generate(&self, req: &GenerateRequest) -> rgd_core::Result<Generation> {
+        self.generate_stream(req, &mut |_| {})
+    }
+
+    /// Token by token: each piece is handed on as soon as its bytes are valid UTF-8.
+    fn generate_stream(
+        &self,
+        req: &GenerateRequest,
+        on_text: &mut dyn FnMut(&str),
+    ) -> rgd_core::Result<Generation> {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let l = self.load()?;
         let t0 = std::time::Instant::now();
@@ -382,6 +391,10 @@ impl LlmBackend for LlamaCppBackend {
         let mut n = 0usize;
         let mut idx = batch.n_tokens() - 1;
         let mut pos = toks.len() as i32;
+        if !req.assistant_prefix.is_empty() {
+            on_text(&req.assistant_prefix);
+        }
+        let mut emitted = 0usize;
         while n < req.max_tokens {
             let token = sampler.sample(&ctx, idx);
             if vocab.is_eog(token) {
@@ -390,11 +403,23 @@ impl LlmBackend for LlamaCppBackend {
             lp_sum += log_softmax_at(ctx.get_logits_ith(idx), &[token])[0];
             n += 1;
             out.extend(vocab.token_to_piece(token, false, None));
+            // a token may end inside a UTF-8 sequence: hand on only whole characters
+            let valid = match std::str::from_utf8(&out[emitted..]) {
+                Ok(s) => s.len(),
+                Err(e) => e.valid_up_to(),
+            };
+            if valid > 0 {
+                on_text(&String::from_utf8_lossy(&out[emitted..emitted + valid]));
+                emitted += valid;
+            }
             batch.clear();
             batch.add(token, pos, &[0], true).map_err(llama)?;
             pos += 1;
             ctx.decode(&mut batch).map_err(llama)?;
             idx = 0;
+        }
+        if emitted < out.len() {
+            on_text(&String::from_utf8_lossy(&out[emitted..]));
         }
         Ok(Generation {
             text: format!("{}{}", req.assistant_prefix, String::from_utf8_lossy(&out)),
