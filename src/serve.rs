@@ -113,7 +113,7 @@ pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
         println!("listening on http://{addr}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        rgd_serve::serve(listener, app).await?;
+        rgd_serve::serve_until_ctrl_c(listener, app).await?;
         Ok(())
     })
 }

@@ -119,6 +119,18 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::R
     axum::serve(listener, app).await
 }
 
+/// Serve until Ctrl-C (SIGINT), letting the requests in progress finish.
+pub async fn serve_until_ctrl_c(
+    listener: tokio::net::TcpListener,
+    app: Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
 /// Embeds queries in batches: it waits for one, takes every other query already queued (up
 /// to 64), embeds them together and answers each.
 fn embed_worker(embedder: &dyn Embedder, rx: std::sync::mpsc::Receiver<EmbedJob>) {
