@@ -38,27 +38,15 @@ use std::process::ExitCode;
 
 /// `rgd route`: load an artifact, embed the query, print the ranking.
 fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&str>) -> Result<()> {
-    let text = std::fs::read_to_string(artifact)
-        .with_context(|| format!("reading {}", artifact.display()))?;
-    let trained: Box<dyn rgd_core::TrainedRouter> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
-    let emb: Vec<f32> = match embedding {
-        Some(e) => {
-            serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?
-        }
+    let (trained, emb): (Box<dyn rgd_core::TrainedRouter>, Vec<f32>) = match embedding {
+        Some(e) => (
+            serve::load_router(artifact)?,
+            serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?,
+        ),
         None => {
-            let spec = artifact.with_file_name("embedder.toml");
-            let t: toml::Table = toml::from_str(
-                &std::fs::read_to_string(&spec).with_context(|| {
-                    format!(
-                        "{}: no embedder saved next to the artifact (a pipeline with [data] has none); pass --embedding",
-                        spec.display()
-                    )
-                })?,
-            )
-            .with_context(|| spec.display().to_string())?;
-            let e = registry.build_embedder(t, &spec.display().to_string())?;
-            e.embed(&[query])?.row(0).to_vec()
+            let (trained, embedder) = serve::load_artifact(registry, artifact)?;
+            let v = embedder.embed(&[query])?.row(0).to_vec();
+            (trained, v)
         }
     };
     let q = rgd_core::Query {

@@ -31,6 +31,14 @@ pub struct ServeArgs {
     pub name: Option<String>,
 }
 
+/// Load a trained router artifact.
+pub fn load_router(artifact: &Path) -> Result<Box<dyn rgd_core::TrainedRouter>> {
+    let text = std::fs::read_to_string(artifact)
+        .with_context(|| format!("reading {}", artifact.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))
+}
+
 /// Load the artifact and its embedder (`embedder.toml` beside it).
 pub fn load_artifact(
     registry: &Registry,
@@ -39,14 +47,11 @@ pub fn load_artifact(
     Box<dyn rgd_core::TrainedRouter>,
     Box<dyn rgd_core::Embedder>,
 )> {
-    let text = std::fs::read_to_string(artifact)
-        .with_context(|| format!("reading {}", artifact.display()))?;
-    let trained: Box<dyn rgd_core::TrainedRouter> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
+    let trained = load_router(artifact)?;
     let spec = artifact.with_file_name("embedder.toml");
     let src = std::fs::read_to_string(&spec).with_context(|| {
         format!(
-            "{}: no embedder saved next to the artifact (a pipeline with [data] has none)",
+            "{}: no embedder saved next to the artifact (a pipeline with [data] has none); `rgd route` takes --embedding instead",
             spec.display()
         )
     })?;
