@@ -454,7 +454,7 @@ fn classify_status(
     if code == 400
         && (lower.contains("context")
             || lower.contains("too long")
-            || lower.contains("maximum") && lower.contains("token"))
+            || (lower.contains("maximum") && lower.contains("token")))
     {
         return Attempt::Fatal(OpenAiError::TooLong {
             url: url.to_string(),
