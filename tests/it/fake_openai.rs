@@ -10,6 +10,7 @@
 //!   body, an invalid JSON body.
 //! - `nologprobs`: answers with the letter only, without log-probabilities.
 //! - `down`: always 503 (until [`Fake::set_down`] lifts it).
+//! - `shortctx`: 400 "maximum context length" (the prompt does not fit); `missing`: 404.
 //! - `/v1/completions` (any model): the letter from the prompt, legacy `logprobs` shape.
 //! - `embed` (embeddings): a deterministic 32-d bag-of-characters vector per text.
 //!
@@ -153,6 +154,20 @@ async fn chat(State(c): State<Arc<Mutex<Counts>>>, Json(body): Json<Value>) -> R
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"error": {"message": format!("{model} is down"), "type": "server_error"}})),
+            )
+                .into_response();
+        }
+        if model == "shortctx" {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": {"message": "This model's maximum context length is 16 tokens", "type": "invalid_request_error"}})),
+            )
+                .into_response();
+        }
+        if model == "missing" {
+            return (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": {"message": "The model `missing` does not exist", "type": "invalid_request_error"}})),
             )
                 .into_response();
         }

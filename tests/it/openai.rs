@@ -54,7 +54,14 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
     let p = pipeline(
         t.path(),
         &fake,
-        &["steady", "flaky", "nologprobs", "down", "other_completions"],
+        &[
+            "steady",
+            "flaky",
+            "nologprobs",
+            "down",
+            "other_completions",
+            "shortctx",
+        ],
         &cache,
     );
     let out = t.path().join("out");
@@ -87,6 +94,13 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
         "{down}"
     );
     assert!(down[1].as_str().unwrap().contains("503"), "{down}");
+    // a prompt over the server's context is an abstention too, not a stop
+    let short = &failures["test"]["shortctx"];
+    assert_eq!(short[0], r["n_test"], "{failures}");
+    assert!(
+        short[1].as_str().unwrap().contains("does not fit"),
+        "{short}"
+    );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("## Failed model calls"), "{report}");
     // a server without log-probabilities: the documented fallback, said once
@@ -135,9 +149,42 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
-    assert!(r["call_failures"].is_null(), "{}", r["call_failures"]);
+    // only the model whose context is too short still fails
+    for split in ["train", "test"] {
+        let f = r["call_failures"][split].as_object().unwrap();
+        assert_eq!(
+            f.keys().collect::<Vec<_>>(),
+            ["shortctx"],
+            "{}",
+            r["call_failures"]
+        );
+    }
     assert!(r["references"]["single"]["down"].as_f64().is_some());
     assert_eq!(fake.requests("steady"), steady_before);
+}
+
+#[test]
+fn an_unknown_model_stops_the_run_with_the_servers_message() {
+    let fake = Fake::start();
+    let t = tempfile::tempdir().unwrap();
+    let p = pipeline(
+        t.path(),
+        &fake,
+        &["steady", "missing"],
+        &t.path().join("c.sqlite"),
+    );
+    let out = t.path().join("out");
+    let o = rgd(
+        t.path(),
+        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("pool model `missing`"), "{e}");
+    assert!(
+        e.contains("HTTP 404: The model `missing` does not exist"),
+        "{e}"
+    );
 }
 
 #[test]
