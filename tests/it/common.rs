@@ -24,6 +24,19 @@ pub fn rgd(cwd: &Path, args: &[&str]) -> Output {
         .expect("rgd runs")
 }
 
+/// `rgd run PIPELINE --out OUT` in `cwd`.
+pub fn rgd_run(cwd: &Path, pipeline: &Path, out: &Path) -> Output {
+    rgd(
+        cwd,
+        &[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    )
+}
+
 /// stderr of an output, as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -1,7 +1,7 @@
 //! The `openai` backend against the fault-injecting server, and `rgd serve` with a router
 //! trained in the test (needs the `mmlu` asset for the test questions).
 
-use crate::common::{rgd, stderr};
+use crate::common::{rgd, rgd_run, stderr};
 use crate::fake_openai::{Fake, letter};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -65,10 +65,7 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
         &cache,
     );
     let out = t.path().join("out");
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     // every kind of fault happened and was retried through
@@ -121,10 +118,7 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
     let down_before = fake.requests("down");
 
     // rerun: everything that finished comes from the cache; only the failed calls are retried
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         fake.requests("steady"),
@@ -143,10 +137,7 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
 
     // the server comes back: a rerun completes the missing answers, nothing else
     fake.set_down("down", false);
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
     // only the model whose context is too short still fails
@@ -174,10 +165,7 @@ fn an_unknown_model_stops_the_run_with_the_servers_message() {
         &t.path().join("c.sqlite"),
     );
     let out = t.path().join("out");
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(e.contains("pool model `missing`"), "{e}");
@@ -200,10 +188,7 @@ fn a_key_variable_that_is_not_set_is_named_and_the_key_never_reaches_the_cache()
     );
     std::fs::write(&p, &s).unwrap();
     let out = t.path().join("out");
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     assert!(!o.status.success());
     let e = stderr(&o);
     assert!(

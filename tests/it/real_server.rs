@@ -7,7 +7,7 @@
 //! `scripts/setup-llama-server.sh`, which `scripts/test.sh` runs) and the assets
 //! `smollm2-135m gemma3-270m qwen2.5-coder-0.5b mmlu`.
 
-use crate::common::{rgd, stderr};
+use crate::common::{rgd_run, stderr};
 use crate::openai::{post, serve};
 use serde_json::{Value, json};
 use std::path::Path;
@@ -149,10 +149,7 @@ type = "best_single"
     )
     .unwrap();
     let out = t.path().join("out");
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     // the server returned log-probabilities for scoring and generation: no fallback
@@ -172,10 +169,7 @@ type = "best_single"
     let calls = std::fs::read_to_string(out.join("generated/calls.jsonl")).unwrap();
     assert!(calls.contains("[QUESTION]"), "{calls}");
     // a rerun is served by the cache: no model is called
-    let o = rgd(
-        t.path(),
-        &["run", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let o = rgd_run(t.path(), &p, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();

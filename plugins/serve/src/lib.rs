@@ -74,7 +74,7 @@ struct St {
     member_of: Vec<usize>,
     token: Option<String>,
     max_body: usize,
-    embed_tx: std::sync::Mutex<std::sync::mpsc::Sender<EmbedJob>>,
+    embed_tx: std::sync::mpsc::Sender<EmbedJob>,
 }
 
 /// Build the HTTP application.
@@ -104,7 +104,7 @@ pub fn app(s: Served) -> Result<Router, ServeError> {
         member_of,
         token: s.token,
         max_body: s.max_body_bytes,
-        embed_tx: std::sync::Mutex::new(tx),
+        embed_tx: tx,
     });
     Ok(Router::new()
         .route("/health", get(health))
@@ -401,11 +401,7 @@ struct Decision {
 async fn route(st: &Arc<St>, query: &str) -> Result<Decision, Rejection> {
     let t0 = Instant::now();
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let sent = st
-        .embed_tx
-        .lock()
-        .map_err(|_| Box::new(internal("the embedding worker is gone")))?
-        .send((query.to_string(), tx));
+    let sent = st.embed_tx.send((query.to_string(), tx));
     if sent.is_err() {
         return Err(Box::new(internal("the embedding worker is gone")));
     }
@@ -618,6 +614,11 @@ async fn top1(st: Arc<St>, chat: Chat, d: Decision) -> Response {
             Err(e) => fallbacks.push(json!({"model": st.members[i].0, "error": e})),
         }
     }
+    all_failed(fallbacks)
+}
+
+/// 502: every ranked model's backend failed (each failure listed).
+fn all_failed(fallbacks: Vec<Value>) -> Response {
     error(
         StatusCode::BAD_GATEWAY,
         "server_error",
@@ -652,12 +653,7 @@ async fn vote(st: Arc<St>, chat: Chat, d: Decision) -> Response {
         }
     }
     if answers.is_empty() {
-        return error(
-            StatusCode::BAD_GATEWAY,
-            "server_error",
-            "all_backends_failed",
-            format!("every ranked model failed: {}", Value::Array(fallbacks)),
-        );
+        return all_failed(fallbacks);
     }
     answers.sort_by_key(|a| a.0);
     let letters: Vec<Option<usize>> = answers
