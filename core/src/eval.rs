@@ -1,4 +1,4 @@
-//! Evaluation on the test split (cascal.md E): top-1, top-3 vote, single models, best single,
+//! Evaluation on the test split (docs/cascal.md E): top-1, top-3 vote, single models, best single,
 //! oracle and random routing, overall and per subject.
 
 use ndarray::Array2;

@@ -271,13 +271,16 @@ macro_rules! export_plugin {
     ($($kind:ident $name:literal => $ty:ty),+ $(,)?) => {
         $crate::export_plugin!(@versions $crate::plugin::RUSTC_VERSION, $crate::plugin::CORE_VERSION; $($kind $name => $ty),+);
     };
-    // hidden: declare other versions (how the tests build a mismatched library)
+    // hidden: declare other versions (how the tests build mismatched libraries)
     (@versions $rustc:expr, $core:expr; $($kind:ident $name:literal => $ty:ty),+) => {
+        $crate::export_plugin!(@declare $crate::plugin::ABI_VERSION, $rustc, $core; $($kind $name => $ty),+);
+    };
+    (@declare $abi:expr, $rustc:expr, $core:expr; $($kind:ident $name:literal => $ty:ty),+) => {
         /// The rgd plugin declaration (read by the host before anything else).
         #[unsafe(no_mangle)]
         pub static RGD_PLUGIN_DECLARATION: $crate::plugin::PluginDeclaration =
             $crate::plugin::PluginDeclaration {
-                abi_version: $crate::plugin::ABI_VERSION,
+                abi_version: $abi,
                 rustc_version: $crate::plugin::FixedStr::new($rustc),
                 core_version: $crate::plugin::FixedStr::new($core),
                 register: __rgd_plugin_register,

@@ -3,16 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The shared/ folder beside the repository (override with RGD_SHARED_DIR).
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("RGD_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
-}
-
-/// The authors' CASCAL reference fixture.
+/// The authors' CASCAL reference fixture, kept in the repository (`tests/fixtures/`).
 pub fn fixture_dir() -> PathBuf {
-    shared_dir().join("fixtures/cascal-reference")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cascal-reference")
 }
 
 /// Run the `rgd` binary with `args` in `cwd`.

@@ -12,18 +12,24 @@ fn repo() -> PathBuf {
 
 /// Build a workspace cdylib and return the library's path (cargo reports it).
 fn build_lib(package: &str) -> PathBuf {
+    build_cdylib(package, &[], &package.replace('-', "_"))
+}
+
+/// Build the cdylib target `target` of `package` (`extra`: e.g. `--example NAME`) and return
+/// the library's path.
+fn build_cdylib(package: &str, extra: &[&str], target: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let o = Command::new(cargo)
         .current_dir(repo())
         .args(["build", "-p", package, "--message-format=json"])
+        .args(extra)
         .output()
         .expect("cargo runs");
     assert!(o.status.success(), "{}", stderr(&o));
-    let name = package.replace('-', "_");
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name.as_str())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == target)
         .flat_map(|v| {
             v["filenames"]
                 .as_array()
@@ -34,7 +40,7 @@ fn build_lib(package: &str) -> PathBuf {
                 .collect::<Vec<_>>()
         })
         .find(|f| f.extension().is_some_and(|e| e == "so" || e == "dylib"))
-        .unwrap_or_else(|| panic!("cargo built no library for {package}"))
+        .unwrap_or_else(|| panic!("cargo built no library {target} for {package}"))
 }
 
 fn python_router() -> String {
@@ -138,6 +144,40 @@ fn a_library_built_against_another_rgd_core_is_refused_naming_both_versions() {
             && e.contains(&format!("this rgd has `{}`", env!("CARGO_PKG_VERSION"))),
         "{e}"
     );
+}
+
+#[test]
+fn libraries_built_by_another_rustc_or_for_another_abi_are_refused_before_they_run() {
+    let cases = [
+        (
+            "other_rustc",
+            format!(
+                "refused: built with rustc `rustc 0.0.0-other`, this rgd has `{}`",
+                rgd_core::plugin::RUSTC_VERSION
+            ),
+        ),
+        (
+            "other_abi",
+            format!(
+                "refused: built with plugin ABI version `{}`, this rgd has `{}`",
+                rgd_core::plugin::ABI_VERSION + 1,
+                rgd_core::plugin::ABI_VERSION
+            ),
+        ),
+    ];
+    for (example, want) in cases {
+        let lib = build_cdylib(
+            "rgd-test-plugin-other-version",
+            &["--example", example],
+            example,
+        );
+        let o = rgd(&repo(), &["--plugin", lib.to_str().unwrap(), "plugins"]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{example}: {e}");
+        assert!(e.contains(&want), "{example}: {e}");
+        // refused before registration: its router is not listed, nothing panicked
+        assert!(!e.contains("panicked") && !String::from_utf8_lossy(&o.stdout).contains("never_runs"), "{e}");
+    }
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The `llm` generator of Routing with Generated Data: an LLM writes multiple-choice questions
-//! with answer keys from a one-paragraph description of each subject (rgd.md, stage 2), in the
+//! with answer keys from a one-paragraph description of each subject (docs/rgd.md, stage 2), in the
 //! tagged-block format that [`parse`] reads; task descriptions as data ([`descriptions`]); and
 //! the describe stage ([`describe`]), which derives a subject's description from a few
 //! unlabeled example questions.
@@ -37,7 +37,7 @@ impl From<GenError> for rgd_core::Error {
     }
 }
 
-/// The system instruction of rgd.md; `{n}` becomes the number of questions per call.
+/// The system instruction of docs/rgd.md; `{n}` becomes the number of questions per call.
 pub const DEFAULT_INSTRUCTION: &str = "You write advanced graduate-level multiple-choice exam questions on topics like the ones the user describes. Each question has exactly 4 options, A to D, and exactly one correct answer. Do not use JSON and do not use markdown. Write {n} questions. Write each question as a block in exactly this format:
 [QUESTION] the question
 [OPTION A] the first option
@@ -57,9 +57,9 @@ pub struct LlmGenerator {
     pub questions_per_call: usize,
     /// Calls per subject (each with its own seed).
     pub calls_per_subject: usize,
-    /// Sampling temperature (rgd.md: 0.8).
+    /// Sampling temperature (docs/rgd.md: 0.8).
     pub temperature: f64,
-    /// Nucleus mass (rgd.md: 0.95).
+    /// Nucleus mass (docs/rgd.md: 0.95).
     pub top_p: f64,
     /// Token budget per call (0: 170 per question asked + 64).
     pub max_tokens: usize,
@@ -67,10 +67,10 @@ pub struct LlmGenerator {
     pub max_per_subject: usize,
     /// Seed (each call's seed derives from it, the subject and the call number).
     pub seed: u64,
-    /// The system instruction (`{n}` = questions per call); empty: rgd.md's.
+    /// The system instruction (`{n}` = questions per call); empty: docs/rgd.md's.
     pub instruction: String,
     /// Append one worked example block to the instruction (small models copy the format
-    /// from it; rgd.md's instruction has none).
+    /// from it; docs/rgd.md's instruction has none).
     pub example: bool,
     /// Start the reply with `[QUESTION]` (for backends that support a reply prefix; small
     /// models then stay in the format).
@@ -330,7 +330,7 @@ impl Generator for LlmGenerator {
 
 rgd_core::register!(generator, "llm", LlmGenerator);
 
-/// The describe stage: an LLM writes a subject's description, in rgd.md's style, from a few
+/// The describe stage: an LLM writes a subject's description, in docs/rgd.md's style, from a few
 /// unlabeled example questions (greedy decoding, so it is deterministic).
 pub fn describe(
     backend: &dyn LlmBackend,

@@ -1,4 +1,4 @@
-//! The tagged-block output contract (rgd.md): one block per question,
+//! The tagged-block output contract (docs/rgd.md): one block per question,
 //! `[QUESTION] ... [OPTION A] ... [OPTION B] ... [OPTION C] ... [OPTION D] ... [ANSWER] X`,
 //! blocks separated by a line `#####`. Small models bend it every way, so the parser is
 //! lenient where meaning is clear and drops a block (counting why) where it is not:

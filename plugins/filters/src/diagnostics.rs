@@ -1,4 +1,4 @@
-//! Generator diagnostics (rgd.md): how well the generator's data can train a router — parse
+//! Generator diagnostics (docs/rgd.md): how well the generator's data can train a router — parse
 //! failures, self-answer accuracy, the pool's accuracy against the generator's key and its
 //! spread, the share of questions on which the pool disagrees, the near-duplicate rate —
 //! overall and per subject.

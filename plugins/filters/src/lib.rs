@@ -1,4 +1,4 @@
-//! Filters for generated training data and the generator diagnostics (rgd.md: good
+//! Filters for generated training data and the generator diagnostics (docs/rgd.md: good
 //! generators answer their own questions correctly and write questions that separate the
 //! pool). Every filter is a plugin with TOML fields and reports what it removed and why.
 //!

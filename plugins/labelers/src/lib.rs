@@ -1,4 +1,4 @@
-//! Labelers: `consensus` (CASCAL's query-only labels, cascal.md section A) and `correctness`
+//! Labelers: `consensus` (CASCAL's query-only labels, docs/cascal.md section A) and `correctness`
 //! (query-answer labels: is the model's answer equal to the key).
 
 use ndarray::Array2;

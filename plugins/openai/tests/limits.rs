@@ -1,5 +1,6 @@
 //! The client's limits against local stub servers: requests in flight, requests per second,
-//! and the round-robin over several base URLs.
+//! the round-robin over several base URLs, and retries (to the next server of a fleet, after
+//! the server's `Retry-After`).
 
 use axum::extract::State;
 use axum::routing::post;
@@ -14,22 +15,50 @@ struct Stats {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     served: AtomicUsize,
+    /// Requests received, failed ones included.
+    received: AtomicUsize,
+    /// How many of the first requests fail with `fail_status`.
+    fail_first: usize,
+    fail_status: u16,
+    /// `Retry-After` sent with a failure.
+    retry_after: Option<&'static str>,
 }
 
 const REPLY: &str = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"A"},"logprobs":{"content":[{"token":"A","logprob":-0.1,"top_logprobs":[{"token":"A","logprob":-0.1},{"token":"B","logprob":-2.0}]}]}}]}"#;
 
-async fn slow(State(s): State<Arc<Stats>>) -> ([(&'static str, &'static str); 1], &'static str) {
+async fn slow(State(s): State<Arc<Stats>>) -> axum::response::Response {
+    if s.received.fetch_add(1, Ordering::SeqCst) < s.fail_first {
+        let mut r = axum::response::Response::new(axum::body::Body::from(
+            r#"{"error":{"message":"busy"}}"#,
+        ));
+        *r.status_mut() = axum::http::StatusCode::from_u16(s.fail_status).unwrap();
+        if let Some(a) = s.retry_after {
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static(a));
+        }
+        return r;
+    }
     let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
     s.in_flight.fetch_sub(1, Ordering::SeqCst);
     s.served.fetch_add(1, Ordering::SeqCst);
-    ([("content-type", "application/json")], REPLY)
+    let mut r = axum::response::Response::new(axum::body::Body::from(REPLY));
+    r.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 /// Start a stub on its own thread; its API root and counters.
 fn stub() -> (String, Arc<Stats>) {
-    let stats = Arc::new(Stats::default());
+    stub_with(Stats::default())
+}
+
+/// A stub with the given failure behaviour.
+fn stub_with(stats: Stats) -> (String, Arc<Stats>) {
+    let stats = Arc::new(stats);
     let st = stats.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -115,4 +144,63 @@ fn several_base_urls_share_the_requests_round_robin() {
     run(&cfg, 10, 1);
     assert_eq!(sa.served.load(Ordering::SeqCst), 5);
     assert_eq!(sb.served.load(Ordering::SeqCst), 5);
+}
+
+#[test]
+fn a_retry_goes_to_the_next_server_of_the_fleet() {
+    // the first server fails every request; the fleet's next one answers
+    let (bad, sbad) = stub_with(Stats {
+        fail_first: usize::MAX,
+        fail_status: 503,
+        ..Stats::default()
+    });
+    let (good, sgood) = stub();
+    let mut cfg = OpenAi::new(bad, "m");
+    cfg.base_urls = vec![good];
+    cfg.backoff_ms = 1;
+    cfg.max_retries = 1;
+    run(&cfg, 4, 1);
+    // each request: one attempt on the failing server, its retry on the other one
+    assert_eq!(sbad.received.load(Ordering::SeqCst), 4);
+    assert_eq!(sbad.served.load(Ordering::SeqCst), 0);
+    assert_eq!(sgood.received.load(Ordering::SeqCst), 4);
+    assert_eq!(sgood.served.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_non_zero_retry_after_is_waited_for() {
+    let (url, stats) = stub_with(Stats {
+        fail_first: 1,
+        fail_status: 429,
+        retry_after: Some("1"),
+        ..Stats::default()
+    });
+    let mut cfg = OpenAi::new(url, "m");
+    // our own backoff is at most 1 ms: only the server's 1 s can make the wait long
+    cfg.backoff_ms = 1;
+    cfg.max_backoff_ms = 5_000;
+    let t0 = Instant::now();
+    run(&cfg, 1, 1);
+    let waited = t0.elapsed();
+    assert_eq!(stats.received.load(Ordering::SeqCst), 2);
+    assert_eq!(stats.served.load(Ordering::SeqCst), 1);
+    assert!(waited >= Duration::from_millis(1_000), "{waited:?}");
+    // and capped by max_backoff_ms: the same server asking for an hour waits 300 ms
+    let (url, stats) = stub_with(Stats {
+        fail_first: 1,
+        fail_status: 503,
+        retry_after: Some("3600"),
+        ..Stats::default()
+    });
+    let mut cfg = OpenAi::new(url, "m");
+    cfg.backoff_ms = 1;
+    cfg.max_backoff_ms = 300;
+    let t0 = Instant::now();
+    run(&cfg, 1, 1);
+    let waited = t0.elapsed();
+    assert_eq!(stats.served.load(Ordering::SeqCst), 1);
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(30),
+        "{waited:?}"
+    );
 }

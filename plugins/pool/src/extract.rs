@@ -1,4 +1,4 @@
-//! The answer extractor for free-text responses (rgd.md, stage 3), in this order:
+//! The answer extractor for free-text responses (docs/rgd.md, stage 3), in this order:
 //! "The answer is (X)", then `\boxed{X}`, then the last "(X)", then the last isolated capital
 //! letter in range; otherwise unparsed. Letters outside the question's options never count.
 

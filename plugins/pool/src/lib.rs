@@ -61,7 +61,7 @@ pub enum AnswerMode {
     /// Score the option letters in one forward pass (local models).
     #[default]
     Score,
-    /// Reason in free text and end with "The answer is (X)" (rgd.md's prompt, for backends
+    /// Reason in free text and end with "The answer is (X)" (docs/rgd.md's prompt, for backends
     /// that generate instead of scoring); the letter comes from [`extract::extract_answer`],
     /// the confidence is the reply's mean token log-probability. Greedy decoding.
     Generate {
@@ -70,7 +70,7 @@ pub enum AnswerMode {
     },
 }
 
-/// rgd.md's free-text prompt: the question, the choices, then the instruction to reason step
+/// docs/rgd.md's free-text prompt: the question, the choices, then the instruction to reason step
 /// by step and finish with "The answer is (X)".
 pub fn cot_request(q: &Question, max_tokens: usize) -> GenerateRequest {
     let mut user = format!("{}\n\nChoices:\n", q.text.trim());
