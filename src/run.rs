@@ -147,6 +147,10 @@ pub fn run(
     let (mut ds, cache, data_report) =
         crate::data::load(registry, &pipeline, ctx, cache_args, quiet)?;
     ds.validate()?;
+    // legal but suspicious data: said even with --quiet
+    for w in ds.warnings() {
+        eprintln!("warning: {w}");
+    }
     let filter_types: Vec<String> = pipeline
         .filters
         .iter()

@@ -23,20 +23,46 @@ pub struct ServeArgs {
     /// Environment variable holding a bearer token that requests must carry (none: open).
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
-    /// Largest request body, in KiB.
-    #[arg(long, default_value_t = 1024)]
-    pub max_body_kib: usize,
+    /// Largest request body, in KiB (1 to 1048576, i.e. 1 GiB).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub max_body_kib: u64,
+    /// Seconds a client has to send a request's headers.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
+    pub header_timeout_s: f64,
+    /// Seconds a client has to send a request's body (408 after).
+    #[arg(long, default_value_t = 30.0, value_parser = seconds)]
+    pub body_timeout_s: f64,
+    /// Seconds after which a connection with no request in progress and no traffic is closed.
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
+    pub idle_timeout_s: f64,
+    /// Most connections at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_connections: u64,
     /// Name served as `rgd:NAME` (default: the artifact's file name without `.json`).
     #[arg(long)]
     pub name: Option<String>,
+}
+
+/// A number of seconds from 0.001 to one day.
+fn seconds(v: &str) -> std::result::Result<f64, String> {
+    let s: f64 = v.parse().map_err(|e| format!("{e}"))?;
+    if (0.001..=86_400.0).contains(&s) {
+        Ok(s)
+    } else {
+        Err(format!("{s} is not a number of seconds from 0.001 to 86400"))
+    }
 }
 
 /// Load a trained router artifact.
 pub fn load_router(artifact: &Path) -> Result<Box<dyn rgd_core::TrainedRouter>> {
     let text = std::fs::read_to_string(artifact)
         .with_context(|| format!("reading {}", artifact.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))
+    let trained: Box<dyn rgd_core::TrainedRouter> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
+    trained
+        .validate()
+        .with_context(|| format!("{}: a damaged or foreign artifact", artifact.display()))?;
+    Ok(trained)
 }
 
 /// Load the artifact and its embedder (`embedder.toml` beside it).
@@ -58,6 +84,16 @@ pub fn load_artifact(
     let t: toml::Table = toml::from_str(&src).with_context(|| spec.display().to_string())?;
     let e = registry.build_embedder(t, &spec.display().to_string())?;
     Ok((trained, e))
+}
+
+/// The connection limits the arguments ask for.
+fn limits(a: &ServeArgs) -> rgd_serve::Limits {
+    rgd_serve::Limits {
+        header_timeout: std::time::Duration::from_secs_f64(a.header_timeout_s),
+        body_timeout: std::time::Duration::from_secs_f64(a.body_timeout_s),
+        idle_timeout: std::time::Duration::from_secs_f64(a.idle_timeout_s),
+        max_connections: a.max_connections as usize,
+    }
 }
 
 /// Run the server until the process is stopped.
@@ -97,7 +133,8 @@ pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
         embedder,
         members,
         token,
-        max_body_bytes: a.max_body_kib * 1024,
+        max_body_bytes: (a.max_body_kib * 1024) as usize,
+        limits: limits(a),
     })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -118,7 +155,7 @@ pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
         println!("listening on http://{addr}");
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        rgd_serve::serve_until_ctrl_c(listener, app).await?;
+        rgd_serve::serve_until_ctrl_c(listener, app, limits(a)).await?;
         Ok(())
     })
 }

@@ -200,10 +200,32 @@ impl Split {
                 self.embeddings.nrows()
             )));
         }
+        if n > 0 && self.embeddings.ncols() == 0 {
+            return Err(ctx("the embeddings have no dimension (0 values per question)".into()));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, q) in self.questions.iter().enumerate() {
             if !seen.insert(q.id.as_str()) {
                 return Err(ctx(format!("duplicate question id `{}`", q.id)));
+            }
+            let n_opt = q.options.len();
+            if n_opt > 0 {
+                if let Some(a) = q.answer.filter(|a| a.index() >= n_opt) {
+                    return Err(ctx(format!(
+                        "question `{}`: answer `{}` but only {n_opt} options",
+                        q.id,
+                        a.as_char()
+                    )));
+                }
+                for (m, c) in self.responses.choice.row(i).iter().enumerate() {
+                    if let Some(c) = c.filter(|c| c.index() >= n_opt) {
+                        return Err(ctx(format!(
+                            "question `{}`: model {m} chose `{}` but there are only {n_opt} options",
+                            q.id,
+                            c.as_char()
+                        )));
+                    }
+                }
             }
             if let Some(bad) = self.embeddings.row(i).iter().find(|v| !v.is_finite()) {
                 return Err(ctx(format!(
@@ -230,10 +252,30 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Validate both splits and that their embedding dimensions agree.
+    /// Validate both splits and that their embedding dimensions agree; the pool has at least
+    /// one model and no name twice; the test split has questions and an answer key to score.
     pub fn validate(&self) -> Result<()> {
+        if self.models.is_empty() {
+            return Err(Error::Data("the pool has no model".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(m) = self.models.iter().find(|m| !seen.insert(m.as_str())) {
+            return Err(Error::Data(format!("the pool names model `{m}` twice")));
+        }
         self.train.validate(self.models.len())?;
         self.test.validate(self.models.len())?;
+        if self.test.is_empty() {
+            return Err(Error::Data(format!(
+                "split `{}`: no test question, so nothing can be evaluated",
+                self.test.name
+            )));
+        }
+        if self.test.questions.iter().all(|q| q.answer.is_none()) {
+            return Err(Error::Data(format!(
+                "split `{}`: no test question has a gold answer, so no accuracy can be computed",
+                self.test.name
+            )));
+        }
         let (a, b) = (self.train.embeddings.ncols(), self.test.embeddings.ncols());
         if !self.train.is_empty() && !self.test.is_empty() && a != b {
             return Err(Error::Data(format!(
@@ -241,6 +283,49 @@ impl Dataset {
             )));
         }
         Ok(())
+    }
+}
+
+impl Dataset {
+    /// What is legal but suspicious, one line each: a model that never answers a split, a
+    /// split on which no model is ever right, test questions without a gold answer.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for split in [&self.train, &self.test] {
+            if split.is_empty() {
+                continue;
+            }
+            for (m, name) in self.models.iter().enumerate() {
+                if split.responses.choice.column(m).iter().all(|c| c.is_none()) {
+                    out.push(format!(
+                        "model `{name}` answered none of the {} questions of split `{}`",
+                        split.len(),
+                        split.name
+                    ));
+                }
+            }
+            let keyed = split.questions.iter().filter(|q| q.answer.is_some()).count();
+            let right = (0..split.len())
+                .filter(|&q| {
+                    (0..self.models.len())
+                        .any(|m| split.responses.is_correct(q, m, split.questions[q].answer))
+                })
+                .count();
+            if keyed > 0 && right == 0 {
+                out.push(format!(
+                    "no model answers any of the {keyed} keyed questions of split `{}` right: check the answer letters",
+                    split.name
+                ));
+            }
+        }
+        let unkeyed = self.test.questions.iter().filter(|q| q.answer.is_none()).count();
+        if unkeyed > 0 {
+            out.push(format!(
+                "{unkeyed} of the {} test questions have no gold answer: they count as wrong for every router",
+                self.test.len()
+            ));
+        }
+        out
     }
 }
 

@@ -51,6 +51,34 @@ struct RawPipeline {
     seed: u64,
 }
 
+/// Longest name of a `[KIND.NAME]` table.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Check the name of a `[KIND.NAME]` table (a router, pool member, filter, source, backend).
+/// Names become file names (`routers/NAME.json`) and report keys, so they are 1 to
+/// [`MAX_NAME_LEN`] characters of ASCII letters, digits, `_`, `-` and `.`, start with a letter,
+/// a digit or `_`, and never contain `..`: no separator, no absolute path, no way out of the
+/// output folder.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !first_ok
+        || !name.chars().all(ok_char)
+        || name.contains("..")
+    {
+        return Err(format!(
+            "the name `{}` is not allowed: use 1 to {MAX_NAME_LEN} ASCII letters, digits, `_`, `-` or `.`, starting with a letter, digit or `_` (names become file names)",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 /// Where the dataset comes from.
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)] // built once per run
@@ -375,14 +403,21 @@ impl Pipeline {
             context: file.clone(),
             msg,
         };
-        let mut questions: IndexMap<String, Located> = raw
-            .questions
-            .into_iter()
-            .map(|(k, t)| {
-                let l = locate(t, &format!("questions.{k}"));
-                (k, l)
-            })
-            .collect();
+        // `[KIND.NAME]` tables: the name checked (it becomes a file name and a report key)
+        let keyed = |map: IndexMap<String, Spanned<toml::Table>>, kind: &str| {
+            map.into_iter()
+                .map(|(k, t)| {
+                    let l = locate(t, &format!("{kind}.{k}"));
+                    check_name(&k).map_err(|msg| Error::Config {
+                        context: l.context.clone(),
+                        msg,
+                    })?;
+                    Ok((k, l))
+                })
+                .collect::<Result<Vec<_>>>()
+        };
+        let mut questions: IndexMap<String, Located> =
+            keyed(raw.questions, "questions")?.into_iter().collect();
         if let Some(k) = questions.keys().find(|k| *k != "train" && *k != "test") {
             return Err(err(format!(
                 "[questions.{k}]: question tables must be named `train` or `test`"
@@ -437,14 +472,7 @@ impl Pipeline {
                         }
                     },
                     test: questions.shift_remove("test").expect("checked"),
-                    pool: raw
-                        .pool
-                        .into_iter()
-                        .map(|(k, t)| {
-                            let l = locate(t, &format!("pool.{k}"));
-                            (k, l)
-                        })
-                        .collect(),
+                    pool: keyed(raw.pool, "pool")?,
                     embedder: locate(raw.embedder.expect("checked"), "embedder"),
                 }
             }
@@ -454,43 +482,15 @@ impl Pipeline {
             base_dir: base_dir.to_path_buf(),
             data,
             cache: raw.cache.map(|c| locate(c, "cache")),
-            routers: raw
-                .routers
-                .into_iter()
-                .map(|(k, t)| {
-                    let l = locate(t, &format!("routers.{k}"));
-                    (k, l)
-                })
-                .collect(),
+            routers: keyed(raw.routers, "routers")?,
             seed: raw.seed,
-            sources: raw
-                .sources
-                .into_iter()
-                .map(|(k, t)| {
-                    let l = locate(t, &format!("sources.{k}"));
-                    (k, l)
-                })
-                .collect(),
+            sources: keyed(raw.sources, "sources")?,
             reference_source: raw.reference_source,
             training_seeds: raw.training_seeds,
             ablate_filters: raw.ablate_filters,
             plugins: raw.plugins.iter().map(|p| base_dir.join(p)).collect(),
-            backends: raw
-                .backends
-                .into_iter()
-                .map(|(k, t)| {
-                    let l = locate(t, &format!("backends.{k}"));
-                    (k, l)
-                })
-                .collect(),
-            filters: raw
-                .filters
-                .into_iter()
-                .map(|(k, t)| {
-                    let l = locate(t, &format!("filters.{k}"));
-                    (k, l)
-                })
-                .collect(),
+            backends: keyed(raw.backends, "backends")?,
+            filters: keyed(raw.filters, "filters")?,
             costs: raw
                 .costs
                 .map(|c| {

@@ -246,6 +246,11 @@ impl TrainedRouter for GuardedTrained {
     fn explain(&self, query: &Query<'_>) -> Option<String> {
         catch_unwind(AssertUnwindSafe(|| self.inner.explain(query))).unwrap_or(None)
     }
+    fn validate(&self) -> Result<()> {
+        guard(&format!("router `{}`", self.name), "validate", || {
+            self.inner.validate()
+        })
+    }
 }
 
 /// A plugin's filter behind a panic guard.

@@ -435,7 +435,13 @@ impl Registry {
     /// Build a router.
     pub fn build_router(&self, table: toml::Table, context: &str) -> Result<Box<dyn Router>> {
         match self.build(Kind::Router, table, context)? {
-            Component::Router(r) => Ok(r),
+            Component::Router(r) => {
+                r.check().map_err(|e| Error::Config {
+                    context: context.to_string(),
+                    msg: e.to_string(),
+                })?;
+                Ok(r)
+            }
             other => Err(wrong_kind(context, Kind::Router, &other)),
         }
     }

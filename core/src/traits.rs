@@ -210,6 +210,12 @@ pub trait Router: Send + Sync + Debug {
     fn supervision(&self) -> Supervision {
         Supervision::QueryOnly
     }
+    /// Check the hyper-parameters (finite, in range, within size ceilings). The registry calls
+    /// it when the router is built from its table, so a bad value is an error naming the
+    /// table before any data loads.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a router learns from.
@@ -250,6 +256,74 @@ pub trait TrainedRouter: Send + Sync + Debug {
     /// A one-line human explanation of the decision (cluster, subject, neighbours used).
     fn explain(&self, _query: &Query<'_>) -> Option<String> {
         None
+    }
+    /// Check a loaded artifact before it routes anything: shapes agree with `models` and
+    /// with each other, values are finite, parameters in range. An artifact is read from
+    /// outside (edited, foreign or cut short), so every router with state overrides this; the
+    /// error names the field (`rgd route` and `rgd serve` add the file).
+    fn validate(&self) -> Result<()> {
+        artifact::models(self.models())
+    }
+}
+
+/// Checks shared by [`TrainedRouter::validate`] implementations; each error names the field.
+pub mod artifact {
+    use crate::{Error, Result};
+
+    fn bad(field: &str, msg: impl std::fmt::Display) -> Error {
+        Error::Data(format!("artifact field `{field}`: {msg}"))
+    }
+
+    /// `models` is non-empty and has no duplicate.
+    pub fn models(models: &[String]) -> Result<()> {
+        if models.is_empty() {
+            return Err(bad("models", "empty"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for m in models {
+            if !seen.insert(m) {
+                return Err(bad("models", format!("`{m}` appears twice")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `field` has `want` values.
+    pub fn len(field: &str, got: usize, want: usize, of: &str) -> Result<()> {
+        if got == want {
+            Ok(())
+        } else {
+            Err(bad(field, format!("{got} values, expected {want} ({of})")))
+        }
+    }
+
+    /// Every value of `field` is finite.
+    pub fn finite<'a, T: Into<f64> + Copy + 'a>(
+        field: &str,
+        values: impl IntoIterator<Item = &'a T>,
+    ) -> Result<()> {
+        match values.into_iter().position(|v| !(*v).into().is_finite()) {
+            None => Ok(()),
+            Some(i) => Err(bad(field, format!("value {i} is not a finite number"))),
+        }
+    }
+
+    /// `value` lies in `lo..=hi` (which rejects NaN).
+    pub fn range(field: &str, value: f64, lo: f64, hi: f64) -> Result<()> {
+        if value >= lo && value <= hi {
+            Ok(())
+        } else {
+            Err(bad(field, format!("{value} is outside {lo}..={hi}")))
+        }
+    }
+
+    /// `value` is a positive finite number.
+    pub fn positive(field: &str, value: f64) -> Result<()> {
+        if value > 0.0 && value.is_finite() {
+            Ok(())
+        } else {
+            Err(bad(field, format!("{value} must be a positive finite number")))
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Bad input: clear errors naming the file, key or line — never a panic.
 
-use crate::common::{edit_json, fixture_copy, layout_pipeline, rgd, stderr};
+use crate::common::{copy_tree, edit_json, fixture_copy, layout_pipeline, rgd, stderr};
 use std::path::Path;
 
 fn run_err(dir: &Path, pipeline: &Path) -> String {
@@ -325,6 +325,243 @@ fn bad_ablation_plugin_and_recording_keys_are_named() {
     assert!(
         e.contains("[generate]")
             && e.contains("a path or a list of paths, found integer in the list"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_table_name_that_is_a_path_is_refused_before_anything_is_written() {
+    let t = tempfile::tempdir().unwrap();
+    let work = t.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let victim = t.path().join("victim.json");
+    std::fs::write(&victim, "keep me").unwrap();
+    let world = "[data]\ntype = \"simulated\"\nsubjects = 2\n\n";
+    for (table, name) in [
+        ("routers", "\"../victim\""),
+        ("routers", "\"/tmp/abs\""),
+        ("routers", "\"a/b\""),
+        ("routers", "\"..\""),
+        ("routers", "\"\""),
+        ("routers", "\"x y\""),
+        ("pool", "\"../p\""),
+        ("filters", "\".hidden\""),
+        ("sources", "\"s\\\\t\""),
+    ] {
+        let body = match table {
+            "routers" => "type = \"cascal\"",
+            "filters" => "type = \"validity\"",
+            _ => "type = \"simulated\"",
+        };
+        let p = work.join("p.toml");
+        std::fs::write(
+            &p,
+            format!("{world}[routers.ok]\ntype = \"cascal\"\n\n[{table}.{name}]\n{body}\n"),
+        )
+        .unwrap();
+        for cmd in ["run", "train"] {
+            let o = rgd(&work, &[cmd, "p.toml", "--out", "out", "-q"]);
+            let e = stderr(&o);
+            assert!(!o.status.success(), "{table}.{name} {cmd}: {e}");
+            assert!(!e.contains("panicked"), "{e}");
+            assert!(
+                e.contains("p.toml:") && e.contains(&format!("[{table}.")) && e.contains("is not allowed"),
+                "{table}.{name} {cmd}: {e}"
+            );
+        }
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!work.join("out").exists());
+    assert!(!Path::new("/tmp/abs.json").exists());
+}
+
+#[test]
+fn the_bad_input_corpus_fails_with_the_expected_errors() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bad-input/pipelines");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 15, "{}", files.len());
+    let mut failures = Vec::new();
+    for f in &files {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let o = rgd(
+            t.path(),
+            &["run", f.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"],
+        );
+        let e = stderr(&o);
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let expects: Vec<String> = std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: ").map(str::to_string))
+            .collect();
+        assert!(!expects.is_empty(), "{name} has no `# expect:` line");
+        if o.status.code() != Some(1) {
+            failures.push(format!("{name}: exit {:?}: {e}", o.status.code()));
+        } else if e.contains("panicked") {
+            failures.push(format!("{name}: panicked: {e}"));
+        } else if out.join("results.json").exists() {
+            failures.push(format!("{name}: wrote results"));
+        } else if let Some(x) = expects.iter().find(|x| !e.contains(x.as_str())) {
+            failures.push(format!("{name}: stderr lacks `{x}`: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(!Path::new("/tmp/rgd-abs.json").exists());
+}
+
+/// Train every router on a small simulated world and return (dir, embedding of a query).
+fn trained_artifacts() -> (tempfile::TempDir, String) {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("p.toml"),
+        "[data]\ntype = \"simulated\"\nsubjects = 3\ntrain_per_subject = 40\ntest_per_subject = 10\ndim = 8\n\n[routers.cascal]\ntype = \"cascal\"\n\n[routers.knn]\ntype = \"knn\"\n\n[routers.best_single]\ntype = \"best_single\"\n\n[routers.mlp]\ntype = \"mlp\"\nepochs = 2\n\n[routers.dawid_skene]\ntype = \"dawid_skene\"\n",
+    )
+    .unwrap();
+    let o = rgd(t.path(), &["train", "p.toml", "--out", "out", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = serde_json::to_string(&vec![0.25f32; 8]).unwrap();
+    (t, e)
+}
+
+#[test]
+fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
+    let (t, emb) = trained_artifacts();
+    let routers = t.path().join("out/routers");
+    let route = |file: &str| {
+        rgd(
+            t.path(),
+            &[
+                "route",
+                routers.join(file).to_str().unwrap(),
+                "q",
+                "--embedding",
+                &emb,
+            ],
+        )
+    };
+    // every untouched artifact routes
+    for f in ["cascal.json", "knn.json", "best_single.json", "mlp.json", "dawid_skene.json"] {
+        let o = route(f);
+        assert!(o.status.success(), "{f}: {}", stderr(&o));
+    }
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "cascal.json",
+            Box::new(|v| v["models"].as_array_mut().unwrap().push("extra".into())),
+            "artifact field `global`: 6 values, expected 7",
+        ),
+        (
+            "cascal.json",
+            Box::new(|v| {
+                v["subjects"][0]["clusters"][0]["centroid"]
+                    .as_array_mut()
+                    .unwrap()
+                    .pop();
+            }),
+            "subjects[0].clusters[0].centroid`: 7 values, expected 8",
+        ),
+        (
+            "cascal.json",
+            Box::new(|v| v["models"][1] = v["models"][0].clone()),
+            "artifact field `models`: `M0` appears twice",
+        ),
+        (
+            "knn.json",
+            Box::new(|v| {
+                v["ids"].as_array_mut().unwrap().truncate(3);
+            }),
+            "artifact field `ids`: 3 values, expected 120",
+        ),
+        (
+            "best_single.json",
+            Box::new(|v| {
+                v["scores"].as_array_mut().unwrap().pop();
+            }),
+            "artifact field `scores`: 5 values, expected 6",
+        ),
+        (
+            "mlp.json",
+            Box::new(|v| v["b2"]["data"] = serde_json::json!([0.0])),
+            "b2",
+        ),
+        (
+            "dawid_skene.json",
+            Box::new(|v| v["subjects"][0]["accuracy"][0] = serde_json::json!(1.5)),
+            "artifact field `subjects[0].accuracy`: 1.5 is outside 0..=1",
+        ),
+    ];
+    for (file, edit, want) in cases {
+        let path = routers.join(file);
+        let original = std::fs::read_to_string(&path).unwrap();
+        edit_json(&path, |v| edit(v));
+        let o = route(file);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{file} {want}: {e}");
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(e.contains(file) && e.contains(want), "{file}: want `{want}` in: {e}");
+        std::fs::write(&path, original).unwrap();
+    }
+}
+
+#[test]
+fn data_that_cannot_be_scored_is_refused_and_suspicious_data_is_warned_about() {
+    let (t, root) = fixture_copy();
+    let p = layout_pipeline(t.path(), "layout", "");
+    let test = root.join("Data/SYN/test.json");
+    let original = std::fs::read_to_string(&test).unwrap();
+    // an answer letter beyond the question's four options
+    edit_json(&test, |v| {
+        for q in v.as_array_mut().unwrap() {
+            q["answer"] = "E".into();
+        }
+    });
+    let e = run_err(t.path(), &p);
+    assert!(e.contains("answer `E` but only 4 options"), "{e}");
+    // no gold answer at all: nothing can be scored
+    edit_json(&test, |v| {
+        for q in v.as_array_mut().unwrap() {
+            q["answer"] = serde_json::Value::Null;
+        }
+    });
+    let e = run_err(t.path(), &p);
+    assert!(e.contains("no test question has a gold answer"), "{e}");
+    std::fs::write(&test, &original).unwrap();
+    // a model that chose a letter beyond the options
+    let m0 = root.join("Model_Responses/SYN-train/M0.json");
+    edit_json(&m0, |v| v[0]["selected_choice"] = "F".into());
+    let e = run_err(t.path(), &p);
+    assert!(e.contains("model 0 chose `F` but there are only 4 options"), "{e}");
+    // zero-dimensional embeddings
+    copy_tree(&crate::common::fixture_dir(), &root);
+    for split in ["train", "test"] {
+        edit_json(&root.join(format!("embeddings/SYN-{split}.json")), |v| {
+            for (_, e) in v.as_object_mut().unwrap() {
+                *e = serde_json::json!([]);
+            }
+        });
+    }
+    let e = run_err(t.path(), &p);
+    assert!(e.contains("0 values per question") || e.contains("no dimension"), "{e}");
+    // legal but suspicious: a model that never answers the test split is warned about
+    copy_tree(&crate::common::fixture_dir(), &root);
+    let m5 = root.join("Model_Responses/SYN-test/M5.json");
+    edit_json(&m5, |v| {
+        for r in v.as_array_mut().unwrap() {
+            r["selected_choice"] = "N/A".into();
+        }
+    });
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "o", "-q"]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(
+        e.contains("warning: model `M5` answered none of the 800 questions of split `test`"),
         "{e}"
     );
 }

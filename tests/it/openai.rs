@@ -490,9 +490,23 @@ fn serve_routes_top1_and_top3_to_the_models_the_router_chose_and_falls_back() {
     err(r, 400, "invalid_request");
     let big = ask("rgd:cascal", &"x".repeat(2 * 1024 * 1024));
     err(post(&s, &big, Some("tok")), 413, "request_too_large");
+    let mut bad_stream = ask("rgd:cascal", Q);
+    bad_stream["stream"] = json!("yes");
+    err(post(&s, &bad_stream, Some("tok")), 400, "invalid_request");
+    // a declared body over the limit is refused before it is sent
+    let r = c
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth("tok")
+        .header("content-type", "application/json")
+        .header("content-length", "50000000000")
+        .body("{}")
+        .send();
+    if let Ok(r) = r {
+        err(r, 413, "request_too_large");
+    }
+    // the model list is open, as documented (no token)
     let models: Value = c
         .get(format!("{}/v1/models", s.url))
-        .bearer_auth("tok")
         .send()
         .unwrap()
         .json()
@@ -554,4 +568,120 @@ impl TapMkdir for PathBuf {
         std::fs::create_dir_all(&self).unwrap();
         self
     }
+}
+
+/// Train CASCAL on the fake server's models; (fake, tempdir, artifact, backends pipeline).
+fn trained_on_fake() -> (Fake, tempfile::TempDir, PathBuf, PathBuf) {
+    let fake = Fake::start();
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("calls.sqlite");
+    let p = pipeline(t.path(), &fake, &["steady", "other", "third"], &cache);
+    let out = t.path().join("out");
+    let o = rgd(
+        t.path(),
+        &["train", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    (fake, t, out.join("routers/cascal.json"), p)
+}
+
+/// Is the peer's side of `s` closed (EOF or reset), reading past whatever it sent first?
+fn closed(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn serve_sheds_idle_and_half_sent_clients_and_keeps_answering() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let (_fake, _t, artifact, p) = trained_on_fake();
+    let s = serve(
+        &artifact,
+        &p,
+        &[
+            "--idle-timeout-s",
+            "3",
+            "--header-timeout-s",
+            "2",
+            "--body-timeout-s",
+            "2",
+        ],
+        &[],
+    );
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut half: Vec<std::net::TcpStream> = (0..50)
+        .map(|i| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            // half of them stop inside the headers, half inside a declared body
+            let part: &[u8] = if i % 2 == 0 {
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Ty"
+            } else {
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"model\""
+            };
+            c.write_all(part).unwrap();
+            c
+        })
+        .collect();
+    let opened = Instant::now();
+    // a normal client is answered promptly while the 350 are held open
+    let c = reqwest::blocking::Client::new();
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        let r = post(&s, &ask("rgd:cascal", Q), None);
+        assert_eq!(r.status(), 200);
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        let t0 = Instant::now();
+        assert_eq!(c.get(format!("{}/health", s.url)).send().unwrap().status(), 200);
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    }
+    // within the idle timeout (3 s) plus a margin, every idle and half-sent socket is closed
+    while opened.elapsed() < Duration::from_millis(4500) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let still_idle = idle.iter_mut().filter(|s| !closed(s)).count();
+    let still_half = half.iter_mut().filter(|s| !closed(s)).count();
+    assert_eq!((still_idle, still_half), (0, 0), "sockets still open");
+    // and the server still answers
+    assert_eq!(post(&s, &ask("rgd:cascal", Q), None).status(), 200);
+}
+
+#[test]
+fn serve_answers_503_beyond_its_connection_cap() {
+    let (_fake, _t, artifact, p) = trained_on_fake();
+    let s = serve(&artifact, &p, &["--max-connections", "8"], &[]);
+    let addr = s.url.trim_start_matches("http://").to_string();
+    let held: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/health", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "too_many_connections", "{v}");
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}/health", s.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -156,6 +156,18 @@ struct World {
     conf_mean: Vec<f64>,
 }
 
+/// Most subjects of a simulated world.
+pub const MAX_SUBJECTS: usize = 10_000;
+/// Most niches per subject.
+pub const MAX_NICHES: usize = 1_000;
+/// Most pool models.
+pub const MAX_MODELS: usize = 1_000;
+/// Largest embedding dimension (the largest embedders in use have 4,096).
+pub const MAX_DIM: usize = 16_384;
+/// Most values (embedding entries and responses) in one split: 4 GB of f32 embeddings, so a
+/// 1M-question, 384-d world fits and a typo does not abort on allocation.
+pub const MAX_VALUES: u64 = 1_000_000_000;
+
 impl Simulated {
     fn check(&self) -> Result<(), SimError> {
         let bad = |m: String| Err(SimError::Invalid(m));
@@ -210,8 +222,46 @@ impl Simulated {
         {
             return bad(format!("generator_skill must be in [0, 1], got {g}"));
         }
-        if !(self.confidence_sd >= 0.0) {
-            return bad("confidence_sd must be >= 0".into());
+        if !(self.confidence_sd >= 0.0 && self.confidence_sd.is_finite()) {
+            return bad("confidence_sd must be a finite number >= 0".into());
+        }
+        let [lo, hi] = self.base_skill;
+        if !(0.0 <= lo && lo <= hi && hi <= 1.0) {
+            return bad(format!(
+                "base_skill must be a range [low, high] with 0 <= low <= high <= 1, got [{lo}, {hi}]"
+            ));
+        }
+        for (k, v) in [
+            ("niche_boost", self.niche_boost),
+            ("niche_penalty", self.niche_penalty),
+            ("niche_spread", self.niche_spread),
+            ("noise", self.noise),
+            ("confidence_gap", self.confidence_gap),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return bad(format!("{k} must be a finite number >= 0, got {v}"));
+            }
+        }
+        // ceilings: a typo such as dim = 1e9 must be an error, not an allocation abort
+        for (k, v, max) in [
+            ("subjects", self.subjects, MAX_SUBJECTS),
+            ("niches", self.niches, MAX_NICHES),
+            ("models", self.models, MAX_MODELS),
+            ("dim", self.dim, MAX_DIM),
+        ] {
+            if v > max {
+                return bad(format!("{k} must be at most {max}, got {v}"));
+            }
+        }
+        let per_subject = self.train_per_subject.max(self.test_per_subject);
+        let values = (self.subjects as u128)
+            * (per_subject as u128)
+            * (self.dim as u128 + self.models as u128);
+        if values > MAX_VALUES as u128 {
+            return bad(format!(
+                "subjects x questions per subject x (dim + models) = {values} values, more than {MAX_VALUES} (about {} GB)",
+                MAX_VALUES * 4 / 1_000_000_000
+            ));
         }
         Ok(())
     }

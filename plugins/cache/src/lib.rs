@@ -57,6 +57,21 @@ pub enum CacheError {
         /// The cache file or recording replayed.
         cache: PathBuf,
     },
+    /// A stored answer parses but cannot be the answer to its request (wrong number of
+    /// values, a non-finite number): an edited or damaged record.
+    #[error("call cache {}: the stored answer for {op} on `{identity}` (key {key}) does not fit its request: {detail}; delete the record or rerun with `--live` against a fresh cache", path.display())]
+    BadRecord {
+        /// The cache file or recording.
+        path: PathBuf,
+        /// Operation.
+        op: String,
+        /// Backend identity.
+        identity: String,
+        /// The record's key.
+        key: String,
+        /// What does not fit.
+        detail: String,
+    },
     /// A recording line is malformed.
     #[error("{}:{line}: {msg}", path.display())]
     Recording {
@@ -296,12 +311,15 @@ impl CallCache {
         Ok(())
     }
 
-    /// Serve a call from the cache or compute (and, in read_write mode, store) it.
+    /// Serve a call from the cache or compute (and, in read_write mode, store) it. A stored
+    /// answer is checked against its request with `fits` (an error naming the key when it does
+    /// not fit: records are read from outside).
     pub fn call<Q: Serialize, R: Serialize + DeserializeOwned>(
         &self,
         identity: &str,
         op: &str,
         request: &Q,
+        fits: impl Fn(&R) -> Result<(), String>,
         compute: impl FnOnce() -> rgd_core::Result<R>,
     ) -> rgd_core::Result<R> {
         if self.inner.mode == CacheMode::Off {
@@ -313,6 +331,13 @@ impl CallCache {
         let key = Self::key(identity, op, &req);
         if let Some(resp) = self.get_raw(&key)? {
             if let Ok(v) = serde_json::from_str(&resp) {
+                fits(&v).map_err(|detail| CacheError::BadRecord {
+                    path: self.inner.path.clone(),
+                    op: op.to_string(),
+                    identity: identity.to_string(),
+                    key: key.clone(),
+                    detail,
+                })?;
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 self.touch(&key);
                 return Ok(v);
@@ -542,6 +567,38 @@ impl CallCache {
     }
 }
 
+/// A stored letter score fits its request: one finite log-probability per option.
+fn fits_score(req: &ScoreRequest, r: &ChoiceScores) -> Result<(), String> {
+    if r.logprobs.len() != req.n_options {
+        return Err(format!(
+            "{} log-probabilities for {} options",
+            r.logprobs.len(),
+            req.n_options
+        ));
+    }
+    if let Some(v) = r.logprobs.iter().find(|v| !v.is_finite() || **v > 1e-9) {
+        return Err(format!("log-probability {v} is not a finite number <= 0"));
+    }
+    if !(r.seconds >= 0.0 && r.seconds.is_finite()) {
+        return Err(format!("seconds {} is not a finite number >= 0", r.seconds));
+    }
+    Ok(())
+}
+
+/// A stored generation is well formed: a finite confidence <= 0, a non-negative duration.
+fn fits_generation(g: &Generation) -> Result<(), String> {
+    if g.mean_logprob.is_nan() || g.mean_logprob > 1e-9 {
+        return Err(format!(
+            "mean_logprob {} is not a number <= 0",
+            g.mean_logprob
+        ));
+    }
+    if !(g.seconds >= 0.0 && g.seconds.is_finite()) {
+        return Err(format!("seconds {} is not a finite number >= 0", g.seconds));
+    }
+    Ok(())
+}
+
 /// An LLM backend whose every call goes through the cache.
 #[derive(Debug)]
 pub struct CachedBackend {
@@ -556,13 +613,14 @@ impl LlmBackend for CachedBackend {
         self.inner.identity()
     }
     fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
-        self.cache.call(&self.inner.identity(), "score", req, || {
-            self.inner.score_choices(req)
-        })
+        self.cache
+            .call(&self.inner.identity(), "score", req, |r| fits_score(req, r), || {
+                self.inner.score_choices(req)
+            })
     }
     fn generate(&self, req: &GenerateRequest) -> rgd_core::Result<Generation> {
         self.cache
-            .call(&self.inner.identity(), "generate", req, || {
+            .call(&self.inner.identity(), "generate", req, fits_generation, || {
                 self.inner.generate(req)
             })
     }
@@ -575,7 +633,7 @@ impl LlmBackend for CachedBackend {
         let mut streamed = false;
         let g = self
             .cache
-            .call(&self.inner.identity(), "generate", req, || {
+            .call(&self.inner.identity(), "generate", req, fits_generation, || {
                 streamed = true;
                 self.inner.generate_stream(req, on_text)
             })?;
@@ -616,6 +674,16 @@ impl Embedder for CachedEmbedder {
                     .get_raw(&key)?
                     .and_then(|r| serde_json::from_str::<Vec<f32>>(&r).ok())
             };
+            if hit.as_ref().is_some_and(|v| v.is_empty()) {
+                return Err(CacheError::BadRecord {
+                    path: self.cache.inner.path.clone(),
+                    op: "embed".into(),
+                    identity: id,
+                    key,
+                    detail: "an empty vector".into(),
+                }
+                .into());
+            }
             if hit.is_some() {
                 self.cache.inner.hits.fetch_add(1, Ordering::Relaxed);
                 self.cache.touch(&key);
@@ -673,6 +741,81 @@ impl Embedder for CachedEmbedder {
 mod tests {
     use super::*;
 
+    /// A backend that always scores A highest among the request's options.
+    #[derive(Debug)]
+    struct Fixed;
+    impl LlmBackend for Fixed {
+        fn identity(&self) -> String {
+            "fixed#1".into()
+        }
+        fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
+            let mut logprobs = vec![-3.0; req.n_options];
+            logprobs[0] = -0.1;
+            Ok(ChoiceScores {
+                logprobs,
+                seconds: 0.5,
+            })
+        }
+        fn generate(&self, _: &GenerateRequest) -> rgd_core::Result<Generation> {
+            unreachable!("not used")
+        }
+    }
+
+    #[test]
+    fn a_stored_answer_that_does_not_fit_its_request_is_an_error_naming_the_key() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("c.sqlite");
+        let cache = CallCache::open(&p, CacheMode::ReadWrite).unwrap();
+        let b = CachedBackend {
+            inner: Box::new(Fixed),
+            cache: cache.clone(),
+        };
+        let req = ScoreRequest {
+            messages: vec![rgd_core::Message {
+                role: "user".into(),
+                content: "2+2? (A) 4 (B) 5 (C) 6 (D) 7".into(),
+            }],
+            n_options: 4,
+            answer_prefix: "Answer:".into(),
+        };
+        assert_eq!(b.score_choices(&req).unwrap().logprobs.len(), 4);
+        let key = CallCache::key(
+            "fixed#1",
+            "score",
+            &serde_json::to_string(&req).unwrap(),
+        );
+        let req_text = serde_json::to_string(&req).unwrap();
+        for (stored, want) in [
+            (r#"{"logprobs":[-0.1]}"#, "1 log-probabilities for 4 options"),
+            (
+                r#"{"logprobs":[-0.1,-3.0,-3.0,2.5],"seconds":0.5}"#,
+                "log-probability 2.5 is not a finite number <= 0",
+            ),
+            (
+                r#"{"logprobs":[-0.1,-3.0,-3.0,-3.0],"seconds":-1.0}"#,
+                "seconds -1 is not a finite number >= 0",
+            ),
+        ] {
+            cache
+                .put_raw(&key, "fixed#1", "score", &req_text, stored)
+                .unwrap();
+            let e = b.score_choices(&req).unwrap_err().to_string();
+            assert!(e.contains(&key) && e.contains(want), "{e}");
+        }
+        // a recording with the same record is refused on replay as well
+        cache
+            .put_raw(&key, "fixed#1", "score", &req_text, r#"{"logprobs":[-0.1]}"#)
+            .unwrap();
+        let rec = t.path().join("rec.jsonl.gz");
+        cache.export(&rec, None).unwrap();
+        let replay = CachedBackend {
+            inner: Box::new(Fixed),
+            cache: CallCache::from_recording(&rec).unwrap(),
+        };
+        let e = replay.score_choices(&req).unwrap_err().to_string();
+        assert!(e.contains(&key) && e.contains("rec.jsonl.gz"), "{e}");
+    }
+
     #[test]
     fn read_write_then_replay_then_miss() {
         let t = tempfile::tempdir().unwrap();
@@ -680,13 +823,13 @@ mod tests {
         let c = CallCache::open(&p, CacheMode::ReadWrite).unwrap();
         let mut calls = 0;
         let v: Vec<f64> = c
-            .call("m#abc", "score", &("q", 1), || {
+            .call("m#abc", "score", &("q", 1), |_| Ok(()), || {
                 calls += 1;
                 Ok(vec![1.0, 2.0])
             })
             .unwrap();
         let w: Vec<f64> = c
-            .call("m#abc", "score", &("q", 1), || {
+            .call("m#abc", "score", &("q", 1), |_| Ok(()), || {
                 calls += 1;
                 Ok(vec![9.0])
             })
@@ -698,7 +841,7 @@ mod tests {
         drop(c);
         let r = CallCache::open(&p, CacheMode::ReadOnly).unwrap();
         let v2: Vec<f64> = r
-            .call("m#abc", "score", &("q", 1), || unreachable!())
+            .call("m#abc", "score", &("q", 1), |_| Ok(()), || unreachable!())
             .unwrap();
         assert_eq!(v2, v);
         let e = r
@@ -712,7 +855,7 @@ mod tests {
         let fresh = CallCache::open(&t.path().join("d.sqlite"), CacheMode::ReadWrite).unwrap();
         assert_eq!(fresh.import(&out).unwrap(), 1);
         let v3: Vec<f64> = fresh
-            .call("m#abc", "score", &("q", 1), || unreachable!())
+            .call("m#abc", "score", &("q", 1), |_| Ok(()), || unreachable!())
             .unwrap();
         assert_eq!(v3, v);
     }
@@ -732,12 +875,12 @@ mod tests {
         };
         let t = tempfile::tempdir().unwrap();
         let c = CallCache::open(&t.path().join("c.sqlite"), CacheMode::ReadWrite).unwrap();
-        let v: Vec<f64> = c.call("m#1", "score", &req, || Ok(vec![0.5])).unwrap();
+        let v: Vec<f64> = c.call("m#1", "score", &req, |_| Ok(()), || Ok(vec![0.5])).unwrap();
         let out = t.path().join("rec.jsonl.gz");
         assert_eq!(c.export(&out, None).unwrap(), 1);
         let fresh = CallCache::open(&t.path().join("d.sqlite"), CacheMode::ReadWrite).unwrap();
         assert_eq!(fresh.import(&out).unwrap(), 1);
-        let back: Vec<f64> = fresh.call("m#1", "score", &req, || unreachable!()).unwrap();
+        let back: Vec<f64> = fresh.call("m#1", "score", &req, |_| Ok(()), || unreachable!()).unwrap();
         assert_eq!(back, v);
     }
 

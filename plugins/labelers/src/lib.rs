@@ -63,14 +63,34 @@ pub struct ConsensusOutput {
 }
 
 impl Consensus {
-    /// Score a split.
-    pub fn compute(&self, split: &Split) -> Result<ConsensusOutput, LabelError> {
-        if !(self.tau > 0.0) {
+    /// Check the parameters: `tau` a finite number > 0, `z_scale` finite, `0 <= weight_min <=
+    /// weight_max <= 1`.
+    pub fn check(&self) -> Result<(), LabelError> {
+        if !(self.tau > 0.0 && self.tau.is_finite()) {
             return Err(LabelError::Invalid(format!(
-                "tau must be > 0, got {}",
+                "tau must be a finite number > 0, got {}",
                 self.tau
             )));
         }
+        if !self.z_scale.is_finite() {
+            return Err(LabelError::Invalid(format!(
+                "z_scale must be finite, got {}",
+                self.z_scale
+            )));
+        }
+        if !(0.0 <= self.weight_min && self.weight_min <= self.weight_max && self.weight_max <= 1.0)
+        {
+            return Err(LabelError::Invalid(format!(
+                "need 0 <= weight_min <= weight_max <= 1, got {} and {}",
+                self.weight_min, self.weight_max
+            )));
+        }
+        Ok(())
+    }
+
+    /// Score a split.
+    pub fn compute(&self, split: &Split) -> Result<ConsensusOutput, LabelError> {
+        self.check()?;
         let (n, m) = split.responses.choice.dim();
         let stats = rgd_core::eval::confidence_stats(split);
         let mut z = Array2::from_elem((n, m), f64::NAN);

@@ -271,14 +271,30 @@ impl OpenAi {
         if self.max_concurrency == 0 {
             return Err(bad("max_concurrency", "must be at least 1"));
         }
-        if !(self.timeout_s > 0.0) {
-            return Err(bad("timeout_s", "must be positive"));
+        // a day per request at most (a longer wait is a hang); one request a minute at the
+        // slowest (a smaller rate is a typo that would stall the run for hours)
+        if !(self.timeout_s > 0.0 && self.timeout_s <= 86_400.0) {
+            return Err(bad(
+                "timeout_s",
+                &format!("must be seconds in (0, 86400], got {}", self.timeout_s),
+            ));
         }
-        if !(self.requests_per_second >= 0.0) {
+        if !(self.requests_per_second == 0.0
+            || (self.requests_per_second >= 1.0 / 60.0 && self.requests_per_second.is_finite()))
+        {
             return Err(bad(
                 "requests_per_second",
-                "must be 0 (no limit) or positive",
+                &format!(
+                    "must be 0 (no limit) or a finite rate of at least 1/60 (one a minute), got {}",
+                    self.requests_per_second
+                ),
             ));
+        }
+        if self.max_concurrency > 4096 {
+            return Err(bad("max_concurrency", "must be at most 4096"));
+        }
+        if self.max_backoff_ms > 3_600_000 {
+            return Err(bad("max_backoff_ms", "must be at most 3600000 (an hour)"));
         }
         if !(self.fallback_confidence > 0.0 && self.fallback_confidence < 1.0) {
             return Err(bad(
@@ -1178,6 +1194,23 @@ mod tests {
                 .to_string()
                 .contains("`fallback_confidence`")
         );
+        c.fallback_confidence = 0.5;
+        // an infinite timeout (which used to panic converting to a Duration) and a rate that
+        // would stall the run for hours are refused, naming the key
+        for (timeout, rps, key) in [
+            (f64::INFINITY, 0.0, "`timeout_s`"),
+            (f64::NAN, 0.0, "`timeout_s`"),
+            (30.0, 1e-9, "`requests_per_second`"),
+            (30.0, f64::INFINITY, "`requests_per_second`"),
+        ] {
+            c.timeout_s = timeout;
+            c.requests_per_second = rps;
+            let e = c.connect().unwrap_err().to_string();
+            assert!(e.contains(key), "{timeout} {rps}: {e}");
+        }
+        c.timeout_s = 30.0;
+        c.requests_per_second = 0.5;
+        assert!(c.connect().is_ok());
     }
 
     #[test]

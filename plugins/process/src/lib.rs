@@ -108,6 +108,20 @@ impl Drop for Connection {
     }
 }
 
+/// Longest `timeout_s` accepted: one day (a reply slower than that is a hang).
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+/// `timeout_s` is a finite number of seconds in (0, [`MAX_TIMEOUT_S`]].
+fn check_timeout(timeout_s: f64) -> std::result::Result<(), String> {
+    if timeout_s > 0.0 && timeout_s <= MAX_TIMEOUT_S {
+        Ok(())
+    } else {
+        Err(format!(
+            "`timeout_s` must be a number of seconds in (0, {MAX_TIMEOUT_S}], got {timeout_s}"
+        ))
+    }
+}
+
 impl Connection {
     /// Start `command` and shake hands.
     pub fn start(command: &[String], timeout_s: f64) -> std::result::Result<Self, ProcessError> {
@@ -118,6 +132,10 @@ impl Connection {
                 msg: "`command` is empty".into(),
             });
         };
+        check_timeout(timeout_s).map_err(|msg| ProcessError::Spawn {
+            command: cmdline.clone(),
+            msg,
+        })?;
         let mut child = Command::new(prog)
             .args(args)
             .stdin(Stdio::piped())
@@ -307,6 +325,12 @@ fn default_supervision() -> Supervision {
 }
 
 impl Router for ProcessRouter {
+    fn check(&self) -> Result<()> {
+        if self.command.is_empty() {
+            return Err(rgd_core::Error::Data("`command` is empty".into()));
+        }
+        check_timeout(self.timeout_s).map_err(rgd_core::Error::Data)
+    }
     fn train(
         &self,
         train: &Split,

@@ -13,7 +13,13 @@
 //!   queries that arrive while one batch embeds go into the next) and scored by the router.
 //! - Errors are OpenAI-style JSON: 400 (bad JSON, no messages, a bad parameter), 401 (wrong
 //!   or missing bearer token when one is set), 404 (unknown model or path), 413 (body over
-//!   the limit), 502 (every candidate model failed).
+//!   the limit), 408 (a body not sent in time), 502 (every candidate model failed), 503 (over
+//!   the connection cap).
+//! - Connections are served under [`Limits`] (header, body and idle timeouts, a connection
+//!   cap): see [`conn`].
+
+pub mod conn;
+pub use conn::{Limits, serve_with_limits};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -58,6 +64,8 @@ pub struct Served {
     pub token: Option<String>,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Connection limits (the body timeout is applied by the handler).
+    pub limits: Limits,
 }
 
 /// One query waiting for its embedding.
@@ -74,6 +82,7 @@ struct St {
     member_of: Vec<usize>,
     token: Option<String>,
     max_body: usize,
+    body_timeout: std::time::Duration,
     embed_tx: std::sync::mpsc::Sender<EmbedJob>,
 }
 
@@ -104,6 +113,7 @@ pub fn app(s: Served) -> Result<Router, ServeError> {
         member_of,
         token: s.token,
         max_body: s.max_body_bytes,
+        body_timeout: s.limits.body_timeout,
         embed_tx: tx,
     });
     Ok(Router::new()
@@ -114,21 +124,25 @@ pub fn app(s: Served) -> Result<Router, ServeError> {
         .with_state(st))
 }
 
-/// Serve `app` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
-    axum::serve(listener, app).await
+/// Serve `app` on `listener` under `limits` until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+) -> std::io::Result<()> {
+    serve_with_limits(listener, app, limits, std::future::pending()).await
 }
 
-/// Serve until Ctrl-C (SIGINT), letting the requests in progress finish.
+/// Serve under `limits` until Ctrl-C (SIGINT), letting the requests in progress finish.
 pub async fn serve_until_ctrl_c(
     listener: tokio::net::TcpListener,
     app: Router,
+    limits: Limits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+    serve_with_limits(listener, app, limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
 }
 
 /// Embeds queries in batches: it waits for one, takes every other query already queued (up
@@ -227,10 +241,8 @@ fn model_ids(st: &St) -> Vec<String> {
     ids
 }
 
-async fn models(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&st, &headers) {
-        return *r;
-    }
+/// The model list is open (like `/health`): it names what may be asked for, nothing more.
+async fn models(State(st): State<Arc<St>>) -> Response {
     let data: Vec<Value> = model_ids(&st)
         .into_iter()
         .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": "rgd"}))
@@ -362,7 +374,15 @@ fn parse_chat(st: &St, v: &Value) -> Result<Chat, Rejection> {
         seed: num("seed", 0.0, 0.0, u64::MAX as f64)? as u64,
         assistant_prefix: String::new(),
     };
-    let stream = obj.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(Box::new(bad_request(format!(
+                "`stream` must be true or false, got {other}"
+            ))));
+        }
+    };
     if stream && matches!(target, Target::Route { top3: true }) {
         return Err(Box::new(bad_request(
             "streaming is for top-1 routes and pool models; the top-3 vote needs every reply first",
@@ -515,9 +535,38 @@ async fn chat(State(st): State<Arc<St>>, headers: HeaderMap, body: Body) -> Resp
     if let Err(r) = authorized(&st, &headers) {
         return *r;
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, st.max_body).await {
-        Ok(b) => b,
+    // a declared length over the limit is refused before a byte of it is read
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            format!(
+                "the declared body of {} bytes is over the limit of {} bytes",
+                declared.unwrap_or_default(),
+                st.max_body
+            ),
+        );
+    }
+    let read = tokio::time::timeout(st.body_timeout, axum::body::to_bytes(body, st.max_body));
+    let bytes: Bytes = match read.await {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    st.body_timeout.as_secs_f64()
+                ),
+            );
+        }
+        Ok(Err(_)) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request_error",

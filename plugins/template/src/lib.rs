@@ -96,6 +96,14 @@ impl TrainedRouter for TrainedCentroid {
     fn models(&self) -> &[String] {
         &self.models
     }
+    fn validate(&self) -> Result<()> {
+        use rgd_core::artifact;
+        artifact::models(&self.models)?;
+        artifact::len("centroids (rows)", self.centroids.nrows(), self.models.len(), "one per model")?;
+        artifact::len("prior", self.prior.len(), self.models.len(), "one per model")?;
+        artifact::finite("centroids", &self.centroids)?;
+        artifact::finite("prior", &self.prior)
+    }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> Result<()> {
         check_dim(query, self.centroids.ncols())?;
         let q = unit(query.embedding.mapv(f64::from));

@@ -64,6 +64,12 @@ impl TrainedRouter for FixedScores {
     fn explain(&self, _query: &Query<'_>) -> Option<String> {
         Some("the same ranking for every query (mean training label per model)".into())
     }
+    fn validate(&self) -> rgd_core::Result<()> {
+        use rgd_core::artifact;
+        artifact::models(&self.models)?;
+        artifact::len("scores", self.scores.len(), self.models.len(), "one per model")?;
+        artifact::finite("scores", &self.scores)
+    }
 }
 
 impl Router for BestSingle {

@@ -312,13 +312,51 @@ impl Cascal {
             ("fallback_width", self.fallback_width),
         ];
         for (k, v) in pos {
-            if !(v > 0.0) {
-                return Err(CascalError::Invalid(format!("{k} must be > 0, got {v}")));
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(CascalError::Invalid(format!(
+                    "{k} must be a finite number > 0, got {v}"
+                )));
+            }
+        }
+        // cosine distances lie in 0..=2; shares and similarities in their natural ranges
+        let ranges = [
+            ("fallback_distance", self.fallback_distance, 0.0, 2.0),
+            ("merge_threshold", self.merge_threshold, 0.0, 2.0),
+            ("min_agreement", self.min_agreement, 0.0, 1.0),
+            ("prune_jaccard", self.prune_jaccard, 0.0, 1.0),
+            ("silhouette_threshold", self.silhouette_threshold, -1.0, 1.0),
+            ("kmeans_tol", self.kmeans_tol, 0.0, 1.0),
+        ];
+        for (k, v, lo, hi) in ranges {
+            if !(v >= lo && v <= hi) {
+                return Err(CascalError::Invalid(format!(
+                    "{k} must be in {lo}..={hi}, got {v}"
+                )));
+            }
+        }
+        // f64 has about 15 significant decimals: more is no rounding at all
+        for (k, v) in [
+            ("score_decimals", self.score_decimals),
+            ("global_decimals", self.global_decimals),
+        ] {
+            if v > 15 {
+                return Err(CascalError::Invalid(format!(
+                    "{k} must be at most 15 (negative: no rounding), got {v}"
+                )));
             }
         }
         if self.k_nearest == 0 {
             return Err(CascalError::Invalid("k_nearest must be >= 1".into()));
         }
+        if self.k_min == 0 || self.k_max > 64 || self.kmeans_max_iter == 0 {
+            return Err(CascalError::Invalid(format!(
+                "k_min must be >= 1, k_max at most 64 and kmeans_max_iter >= 1 (got {}, {}, {})",
+                self.k_min, self.k_max, self.kmeans_max_iter
+            )));
+        }
+        self.consensus
+            .check()
+            .map_err(|e| CascalError::Invalid(format!("consensus: {e}")))?;
         if self.k_min > self.k_max {
             return Err(CascalError::Invalid(format!(
                 "k_min ({}) > k_max ({})",
@@ -730,6 +768,9 @@ impl TrainedCascal {
 }
 
 impl Router for Cascal {
+    fn check(&self) -> rgd_core::Result<()> {
+        Ok(Cascal::check(self)?)
+    }
     fn train(
         &self,
         train: &Split,
@@ -747,6 +788,9 @@ impl Router for Cascal {
 }
 
 impl Router for CascalGt {
+    fn check(&self) -> rgd_core::Result<()> {
+        Ok(self.resolved().check()?)
+    }
     fn train(
         &self,
         train: &Split,
@@ -819,6 +863,41 @@ impl Cascal {
 impl TrainedRouter for TrainedCascal {
     fn models(&self) -> &[String] {
         &self.models
+    }
+    fn validate(&self) -> rgd_core::Result<()> {
+        use rgd_core::artifact;
+        let m = self.models.len();
+        artifact::models(&self.models)?;
+        artifact::len("global", self.global.len(), m, "one per model")?;
+        artifact::finite("global", &self.global)?;
+        if !self.train_stats.is_empty() {
+            artifact::len("train_stats", self.train_stats.len(), m, "one per model")?;
+        }
+        let d = self.subjects.first().map(|s| s.representative.len());
+        if d == Some(0) {
+            return Err(rgd_core::Error::Data(
+                "artifact field `subjects[0].representative`: empty".into(),
+            ));
+        }
+        for (i, s) in self.subjects.iter().enumerate() {
+            let d = d.unwrap_or_default();
+            let f = |x: &str| format!("subjects[{i}].{x}");
+            artifact::len(&f("representative"), s.representative.len(), d, "the embedding dimension")?;
+            artifact::finite(&f("representative"), &s.representative)?;
+            for (k, c) in s.clusters.iter().enumerate() {
+                let f = |x: &str| format!("subjects[{i}].clusters[{k}].{x}");
+                artifact::len(&f("centroid"), c.centroid.len(), d, "the embedding dimension")?;
+                artifact::finite(&f("centroid"), &c.centroid)?;
+                artifact::len(&f("scores"), c.scores.len(), m, "one per model")?;
+                artifact::finite(&f("scores"), &c.scores)?;
+            }
+        }
+        let p = &self.params;
+        artifact::range("params.k_nearest", p.k_nearest as f64, 1.0, f64::MAX)?;
+        artifact::positive("params.distance_temperature", p.distance_temperature)?;
+        artifact::positive("params.scoring_temperature", p.scoring_temperature)?;
+        artifact::range("params.fallback_distance", p.fallback_distance, 0.0, 2.0)?;
+        artifact::positive("params.fallback_width", p.fallback_width)
     }
 
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {

@@ -149,6 +149,25 @@ pub fn estimate(split: &Split, idx: &[usize], cfg: &DawidSkene) -> (Vec<f64>, us
 }
 
 impl Router for DawidSkene {
+    fn check(&self) -> rgd_core::Result<()> {
+        let bad = |msg: String| Err(rgd_core::Error::Data(msg));
+        if !(self.prior >= 0.0 && self.prior.is_finite()) {
+            return bad(format!(
+                "`prior` (Beta smoothing) must be a finite number >= 0, got {}",
+                self.prior
+            ));
+        }
+        if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
+            return bad(format!(
+                "`tolerance` must be a finite number >= 0, got {}",
+                self.tolerance
+            ));
+        }
+        if self.iterations == 0 {
+            return bad("`iterations` must be >= 1".into());
+        }
+        Ok(())
+    }
     fn train(
         &self,
         train: &Split,
@@ -214,6 +233,26 @@ impl TrainedDawidSkene {
 impl TrainedRouter for TrainedDawidSkene {
     fn models(&self) -> &[String] {
         &self.models
+    }
+    fn validate(&self) -> rgd_core::Result<()> {
+        use rgd_core::artifact;
+        artifact::models(&self.models)?;
+        let d = self.subjects.first().map(|s| s.centroid.len()).unwrap_or(0);
+        if d == 0 {
+            return Err(rgd_core::Error::Data(
+                "artifact field `subjects`: no subject with a centroid".into(),
+            ));
+        }
+        for (i, s) in self.subjects.iter().enumerate() {
+            let f = |x: &str| format!("subjects[{i}].{x}");
+            artifact::len(&f("centroid"), s.centroid.len(), d, "the embedding dimension")?;
+            artifact::finite(&f("centroid"), &s.centroid)?;
+            artifact::len(&f("accuracy"), s.accuracy.len(), self.models.len(), "one per model")?;
+            for &a in &s.accuracy {
+                artifact::range(&f("accuracy"), a, 0.0, 1.0)?;
+            }
+        }
+        Ok(())
     }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
         let (i, _) = self.nearest(query)?;

@@ -207,6 +207,22 @@ impl TrainedRouter for TrainedKnn {
     fn models(&self) -> &[String] {
         &self.models
     }
+    fn validate(&self) -> rgd_core::Result<()> {
+        use rgd_core::artifact;
+        artifact::models(&self.models)?;
+        let n = self.embeddings.nrows();
+        if n == 0 || self.embeddings.ncols() == 0 {
+            return Err(rgd_core::Error::Data(
+                "artifact field `embeddings`: empty".into(),
+            ));
+        }
+        artifact::len("labels (rows)", self.labels.nrows(), n, "one per training question")?;
+        artifact::len("labels (columns)", self.labels.ncols(), self.models.len(), "one per model")?;
+        artifact::len("ids", self.ids.len(), n, "one per training question")?;
+        artifact::range("k", self.k as f64, 1.0, n as f64)?;
+        artifact::finite("embeddings", &self.embeddings)?;
+        artifact::finite("labels", &self.labels)
+    }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
         let nbrs = self.neighbours(query)?;
         mean_labels(&self.labels, &nbrs, out);
@@ -256,7 +272,27 @@ impl TrainedRouter for TrainedKnn {
     }
 }
 
+impl KnnConfig {
+    /// Check the settings: with `k = 0`, non-empty `candidates`, each >= 1; `folds` >= 2.
+    pub fn check(&self) -> rgd_core::Result<()> {
+        let bad = |msg: &str| Err(rgd_core::Error::Data(msg.into()));
+        if self.k == 0 && self.candidates.is_empty() {
+            return bad("`k = 0` chooses k among `candidates` by cross-validation, and `candidates` is empty");
+        }
+        if self.k == 0 && self.candidates.contains(&0) {
+            return bad("every value of `candidates` must be >= 1");
+        }
+        if self.folds < 2 {
+            return bad("`folds` must be >= 2");
+        }
+        Ok(())
+    }
+}
+
 impl Router for Knn {
+    fn check(&self) -> rgd_core::Result<()> {
+        self.0.check()
+    }
     fn train(
         &self,
         train: &Split,
@@ -272,6 +308,9 @@ impl Router for Knn {
 }
 
 impl Router for ConsensusKnn {
+    fn check(&self) -> rgd_core::Result<()> {
+        self.0.check()
+    }
     fn train(
         &self,
         train: &Split,

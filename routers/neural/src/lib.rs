@@ -64,6 +64,45 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+/// Largest `width` (hidden units or rank): beyond it the weights outgrow any sensible model.
+pub const MAX_WIDTH: usize = 16_384;
+/// Most `epochs`.
+pub const MAX_EPOCHS: usize = 100_000;
+
+impl TrainConfig {
+    /// Check the settings: a finite positive `lr`, a finite non-negative `weight_decay`,
+    /// `validation` in 0..1, at least one epoch and one question per batch, sizes under the
+    /// ceilings above.
+    pub fn check(&self) -> rgd_core::Result<()> {
+        let bad = |msg: String| Err(rgd_core::Error::Data(msg));
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad(format!("`lr` must be a finite number > 0, got {}", self.lr));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return bad(format!(
+                "`weight_decay` must be a finite number >= 0, got {}",
+                self.weight_decay
+            ));
+        }
+        if !(0.0..1.0).contains(&self.validation) {
+            return bad(format!(
+                "`validation` must be in 0..1 (a share), got {}",
+                self.validation
+            ));
+        }
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return bad(format!("`epochs` must be in 1..={MAX_EPOCHS}, got {}", self.epochs));
+        }
+        if self.batch == 0 {
+            return bad("`batch` must be >= 1".into());
+        }
+        if self.width > MAX_WIDTH {
+            return bad(format!("`width` must be at most {MAX_WIDTH}, got {}", self.width));
+        }
+        Ok(())
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -277,6 +316,30 @@ impl TrainedRouter for TrainedNet {
     fn models(&self) -> &[String] {
         &self.models
     }
+    fn validate(&self) -> rgd_core::Result<()> {
+        use rgd_core::artifact;
+        artifact::models(&self.models)?;
+        if !["mlp", "mf", "ranker"].contains(&self.kind.as_str()) {
+            return Err(rgd_core::Error::Data(format!(
+                "artifact field `kind`: `{}` is not mlp, mf or ranker",
+                self.kind
+            )));
+        }
+        let (h, d) = self.w1.dim();
+        if h == 0 || d == 0 {
+            return Err(rgd_core::Error::Data("artifact field `w1`: empty".into()));
+        }
+        if self.relu {
+            artifact::len("b1", self.b1.len(), h, "the rows of w1")?;
+        }
+        artifact::len("w2 (rows)", self.w2.nrows(), self.models.len(), "one per model")?;
+        artifact::len("w2 (columns)", self.w2.ncols(), h, "the rows of w1")?;
+        artifact::len("b2", self.b2.len(), self.models.len(), "one per model")?;
+        artifact::finite("w1", &self.w1)?;
+        artifact::finite("b1", &self.b1)?;
+        artifact::finite("w2", &self.w2)?;
+        artifact::finite("b2", &self.b2)
+    }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
         rgd_core::check_dim(query, self.w1.ncols())?;
         if self.kind == "ranker" {
@@ -340,6 +403,9 @@ fn train_kind(
 }
 
 impl Router for Mlp {
+    fn check(&self) -> rgd_core::Result<()> {
+        self.0.check()
+    }
     fn train(
         &self,
         t: &Split,
@@ -354,6 +420,9 @@ impl Router for Mlp {
 }
 
 impl Router for Mf {
+    fn check(&self) -> rgd_core::Result<()> {
+        self.0.check()
+    }
     fn train(
         &self,
         t: &Split,
@@ -368,6 +437,9 @@ impl Router for Mf {
 }
 
 impl Router for Ranker {
+    fn check(&self) -> rgd_core::Result<()> {
+        self.0.check()
+    }
     fn train(
         &self,
         t: &Split,
