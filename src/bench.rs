@@ -308,17 +308,24 @@ pub fn bench_cache() -> Result<()> {
         answer_prefix: "Answer:".into(),
     };
     for i in 0..n {
-        c.call("bench#model", "score", &req(i), || {
-            Ok(rgd_core::ChoiceScores {
-                logprobs: vec![-1.0, -2.0, -3.0, -4.0],
-                seconds: 0.5,
-            })
-        })?;
+        c.call(
+            "bench#model",
+            "score",
+            &req(i),
+            |_| Ok(()),
+            || {
+                Ok(rgd_core::ChoiceScores {
+                    logprobs: vec![-1.0, -2.0, -3.0, -4.0],
+                    seconds: 0.5,
+                })
+            },
+        )?;
     }
     let reqs: Vec<_> = (0..n).map(req).collect();
     let t = Instant::now();
     for r in &reqs {
-        let _: rgd_core::ChoiceScores = c.call("bench#model", "score", r, || unreachable!())?;
+        let _: rgd_core::ChoiceScores =
+            c.call("bench#model", "score", r, |_| Ok(()), || unreachable!())?;
     }
     let per = t.elapsed().as_secs_f64() / n as f64 * 1e6;
     println!(

@@ -49,7 +49,9 @@ fn seconds(v: &str) -> std::result::Result<f64, String> {
     if (0.001..=86_400.0).contains(&s) {
         Ok(s)
     } else {
-        Err(format!("{s} is not a number of seconds from 0.001 to 86400"))
+        Err(format!(
+            "{s} is not a number of seconds from 0.001 to 86400"
+        ))
     }
 }
 

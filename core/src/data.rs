@@ -201,7 +201,9 @@ impl Split {
             )));
         }
         if n > 0 && self.embeddings.ncols() == 0 {
-            return Err(ctx("the embeddings have no dimension (0 values per question)".into()));
+            return Err(ctx(
+                "the embeddings have no dimension (0 values per question)".into(),
+            ));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, q) in self.questions.iter().enumerate() {
@@ -304,7 +306,11 @@ impl Dataset {
                     ));
                 }
             }
-            let keyed = split.questions.iter().filter(|q| q.answer.is_some()).count();
+            let keyed = split
+                .questions
+                .iter()
+                .filter(|q| q.answer.is_some())
+                .count();
             let right = (0..split.len())
                 .filter(|&q| {
                     (0..self.models.len())
@@ -318,7 +324,12 @@ impl Dataset {
                 ));
             }
         }
-        let unkeyed = self.test.questions.iter().filter(|q| q.answer.is_none()).count();
+        let unkeyed = self
+            .test
+            .questions
+            .iter()
+            .filter(|q| q.answer.is_none())
+            .count();
         if unkeyed > 0 {
             out.push(format!(
                 "{unkeyed} of the {} test questions have no gold answer: they count as wrong for every router",

@@ -322,7 +322,10 @@ pub mod artifact {
         if value > 0.0 && value.is_finite() {
             Ok(())
         } else {
-            Err(bad(field, format!("{value} must be a positive finite number")))
+            Err(bad(
+                field,
+                format!("{value} must be a positive finite number"),
+            ))
         }
     }
 }

@@ -365,7 +365,9 @@ fn a_table_name_that_is_a_path_is_refused_before_anything_is_written() {
             assert!(!o.status.success(), "{table}.{name} {cmd}: {e}");
             assert!(!e.contains("panicked"), "{e}");
             assert!(
-                e.contains("p.toml:") && e.contains(&format!("[{table}.")) && e.contains("is not allowed"),
+                e.contains("p.toml:")
+                    && e.contains(&format!("[{table}."))
+                    && e.contains("is not allowed"),
                 "{table}.{name} {cmd}: {e}"
             );
         }
@@ -377,7 +379,8 @@ fn a_table_name_that_is_a_path_is_refused_before_anything_is_written() {
 
 #[test]
 fn the_bad_input_corpus_fails_with_the_expected_errors() {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bad-input/pipelines");
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bad-input/pipelines");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -391,7 +394,13 @@ fn the_bad_input_corpus_fails_with_the_expected_errors() {
         let out = t.path().join("out");
         let o = rgd(
             t.path(),
-            &["run", f.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"],
+            &[
+                "run",
+                f.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "-q",
+            ],
         );
         let e = stderr(&o);
         let name = f.file_name().unwrap().to_string_lossy().to_string();
@@ -446,7 +455,13 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
         )
     };
     // every untouched artifact routes
-    for f in ["cascal.json", "knn.json", "best_single.json", "mlp.json", "dawid_skene.json"] {
+    for f in [
+        "cascal.json",
+        "knn.json",
+        "best_single.json",
+        "mlp.json",
+        "dawid_skene.json",
+    ] {
         let o = route(f);
         assert!(o.status.success(), "{f}: {}", stderr(&o));
     }
@@ -505,7 +520,10 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
         let e = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{file} {want}: {e}");
         assert!(!e.contains("panicked"), "{e}");
-        assert!(e.contains(file) && e.contains(want), "{file}: want `{want}` in: {e}");
+        assert!(
+            e.contains(file) && e.contains(want),
+            "{file}: want `{want}` in: {e}"
+        );
         std::fs::write(&path, original).unwrap();
     }
 }
@@ -537,7 +555,10 @@ fn data_that_cannot_be_scored_is_refused_and_suspicious_data_is_warned_about() {
     let m0 = root.join("Model_Responses/SYN-train/M0.json");
     edit_json(&m0, |v| v[0]["selected_choice"] = "F".into());
     let e = run_err(t.path(), &p);
-    assert!(e.contains("model 0 chose `F` but there are only 4 options"), "{e}");
+    assert!(
+        e.contains("model 0 chose `F` but there are only 4 options"),
+        "{e}"
+    );
     // zero-dimensional embeddings
     copy_tree(&crate::common::fixture_dir(), &root);
     for split in ["train", "test"] {
@@ -548,7 +569,10 @@ fn data_that_cannot_be_scored_is_refused_and_suspicious_data_is_warned_about() {
         });
     }
     let e = run_err(t.path(), &p);
-    assert!(e.contains("0 values per question") || e.contains("no dimension"), "{e}");
+    assert!(
+        e.contains("0 values per question") || e.contains("no dimension"),
+        "{e}"
+    );
     // legal but suspicious: a model that never answers the test split is warned about
     copy_tree(&crate::common::fixture_dir(), &root);
     let m5 = root.join("Model_Responses/SYN-test/M5.json");

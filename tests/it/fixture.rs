@@ -115,8 +115,16 @@ fn rgd_run_on_the_fixture_scores_the_pinned_accuracy_for_every_kmeans_seed() {
     assert_eq!(r["n_test"], 800);
     let acc = |name: &str, what: &str| r["routers"][name][what].as_f64().unwrap();
     let one_question = 1.0 / 800.0 + 1e-9;
-    assert!((acc("cascal", "top1") - 0.75).abs() <= one_question, "{}", r["routers"]["cascal"]);
-    assert!((acc("cascal", "top3_vote") - 0.83).abs() <= one_question, "{}", r["routers"]["cascal"]);
+    assert!(
+        (acc("cascal", "top1") - 0.75).abs() <= one_question,
+        "{}",
+        r["routers"]["cascal"]
+    );
+    assert!(
+        (acc("cascal", "top3_vote") - 0.83).abs() <= one_question,
+        "{}",
+        r["routers"]["cascal"]
+    );
     for s in seeds {
         let name = format!("cascal_seed{s}");
         for what in ["top1", "top3_vote"] {

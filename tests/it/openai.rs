@@ -586,7 +586,7 @@ fn trained_on_fake() -> (Fake, tempfile::TempDir, PathBuf, PathBuf) {
 }
 
 /// Is the peer's side of `s` closed (EOF or reset), reading past whatever it sent first?
-fn closed(s: &mut std::net::TcpStream) -> bool {
+fn closed(mut s: &std::net::TcpStream) -> bool {
     use std::io::Read;
     s.set_read_timeout(Some(std::time::Duration::from_millis(50)))
         .unwrap();
@@ -595,7 +595,10 @@ fn closed(s: &mut std::net::TcpStream) -> bool {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
                 return false;
             }
             Err(_) => return true,
@@ -622,10 +625,10 @@ fn serve_sheds_idle_and_half_sent_clients_and_keeps_answering() {
         &[],
     );
     let addr = s.url.trim_start_matches("http://").to_string();
-    let mut idle: Vec<std::net::TcpStream> = (0..300)
+    let idle: Vec<std::net::TcpStream> = (0..300)
         .map(|_| std::net::TcpStream::connect(&addr).unwrap())
         .collect();
-    let mut half: Vec<std::net::TcpStream> = (0..50)
+    let half: Vec<std::net::TcpStream> = (0..50)
         .map(|i| {
             let mut c = std::net::TcpStream::connect(&addr).unwrap();
             // half of them stop inside the headers, half inside a declared body
@@ -647,15 +650,18 @@ fn serve_sheds_idle_and_half_sent_clients_and_keeps_answering() {
         assert_eq!(r.status(), 200);
         assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
         let t0 = Instant::now();
-        assert_eq!(c.get(format!("{}/health", s.url)).send().unwrap().status(), 200);
+        assert_eq!(
+            c.get(format!("{}/health", s.url)).send().unwrap().status(),
+            200
+        );
         assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     }
     // within the idle timeout (3 s) plus a margin, every idle and half-sent socket is closed
     while opened.elapsed() < Duration::from_millis(4500) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let still_idle = idle.iter_mut().filter(|s| !closed(s)).count();
-    let still_half = half.iter_mut().filter(|s| !closed(s)).count();
+    let still_idle = idle.iter().filter(|s| !closed(s)).count();
+    let still_half = half.iter().filter(|s| !closed(s)).count();
     assert_eq!((still_idle, still_half), (0, 0), "sockets still open");
     // and the server still answers
     assert_eq!(post(&s, &ask("rgd:cascal", Q), None).status(), 200);

@@ -176,7 +176,10 @@ fn libraries_built_by_another_rustc_or_for_another_abi_are_refused_before_they_r
         assert_eq!(o.status.code(), Some(1), "{example}: {e}");
         assert!(e.contains(&want), "{example}: {e}");
         // refused before registration: its router is not listed, nothing panicked
-        assert!(!e.contains("panicked") && !String::from_utf8_lossy(&o.stdout).contains("never_runs"), "{e}");
+        assert!(
+            !e.contains("panicked") && !String::from_utf8_lossy(&o.stdout).contains("never_runs"),
+            "{e}"
+        );
     }
 }
 

@@ -145,9 +145,13 @@ impl LlmGenerator {
         if self.calls_per_subject == 0 {
             return Err(GenError::Invalid("calls_per_subject must be >= 1".into()));
         }
-        if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0) {
+        if !(self.temperature >= 0.0
+            && self.temperature <= 100.0
+            && self.top_p > 0.0
+            && self.top_p <= 1.0)
+        {
             return Err(GenError::Invalid(
-                "temperature must be >= 0 and top_p in (0, 1]".into(),
+                "temperature must be in [0, 100] and top_p in (0, 1]".into(),
             ));
         }
         Ok(())

@@ -613,16 +613,22 @@ impl LlmBackend for CachedBackend {
         self.inner.identity()
     }
     fn score_choices(&self, req: &ScoreRequest) -> rgd_core::Result<ChoiceScores> {
-        self.cache
-            .call(&self.inner.identity(), "score", req, |r| fits_score(req, r), || {
-                self.inner.score_choices(req)
-            })
+        self.cache.call(
+            &self.inner.identity(),
+            "score",
+            req,
+            |r| fits_score(req, r),
+            || self.inner.score_choices(req),
+        )
     }
     fn generate(&self, req: &GenerateRequest) -> rgd_core::Result<Generation> {
-        self.cache
-            .call(&self.inner.identity(), "generate", req, fits_generation, || {
-                self.inner.generate(req)
-            })
+        self.cache.call(
+            &self.inner.identity(),
+            "generate",
+            req,
+            fits_generation,
+            || self.inner.generate(req),
+        )
     }
     fn generate_stream(
         &self,
@@ -631,12 +637,16 @@ impl LlmBackend for CachedBackend {
     ) -> rgd_core::Result<Generation> {
         // the same cache entry as `generate`: a cached reply comes back in one piece
         let mut streamed = false;
-        let g = self
-            .cache
-            .call(&self.inner.identity(), "generate", req, fits_generation, || {
+        let g = self.cache.call(
+            &self.inner.identity(),
+            "generate",
+            req,
+            fits_generation,
+            || {
                 streamed = true;
                 self.inner.generate_stream(req, on_text)
-            })?;
+            },
+        )?;
         if !streamed {
             on_text(&g.text);
         }
@@ -779,14 +789,13 @@ mod tests {
             answer_prefix: "Answer:".into(),
         };
         assert_eq!(b.score_choices(&req).unwrap().logprobs.len(), 4);
-        let key = CallCache::key(
-            "fixed#1",
-            "score",
-            &serde_json::to_string(&req).unwrap(),
-        );
+        let key = CallCache::key("fixed#1", "score", &serde_json::to_string(&req).unwrap());
         let req_text = serde_json::to_string(&req).unwrap();
         for (stored, want) in [
-            (r#"{"logprobs":[-0.1]}"#, "1 log-probabilities for 4 options"),
+            (
+                r#"{"logprobs":[-0.1]}"#,
+                "1 log-probabilities for 4 options",
+            ),
             (
                 r#"{"logprobs":[-0.1,-3.0,-3.0,2.5],"seconds":0.5}"#,
                 "log-probability 2.5 is not a finite number <= 0",
@@ -804,7 +813,13 @@ mod tests {
         }
         // a recording with the same record is refused on replay as well
         cache
-            .put_raw(&key, "fixed#1", "score", &req_text, r#"{"logprobs":[-0.1]}"#)
+            .put_raw(
+                &key,
+                "fixed#1",
+                "score",
+                &req_text,
+                r#"{"logprobs":[-0.1]}"#,
+            )
             .unwrap();
         let rec = t.path().join("rec.jsonl.gz");
         cache.export(&rec, None).unwrap();
@@ -823,16 +838,28 @@ mod tests {
         let c = CallCache::open(&p, CacheMode::ReadWrite).unwrap();
         let mut calls = 0;
         let v: Vec<f64> = c
-            .call("m#abc", "score", &("q", 1), |_| Ok(()), || {
-                calls += 1;
-                Ok(vec![1.0, 2.0])
-            })
+            .call(
+                "m#abc",
+                "score",
+                &("q", 1),
+                |_| Ok(()),
+                || {
+                    calls += 1;
+                    Ok(vec![1.0, 2.0])
+                },
+            )
             .unwrap();
         let w: Vec<f64> = c
-            .call("m#abc", "score", &("q", 1), |_| Ok(()), || {
-                calls += 1;
-                Ok(vec![9.0])
-            })
+            .call(
+                "m#abc",
+                "score",
+                &("q", 1),
+                |_| Ok(()),
+                || {
+                    calls += 1;
+                    Ok(vec![9.0])
+                },
+            )
             .unwrap();
         assert_eq!((v.clone(), w, calls), (vec![1.0, 2.0], vec![1.0, 2.0], 1));
         assert_eq!(c.stats(), (1, 1));
@@ -845,7 +872,7 @@ mod tests {
             .unwrap();
         assert_eq!(v2, v);
         let e = r
-            .call::<_, Vec<f64>>("m#abc", "score", &("q", 2), || unreachable!())
+            .call::<_, Vec<f64>>("m#abc", "score", &("q", 2), |_| Ok(()), || unreachable!())
             .unwrap_err();
         assert!(
             e.to_string().contains("replay miss") && e.to_string().contains("m#abc"),
@@ -875,12 +902,16 @@ mod tests {
         };
         let t = tempfile::tempdir().unwrap();
         let c = CallCache::open(&t.path().join("c.sqlite"), CacheMode::ReadWrite).unwrap();
-        let v: Vec<f64> = c.call("m#1", "score", &req, |_| Ok(()), || Ok(vec![0.5])).unwrap();
+        let v: Vec<f64> = c
+            .call("m#1", "score", &req, |_| Ok(()), || Ok(vec![0.5]))
+            .unwrap();
         let out = t.path().join("rec.jsonl.gz");
         assert_eq!(c.export(&out, None).unwrap(), 1);
         let fresh = CallCache::open(&t.path().join("d.sqlite"), CacheMode::ReadWrite).unwrap();
         assert_eq!(fresh.import(&out).unwrap(), 1);
-        let back: Vec<f64> = fresh.call("m#1", "score", &req, |_| Ok(()), || unreachable!()).unwrap();
+        let back: Vec<f64> = fresh
+            .call("m#1", "score", &req, |_| Ok(()), || unreachable!())
+            .unwrap();
         assert_eq!(back, v);
     }
 

@@ -8,7 +8,10 @@ use rgd_pool::extract::extract_answer;
 /// What the fuzz target asserts: no panic, and a letter only within the options.
 fn check(text: &str, n_options: usize) {
     if let Some(l) = extract_answer(text, n_options) {
-        assert!(l.index() < n_options, "{text:?} with {n_options} options gave {l:?}");
+        assert!(
+            l.index() < n_options,
+            "{text:?} with {n_options} options gave {l:?}"
+        );
     }
 }
 
@@ -47,7 +50,8 @@ proptest! {
 
 #[test]
 fn the_fuzz_corpus_replays() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/extract_answer");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/extract_answer");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();

@@ -105,7 +105,11 @@ fn scenario(delay_ms: u64, think_ms: u64, clients: usize, secs: f64, top3: bool)
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(rgd_serve::serve(listener, app, rgd_serve::Limits::default()));
+        tokio::spawn(rgd_serve::serve(
+            listener,
+            app,
+            rgd_serve::Limits::default(),
+        ));
         let client = reqwest::Client::new();
         let url = format!("http://{addr}/v1/chat/completions");
         let model = if top3 {

@@ -99,8 +99,18 @@ impl TrainedRouter for TrainedCentroid {
     fn validate(&self) -> Result<()> {
         use rgd_core::artifact;
         artifact::models(&self.models)?;
-        artifact::len("centroids (rows)", self.centroids.nrows(), self.models.len(), "one per model")?;
-        artifact::len("prior", self.prior.len(), self.models.len(), "one per model")?;
+        artifact::len(
+            "centroids (rows)",
+            self.centroids.nrows(),
+            self.models.len(),
+            "one per model",
+        )?;
+        artifact::len(
+            "prior",
+            self.prior.len(),
+            self.models.len(),
+            "one per model",
+        )?;
         artifact::finite("centroids", &self.centroids)?;
         artifact::finite("prior", &self.prior)
     }

@@ -67,7 +67,12 @@ impl TrainedRouter for FixedScores {
     fn validate(&self) -> rgd_core::Result<()> {
         use rgd_core::artifact;
         artifact::models(&self.models)?;
-        artifact::len("scores", self.scores.len(), self.models.len(), "one per model")?;
+        artifact::len(
+            "scores",
+            self.scores.len(),
+            self.models.len(),
+            "one per model",
+        )?;
         artifact::finite("scores", &self.scores)
     }
 }

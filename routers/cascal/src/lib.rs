@@ -882,11 +882,21 @@ impl TrainedRouter for TrainedCascal {
         for (i, s) in self.subjects.iter().enumerate() {
             let d = d.unwrap_or_default();
             let f = |x: &str| format!("subjects[{i}].{x}");
-            artifact::len(&f("representative"), s.representative.len(), d, "the embedding dimension")?;
+            artifact::len(
+                &f("representative"),
+                s.representative.len(),
+                d,
+                "the embedding dimension",
+            )?;
             artifact::finite(&f("representative"), &s.representative)?;
             for (k, c) in s.clusters.iter().enumerate() {
                 let f = |x: &str| format!("subjects[{i}].clusters[{k}].{x}");
-                artifact::len(&f("centroid"), c.centroid.len(), d, "the embedding dimension")?;
+                artifact::len(
+                    &f("centroid"),
+                    c.centroid.len(),
+                    d,
+                    "the embedding dimension",
+                )?;
                 artifact::finite(&f("centroid"), &c.centroid)?;
                 artifact::len(&f("scores"), c.scores.len(), m, "one per model")?;
                 artifact::finite(&f("scores"), &c.scores)?;

@@ -245,9 +245,19 @@ impl TrainedRouter for TrainedDawidSkene {
         }
         for (i, s) in self.subjects.iter().enumerate() {
             let f = |x: &str| format!("subjects[{i}].{x}");
-            artifact::len(&f("centroid"), s.centroid.len(), d, "the embedding dimension")?;
+            artifact::len(
+                &f("centroid"),
+                s.centroid.len(),
+                d,
+                "the embedding dimension",
+            )?;
             artifact::finite(&f("centroid"), &s.centroid)?;
-            artifact::len(&f("accuracy"), s.accuracy.len(), self.models.len(), "one per model")?;
+            artifact::len(
+                &f("accuracy"),
+                s.accuracy.len(),
+                self.models.len(),
+                "one per model",
+            )?;
             for &a in &s.accuracy {
                 artifact::range(&f("accuracy"), a, 0.0, 1.0)?;
             }

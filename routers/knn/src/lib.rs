@@ -216,8 +216,18 @@ impl TrainedRouter for TrainedKnn {
                 "artifact field `embeddings`: empty".into(),
             ));
         }
-        artifact::len("labels (rows)", self.labels.nrows(), n, "one per training question")?;
-        artifact::len("labels (columns)", self.labels.ncols(), self.models.len(), "one per model")?;
+        artifact::len(
+            "labels (rows)",
+            self.labels.nrows(),
+            n,
+            "one per training question",
+        )?;
+        artifact::len(
+            "labels (columns)",
+            self.labels.ncols(),
+            self.models.len(),
+            "one per model",
+        )?;
         artifact::len("ids", self.ids.len(), n, "one per training question")?;
         artifact::range("k", self.k as f64, 1.0, n as f64)?;
         artifact::finite("embeddings", &self.embeddings)?;
@@ -277,7 +287,9 @@ impl KnnConfig {
     pub fn check(&self) -> rgd_core::Result<()> {
         let bad = |msg: &str| Err(rgd_core::Error::Data(msg.into()));
         if self.k == 0 && self.candidates.is_empty() {
-            return bad("`k = 0` chooses k among `candidates` by cross-validation, and `candidates` is empty");
+            return bad(
+                "`k = 0` chooses k among `candidates` by cross-validation, and `candidates` is empty",
+            );
         }
         if self.k == 0 && self.candidates.contains(&0) {
             return bad("every value of `candidates` must be >= 1");

@@ -91,13 +91,19 @@ impl TrainConfig {
             ));
         }
         if self.epochs == 0 || self.epochs > MAX_EPOCHS {
-            return bad(format!("`epochs` must be in 1..={MAX_EPOCHS}, got {}", self.epochs));
+            return bad(format!(
+                "`epochs` must be in 1..={MAX_EPOCHS}, got {}",
+                self.epochs
+            ));
         }
         if self.batch == 0 {
             return bad("`batch` must be >= 1".into());
         }
         if self.width > MAX_WIDTH {
-            return bad(format!("`width` must be at most {MAX_WIDTH}, got {}", self.width));
+            return bad(format!(
+                "`width` must be at most {MAX_WIDTH}, got {}",
+                self.width
+            ));
         }
         Ok(())
     }
@@ -332,7 +338,12 @@ impl TrainedRouter for TrainedNet {
         if self.relu {
             artifact::len("b1", self.b1.len(), h, "the rows of w1")?;
         }
-        artifact::len("w2 (rows)", self.w2.nrows(), self.models.len(), "one per model")?;
+        artifact::len(
+            "w2 (rows)",
+            self.w2.nrows(),
+            self.models.len(),
+            "one per model",
+        )?;
         artifact::len("w2 (columns)", self.w2.ncols(), h, "the rows of w1")?;
         artifact::len("b2", self.b2.len(), self.models.len(), "one per model")?;
         artifact::finite("w1", &self.w1)?;
