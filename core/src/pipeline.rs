@@ -418,6 +418,7 @@ impl Pipeline {
         };
         let mut questions: IndexMap<String, Located> =
             keyed(raw.questions, "questions")?.into_iter().collect();
+        let pool = keyed(raw.pool, "pool")?;
         if let Some(k) = questions.keys().find(|k| *k != "train" && *k != "test") {
             return Err(err(format!(
                 "[questions.{k}]: question tables must be named `train` or `test`"
@@ -431,7 +432,7 @@ impl Pipeline {
             })
             .transpose()?;
         let answered_keys = !questions.is_empty()
-            || !raw.pool.is_empty()
+            || !pool.is_empty()
             || raw.embedder.is_some()
             || generate.is_some();
         let data = match (raw.data, answered_keys) {
@@ -452,7 +453,7 @@ impl Pipeline {
                     (!questions.contains_key("train") && generate.is_none())
                         .then_some("[questions.train] (or [generate])"),
                     (!questions.contains_key("test")).then_some("[questions.test]"),
-                    raw.pool.is_empty().then_some("[pool.NAME]"),
+                    pool.is_empty().then_some("[pool.NAME]"),
                     raw.embedder.is_none().then_some("[embedder]"),
                 ]
                 .into_iter()
@@ -472,7 +473,7 @@ impl Pipeline {
                         }
                     },
                     test: questions.shift_remove("test").expect("checked"),
-                    pool: keyed(raw.pool, "pool")?,
+                    pool,
                     embedder: locate(raw.embedder.expect("checked"), "embedder"),
                 }
             }

