@@ -299,17 +299,7 @@ const Q: &str = "Which organelle makes most of a cell's ATP?\nA. Ribosome\nB. Mi
 
 #[test]
 fn serve_routes_top1_and_top3_to_the_models_the_router_chose_and_falls_back() {
-    let fake = Fake::start();
-    let t = tempfile::tempdir().unwrap();
-    let cache = t.path().join("calls.sqlite");
-    let p = pipeline(t.path(), &fake, &["steady", "other", "third"], &cache);
-    let out = t.path().join("out");
-    let o = rgd(
-        t.path(),
-        &["train", p.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let artifact = out.join("routers/cascal.json");
+    let (fake, _t, artifact, p) = trained_on_fake();
     let s = serve(
         &artifact,
         &p,
@@ -488,8 +478,18 @@ fn serve_routes_top1_and_top3_to_the_models_the_router_chose_and_falls_back() {
         .send()
         .unwrap();
     err(r, 400, "invalid_request");
+    // over the limit: refused on the declared length, before the body is read, so the client
+    // either reads the 413 or finds the connection closed while it is still sending
     let big = ask("rgd:cascal", &"x".repeat(2 * 1024 * 1024));
-    err(post(&s, &big, Some("tok")), 413, "request_too_large");
+    match c
+        .post(format!("{}/v1/chat/completions", s.url))
+        .bearer_auth("tok")
+        .json(&big)
+        .send()
+    {
+        Ok(r) => err(r, 413, "request_too_large"),
+        Err(e) => assert!(e.is_request(), "{e}"),
+    }
     let mut bad_stream = ask("rgd:cascal", Q);
     bad_stream["stream"] = json!("yes");
     err(post(&s, &bad_stream, Some("tok")), 400, "invalid_request");
