@@ -613,3 +613,30 @@ fn data_that_cannot_be_scored_is_refused_and_suspicious_data_is_warned_about() {
         "{e}"
     );
 }
+
+#[test]
+fn serve_limits_out_of_range_are_refused_before_anything_starts() {
+    let t = tempfile::tempdir().unwrap();
+    for (flag, value, want) in [
+        ("--max-body-kib", "99999999999999", "is not in 1..=1048576"),
+        ("--max-connections", "0", "is not in 1..=100000"),
+        (
+            "--idle-timeout-s",
+            "inf",
+            "is not a number of seconds from 0.001 to 86400",
+        ),
+        (
+            "--header-timeout-s",
+            "nan",
+            "is not a number of seconds from 0.001 to 86400",
+        ),
+    ] {
+        let o = rgd(t.path(), &["serve", "x.json", flag, value]);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {e}");
+        assert!(
+            e.contains(want) && !e.contains("panicked"),
+            "{flag} {value}: {e}"
+        );
+    }
+}
