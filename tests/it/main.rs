@@ -9,6 +9,7 @@ use rgd_router_dawid_skene as _;
 use rgd_router_knn as _;
 use rgd_router_neural as _;
 
+mod assets;
 mod bad_input;
 mod cli;
 mod common;
