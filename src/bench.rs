@@ -365,8 +365,8 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
     table.insert("from".into(), "latency".into());
     table.insert("points".into(), (a.points as i64).into());
     table.insert("budget".into(), 0.6.into());
-    let settings = rgd_core::cost::CostSettings::parse(&table, "bench [costs]")?;
-    let analysis = crate::costs::Analysis::new(&settings, &ds, &stats)?;
+    let settings = rgd_experiment::cost::CostSettings::parse(&table, "bench [costs]")?;
+    let analysis = rgd_experiment::costs::Analysis::new(&settings, &ds, &stats)?;
     let mut ctx = rgd_core::Context::new(".");
     ctx.quiet = true;
     let mut scored = Vec::new();
@@ -375,24 +375,29 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
         let mut t = toml::Table::new();
         t.insert("type".into(), e.type_name.clone().into());
         let router = registry.build_router(t, &e.type_name)?;
-        let trained = match router.train(&ds.train, &ds.models, &ctx) {
-            Ok(t) => t,
+        let ev = match rgd_experiment::evaluate::train_and_evaluate(
+            router.as_ref(),
+            &ds.train,
+            &ds.test,
+            &ds.models,
+            &stats,
+            &ctx,
+        ) {
+            Ok(ev) => ev,
             Err(err) => {
                 println!("  {} skipped: {err}", e.type_name);
                 continue;
             }
         };
         let t0 = Instant::now();
-        let train_scores = trained.score_split(&ds.train)?;
-        let test_scores = trained.score_split(&ds.test)?;
-        score_s += t0.elapsed().as_secs_f64();
-        let ev = rgd_core::eval::evaluate(&ds.test, &ds.models, &test_scores, &stats);
+        let train_scores = ev.trained.score_split(&ds.train)?;
+        score_s += t0.elapsed().as_secs_f64() + ev.route_seconds;
         scored.push((
             e.type_name.clone(),
             router.supervision(),
             train_scores,
-            test_scores,
-            ev.overall.top3_vote,
+            ev.scores,
+            ev.eval.overall.top3_vote,
         ));
     }
     let refs = rgd_core::eval::references(&ds.test, &ds.models);

@@ -1,18 +1,9 @@
 //! `rgd`: Routing with Generated Data — run pipelines, list plugins, simulate worlds, benchmark.
 
-mod ablation;
 mod bench;
-mod costs;
-mod data;
-mod plot;
 mod progress;
-mod recording;
-mod results;
-mod run;
 mod serve;
-mod sources;
 mod sweep;
-mod training;
 
 // Plugin crates register their components through `inventory`; a crate the binary never
 // references is not linked, so reference each one.
@@ -20,7 +11,6 @@ use rgd_backend_llamacpp as _;
 use rgd_backend_openai as _;
 use rgd_benchmarks as _;
 use rgd_embedders as _;
-use rgd_labelers as _;
 use rgd_process as _;
 use rgd_reference_layout as _;
 use rgd_router_baselines as _;
@@ -40,11 +30,12 @@ use std::process::ExitCode;
 fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&str>) -> Result<()> {
     let (trained, emb): (Box<dyn rgd_core::TrainedRouter>, Vec<f32>) = match embedding {
         Some(e) => (
-            serve::load_router(artifact)?,
+            rgd_experiment::artifact::load_router(artifact)?,
             serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?,
         ),
         None => {
-            let (trained, embedder) = serve::load_artifact(registry, artifact)?;
+            let (trained, embedder) =
+                rgd_experiment::artifact::load_with_embedder(registry, artifact)?;
             let v = embedder.embed(&[query])?.row(0).to_vec();
             (trained, v)
         }
@@ -65,6 +56,66 @@ fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&s
         println!("\nwhy: {why}");
     }
     Ok(())
+}
+
+/// Call-cache options from the command line (they override `[cache]`).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct CacheArgs {
+    /// The call cache file (default: `[cache] path`, else `$RGD_CACHE_DIR/calls.sqlite`,
+    /// else `~/.cache/rgd/calls.sqlite`); a recording (`.jsonl.gz`) replays read-only.
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// `read_write` (default), `read_only` (replay: a missing call is an error) or `off`.
+    #[arg(long, value_parser = parse_mode)]
+    cache_mode: Option<rgd_cache::CacheMode>,
+    /// Recompute: ignore the pipeline's `[cache] recording` and call the models (through the
+    /// read_write cache).
+    #[arg(long)]
+    live: bool,
+    /// Write every call this run made or replayed to a recording (`.jsonl.gz`) and its
+    /// manifest (`.manifest.json` beside it).
+    #[arg(long)]
+    record: Option<PathBuf>,
+}
+
+fn parse_mode(s: &str) -> Result<rgd_cache::CacheMode, String> {
+    match s {
+        "read_write" => Ok(rgd_cache::CacheMode::ReadWrite),
+        "read_only" => Ok(rgd_cache::CacheMode::ReadOnly),
+        "off" => Ok(rgd_cache::CacheMode::Off),
+        _ => Err(format!("`{s}`: expected read_write, read_only or off")),
+    }
+}
+
+/// `rgd run` / `rgd train`: resolve, run, write the outputs (and the recording).
+fn run_pipeline(
+    registry: &Registry,
+    pipeline: &Path,
+    out: &Path,
+    cache: &CacheArgs,
+    quiet: bool,
+) -> Result<rgd_experiment::RunResults> {
+    let session = rgd_experiment::Session::new(
+        rgd_experiment::CacheOptions {
+            cache: cache.cache.clone(),
+            mode: cache.cache_mode,
+            live: cache.live,
+        },
+        std::sync::Arc::new(progress::Terminal::default()),
+        quiet,
+    );
+    let resolved = rgd_experiment::Resolved::from_file(registry, pipeline, quiet)?;
+    let results = rgd_experiment::run(&resolved, &session, Some(out))?;
+    rgd_report::write_run(out, &results)?;
+    if let Some(rec) = &cache.record {
+        let (calls, manifest) = rgd_experiment::recording::write(&session, pipeline, rec)?;
+        eprintln!(
+            "recorded {calls} calls to {} (manifest {})",
+            rec.display(),
+            manifest.display()
+        );
+    }
+    Ok(results)
 }
 
 /// rgd: routers trained on generated data (RGD), CASCAL and baselines, side by side.
@@ -92,7 +143,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
-        cache: data::CacheArgs,
+        cache: CacheArgs,
     },
     /// Serve a trained router over the OpenAI HTTP API: `/v1/chat/completions` with model
     /// `rgd:NAME` (top-1 routing, falling back to the next ranked model), `rgd:NAME:top3`
@@ -107,7 +158,7 @@ enum Cmd {
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
-        cache: data::CacheArgs,
+        cache: CacheArgs,
     },
     /// Every router of a simulated-world pipeline as the generator's key gets worse (and its
     /// questions separate the pool less), over several seeds: sweep.{json,csv}, plots.
@@ -343,6 +394,24 @@ fn process_components(p: &Pipeline) -> Vec<ProcessComponent> {
         .collect()
 }
 
+/// One line per documented field.
+fn write_fields(o: &mut String, fields: &[rgd_core::registry::FieldDoc]) -> std::fmt::Result {
+    use std::fmt::Write;
+    for f in fields {
+        let default = match &f.default {
+            None => "required".to_string(),
+            Some(serde_json::Value::Null) => "optional".to_string(),
+            Some(v) => format!("default {v}"),
+        };
+        writeln!(
+            o,
+            "      {:<22} {:<8} {:<18} {}",
+            f.name, f.ty, default, f.doc
+        )?;
+    }
+    Ok(())
+}
+
 fn plugins(registry: &Registry, processes: &[ProcessComponent], json: bool) -> Result<()> {
     use std::fmt::Write;
     let mut o = String::new();
@@ -362,6 +431,10 @@ fn plugins(registry: &Registry, processes: &[ProcessComponent], json: bool) -> R
         if !procs.is_empty() {
             v.insert("process components".into(), procs.into());
         }
+        v.insert(
+            "pipeline tables".into(),
+            serde_json::to_value(rgd_experiment::tables::framework_tables())?,
+        );
         for kind in Kind::ALL {
             let list: Vec<serde_json::Value> = registry
                 .entries(kind)
@@ -381,22 +454,16 @@ fn plugins(registry: &Registry, processes: &[ProcessComponent], json: bool) -> R
         for e in registry.entries(kind) {
             any = true;
             writeln!(o, "  {:<18} {}  [{}]", e.type_name, e.doc, e.origin)?;
-            for f in &e.fields {
-                let default = match &f.default {
-                    None => "required".to_string(),
-                    Some(serde_json::Value::Null) => "optional".to_string(),
-                    Some(v) => format!("default {v}"),
-                };
-                writeln!(
-                    o,
-                    "      {:<22} {:<8} {:<18} {}",
-                    f.name, f.ty, default, f.doc
-                )?;
-            }
+            write_fields(&mut o, &e.fields)?;
         }
         if !any {
             writeln!(o, "  (none registered yet)")?;
         }
+    }
+    writeln!(o, "pipeline tables (read by rgd itself):")?;
+    for t in rgd_experiment::tables::framework_tables() {
+        writeln!(o, "  {:<18} {}", t.table, t.doc)?;
+        write_fields(&mut o, &t.fields)?;
     }
     if !processes.is_empty() {
         writeln!(o, "process components (asked at start-up):")?;
@@ -531,10 +598,7 @@ fn main() -> ExitCode {
                 out,
                 cache,
             } => {
-                let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
-                if let Some(rec) = &cache.record {
-                    recording::write(cache, pipeline, rec)?;
-                }
+                let r = run_pipeline(&registry, pipeline, out, cache, cli.quiet)?;
                 if !cli.quiet {
                     eprintln!(
                         "wrote {}/results.json and {}/report.md",
@@ -556,10 +620,7 @@ fn main() -> ExitCode {
                 out,
                 cache,
             } => {
-                let r = run::run(&registry, pipeline, out, cache, cli.quiet)?;
-                if let Some(rec) = &cache.record {
-                    recording::write(cache, pipeline, rec)?;
-                }
+                let r = run_pipeline(&registry, pipeline, out, cache, cli.quiet)?;
                 println!(
                     "trained {} router(s) into {}/routers ({} failed)",
                     r.routers.len(),
@@ -596,7 +657,10 @@ fn main() -> ExitCode {
                 let (registry, processes) = match pipeline {
                     Some(p) => {
                         let p = Pipeline::from_file(p)?;
-                        (run::with_plugins(&registry, &p)?, process_components(&p))
+                        (
+                            rgd_experiment::resolve::with_plugins(&registry, &p)?,
+                            process_components(&p),
+                        )
                     }
                     None => (registry, Vec::new()),
                 };
@@ -604,15 +668,9 @@ fn main() -> ExitCode {
             }
             Cmd::Simulate { out, config, world } => simulate(out, config.as_ref(), world),
             Cmd::Export { pipeline, out } => {
-                let p = Pipeline::from_file(pipeline)?;
-                let built = p.build(&registry, cli.quiet)?;
-                let (ds, _, _) = data::load(
-                    &registry,
-                    &p,
-                    &built.ctx,
-                    &data::CacheArgs::default(),
-                    cli.quiet,
-                )?;
+                let r = rgd_experiment::Resolved::from_file(&registry, pipeline, cli.quiet)?;
+                let (ds, _, _) =
+                    rgd_experiment::run::load_data(&r, &rgd_experiment::Session::default())?;
                 rgd_reference_layout::export(&ds, out)?;
                 println!("wrote {} (task {})", out.display(), ds.task);
                 Ok(())

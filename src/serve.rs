@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result};
 use clap::Args;
 use rgd_core::{LlmBackend, Pipeline, Registry};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `rgd serve` arguments.
@@ -55,39 +55,6 @@ fn seconds(v: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// Load a trained router artifact.
-pub fn load_router(artifact: &Path) -> Result<Box<dyn rgd_core::TrainedRouter>> {
-    let text = std::fs::read_to_string(artifact)
-        .with_context(|| format!("reading {}", artifact.display()))?;
-    let trained: Box<dyn rgd_core::TrainedRouter> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
-    trained
-        .validate()
-        .with_context(|| format!("{}: a damaged or foreign artifact", artifact.display()))?;
-    Ok(trained)
-}
-
-/// Load the artifact and its embedder (`embedder.toml` beside it).
-pub fn load_artifact(
-    registry: &Registry,
-    artifact: &Path,
-) -> Result<(
-    Box<dyn rgd_core::TrainedRouter>,
-    Box<dyn rgd_core::Embedder>,
-)> {
-    let trained = load_router(artifact)?;
-    let spec = artifact.with_file_name("embedder.toml");
-    let src = std::fs::read_to_string(&spec).with_context(|| {
-        format!(
-            "{}: no embedder saved next to the artifact (a pipeline with [data] has none); `rgd route` takes --embedding instead",
-            spec.display()
-        )
-    })?;
-    let t: toml::Table = toml::from_str(&src).with_context(|| spec.display().to_string())?;
-    let e = registry.build_embedder(t, &spec.display().to_string())?;
-    Ok((trained, e))
-}
-
 /// The connection limits the arguments ask for.
 fn limits(a: &ServeArgs) -> rgd_serve::Limits {
     rgd_serve::Limits {
@@ -100,11 +67,11 @@ fn limits(a: &ServeArgs) -> rgd_serve::Limits {
 
 /// Run the server until the process is stopped.
 pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
-    let (router, embedder) = load_artifact(registry, &a.artifact)?;
+    let (router, embedder) = rgd_experiment::artifact::load_with_embedder(registry, &a.artifact)?;
     let p = Pipeline::from_file(&a.backends)?;
-    let registry = crate::run::with_plugins(registry, &p)?;
+    let registry = rgd_experiment::resolve::with_plugins(registry, &p)?;
     // serving is live: each request is a new call
-    let members = crate::data::pool_members(&registry, &p, &rgd_cache::CallCache::off())?;
+    let members = rgd_experiment::data::pool_members(&registry, &p, &rgd_cache::CallCache::off())?;
     let members: Vec<(String, Arc<dyn LlmBackend>)> = members
         .into_iter()
         .map(|m| (m.name, Arc::from(m.backend)))

@@ -34,22 +34,15 @@ pub struct RouterEval {
     pub top3_correct: Vec<bool>,
 }
 
-/// The letter the top-k vote answers: the plurality letter of the `k` best-ranked models; when
-/// several letters tie (e.g. three different answers), the answer of the tied model with the
-/// highest confidence z-score under its training-split (mu, sigma). Abstentions do not vote.
-pub fn vote(
-    split: &Split,
-    q: usize,
-    ranked: &[usize],
-    k: usize,
-    train_stats: &[LocScale],
-) -> Option<Letter> {
-    let sel = &ranked[..k.min(ranked.len())];
+/// The plurality letter of `ballots` (`(letter, tie key)`, in rank order); when several
+/// letters tie, the letter of the tied ballot with the highest key wins (the better-ranked
+/// one when keys are equal; a NaN key counts as the lowest). `None` without a ballot. The one
+/// vote rule of rgd: the offline top-3 metric keys ballots by confidence z-score, `rgd serve`
+/// by rank (a live free-text reply carries no calibrated confidence).
+pub fn plurality(ballots: &[(Letter, f64)]) -> Option<Letter> {
     let mut counts: BTreeMap<Letter, usize> = BTreeMap::new();
-    for &m in sel {
-        if let Some(c) = split.responses.choice[[q, m]] {
-            *counts.entry(c).or_default() += 1;
-        }
+    for (l, _) in ballots {
+        *counts.entry(*l).or_default() += 1;
     }
     let max = *counts.values().max()?;
     let tied: Vec<Letter> = counts
@@ -61,20 +54,36 @@ pub fn vote(
         return Some(tied[0]);
     }
     let mut best: Option<(f64, Letter)> = None;
-    for &m in sel {
-        let Some(c) = split.responses.choice[[q, m]] else {
-            continue;
-        };
+    for &(c, key) in ballots {
         if !tied.contains(&c) {
             continue;
         }
-        let z = train_stats[m].z(split.responses.confidence[[q, m]]);
-        let z = if z.is_nan() { f64::NEG_INFINITY } else { z };
-        if best.is_none_or(|(bz, _)| z > bz) {
-            best = Some((z, c));
+        let key = if key.is_nan() { f64::NEG_INFINITY } else { key };
+        if best.is_none_or(|(bk, _)| key > bk) {
+            best = Some((key, c));
         }
     }
     best.map(|(_, c)| c)
+}
+
+/// The letter the top-k vote answers: the [`plurality`] letter of the `k` best-ranked models,
+/// ties going to the tied model with the highest confidence z-score under its training-split
+/// (mu, sigma). Abstentions do not vote.
+pub fn vote(
+    split: &Split,
+    q: usize,
+    ranked: &[usize],
+    k: usize,
+    train_stats: &[LocScale],
+) -> Option<Letter> {
+    let ballots: Vec<(Letter, f64)> = ranked[..k.min(ranked.len())]
+        .iter()
+        .filter_map(|&m| {
+            let c = split.responses.choice[[q, m]]?;
+            Some((c, train_stats[m].z(split.responses.confidence[[q, m]])))
+        })
+        .collect();
+    plurality(&ballots)
 }
 
 fn frac(hits: usize, n: usize) -> f64 {

@@ -2,7 +2,6 @@
 //! labelers, routers, embedders, LLM backends), the registry that finds components by their
 //! TOML `type`, the pipeline spec, and evaluation.
 
-pub mod cost;
 pub mod data;
 pub mod error;
 pub mod eval;

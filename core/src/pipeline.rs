@@ -9,7 +9,6 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-use crate::cost::CostSettings;
 use crate::registry::Registry;
 use crate::traits::{Context, Filter, Router};
 use crate::{Error, Result};
@@ -171,7 +170,7 @@ pub struct Pipeline {
     /// Run seed (`seed = N` at top level; default 0).
     pub seed: u64,
     /// `[costs]`: model costs and the cost–quality analysis settings, if given.
-    pub costs: Option<CostSettings>,
+    pub costs: Option<Located>,
     /// `[backends.NAME]`: named LLM backends components refer to, in file order.
     pub backends: Vec<(String, Located)>,
     /// `[filters.NAME]`: filters applied to the training split, in file order.
@@ -204,160 +203,155 @@ pub struct BuiltPipeline {
     /// The context to run them with.
     pub ctx: Context,
     /// `[costs]`, if given.
-    pub costs: Option<CostSettings>,
+    pub costs: Option<Located>,
     /// Filters by their table name, in order.
     pub filters: Vec<(String, Box<dyn Filter>)>,
 }
 
 /// Read `[generate]` (its nested `generator` and `describe` tables have no spans of their own,
 /// so their messages name `[generate.generator]` / `[generate.describe]` at the parent's line).
+/// Deserialize a framework table (`deny_unknown_fields`): a wrong or unknown key is an error
+/// naming the key and the table's place.
+pub fn parse_table<T: serde::de::DeserializeOwned>(l: &Located) -> Result<T> {
+    crate::registry::from_table(l.table.clone()).map_err(|msg| Error::Config {
+        context: l.context.clone(),
+        msg,
+    })
+}
+
+/// `[generate]`: training questions written by a generator LLM from subject descriptions.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateTable {
+    /// The descriptions file(s): TOML or JSON `subject = description`, a path or a list of
+    /// paths (merged); required unless `[generate.describe]` has `use_derived = true`.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<PathBuf>>")]
+    descriptions: Option<toml::Value>,
+    /// Subjects to generate for (default: every subject of the test split that is described).
+    #[serde(default)]
+    subjects: Vec<String>,
+    /// The generator re-answers its own questions (for the `self_answer` filter and the
+    /// diagnostics).
+    #[serde(default = "yes")]
+    self_answer: bool,
+    /// `[generate.generator]`: the generator component (e.g. `type = "llm"`, `backend = "NAME"`).
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    generator: Option<toml::Table>,
+    /// `[generate.describe]`: derive descriptions from example questions.
+    #[serde(default)]
+    describe: Option<DescribeTable>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn five() -> usize {
+    5
+}
+
+/// `[generate.describe]`: an LLM writes each subject's description from example questions.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeTable {
+    /// The backend that writes (`[backends.NAME]`).
+    backend: String,
+    /// Example questions per subject (1 to 50).
+    #[serde(default = "five")]
+    examples: usize,
+    /// Generate from the derived descriptions instead of the file's.
+    #[serde(default)]
+    use_derived: bool,
+    /// `[generate.describe.source]`: where the examples come from (a question source table).
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    source: Option<toml::Table>,
+}
+
 fn parse_generate(l: Located) -> Result<GenerateSpec> {
     let ctx = l.context.clone();
-    let err = |msg: String| Error::Config {
-        context: ctx.clone(),
-        msg,
+    let err = |context: &str, msg: &str| Error::Config {
+        context: context.to_string(),
+        msg: msg.to_string(),
     };
-    let mut t = l.table;
     let sub = |name: &str| ctx.replace("[generate]", &format!("[generate.{name}]"));
-    let descriptions = match t.remove("descriptions") {
+    let t: GenerateTable = parse_table(&l)?;
+    let generator = Located {
+        table: t.generator.ok_or_else(|| {
+            err(
+                &ctx,
+                "missing [generate.generator] (e.g. type = \"llm\", backend = \"NAME\")",
+            )
+        })?,
+        context: sub("generator"),
+    };
+    let describe = match t.describe {
+        None => None,
+        Some(d) => {
+            let dctx = sub("describe");
+            if !(1..=50).contains(&d.examples) {
+                return Err(err(
+                    &dctx,
+                    &format!(
+                        "`examples` must be an integer in 1..=50, got {}",
+                        d.examples
+                    ),
+                ));
+            }
+            let source = d.source.ok_or_else(|| {
+                err(
+                    &dctx,
+                    "missing [generate.describe.source] (a question source, e.g. type = \"benchmark\")",
+                )
+            })?;
+            Some(DescribeSpec {
+                backend: d.backend,
+                examples: d.examples,
+                use_derived: d.use_derived,
+                source: Located {
+                    table: source,
+                    context: dctx.replace("[generate.describe]", "[generate.describe.source]"),
+                },
+            })
+        }
+    };
+    // checked here rather than by serde, so the message says what was found
+    let descriptions = match t.descriptions {
         None => Vec::new(),
         Some(toml::Value::String(p)) => vec![PathBuf::from(p)],
         Some(toml::Value::Array(a)) => a
             .into_iter()
             .map(|v| match v {
                 toml::Value::String(p) => Ok(PathBuf::from(p)),
-                v => Err(err(format!(
-                    "`descriptions` must be a path or a list of paths, found {} in the list",
-                    v.type_str()
-                ))),
+                v => Err(err(
+                    &ctx,
+                    &format!(
+                        "`descriptions` must be a path or a list of paths, found {} in the list",
+                        v.type_str()
+                    ),
+                )),
             })
             .collect::<Result<Vec<_>>>()?,
         Some(v) => {
-            return Err(err(format!(
-                "`descriptions` must be a path or a list of paths, got {}",
-                v.type_str()
-            )));
-        }
-    };
-    let subjects = match t.remove("subjects") {
-        None => Vec::new(),
-        Some(toml::Value::Array(a)) => a
-            .into_iter()
-            .map(|v| match v {
-                toml::Value::String(s) => Ok(s),
-                v => Err(err(format!(
-                    "`subjects` must be strings, got {}",
-                    v.type_str()
-                ))),
-            })
-            .collect::<Result<_>>()?,
-        Some(v) => {
-            return Err(err(format!(
-                "`subjects` must be an array, got {}",
-                v.type_str()
-            )));
-        }
-    };
-    let self_answer = match t.remove("self_answer") {
-        None => true,
-        Some(toml::Value::Boolean(b)) => b,
-        Some(v) => {
-            return Err(err(format!(
-                "`self_answer` must be true or false, got {}",
-                v.type_str()
-            )));
-        }
-    };
-    let generator = match t.remove("generator") {
-        Some(toml::Value::Table(g)) => Located {
-            table: g,
-            context: sub("generator"),
-        },
-        Some(v) => {
-            return Err(err(format!(
-                "`generator` must be a table, got {}",
-                v.type_str()
-            )));
-        }
-        None => {
             return Err(err(
-                "missing [generate.generator] (e.g. type = \"llm\", backend = \"NAME\")".into(),
+                &ctx,
+                &format!(
+                    "`descriptions` must be a path or a list of paths, got {}",
+                    v.type_str()
+                ),
             ));
         }
     };
-    let describe = match t.remove("describe") {
-        None => None,
-        Some(toml::Value::Table(mut d)) => {
-            let dctx = sub("describe");
-            let derr = |msg: String| Error::Config {
-                context: dctx.clone(),
-                msg,
-            };
-            let backend = match d.remove("backend") {
-                Some(toml::Value::String(b)) => b,
-                _ => {
-                    return Err(derr(
-                        "`backend` (the name of a [backends.NAME]) is required".into(),
-                    ));
-                }
-            };
-            let examples = match d.remove("examples") {
-                None => 5,
-                Some(toml::Value::Integer(i)) if (1..=50).contains(&i) => i as usize,
-                Some(v) => {
-                    return Err(derr(format!(
-                        "`examples` must be an integer in 1..=50, got {v}"
-                    )));
-                }
-            };
-            let use_derived = match d.remove("use_derived") {
-                None => false,
-                Some(toml::Value::Boolean(b)) => b,
-                Some(v) => {
-                    return Err(derr(format!(
-                        "`use_derived` must be true or false, got {}",
-                        v.type_str()
-                    )));
-                }
-            };
-            let source = match d.remove("source") {
-                Some(toml::Value::Table(s)) => Located {
-                    table: s,
-                    context: dctx.replace("[generate.describe]", "[generate.describe.source]"),
-                },
-                _ => return Err(derr("missing [generate.describe.source] (a question source, e.g. type = \"benchmark\")".into())),
-            };
-            if let Some(k) = d.keys().next() {
-                return Err(derr(format!(
-                    "unknown field `{k}` (known: backend, examples, use_derived, source)"
-                )));
-            }
-            Some(DescribeSpec {
-                backend,
-                examples,
-                use_derived,
-                source,
-            })
-        }
-        Some(v) => {
-            return Err(err(format!(
-                "`describe` must be a table, got {}",
-                v.type_str()
-            )));
-        }
-    };
-    if let Some(k) = t.keys().next() {
-        return Err(err(format!(
-            "unknown field `{k}` (known: descriptions, subjects, self_answer, generator, describe)"
-        )));
-    }
     if descriptions.is_empty() && !describe.as_ref().is_some_and(|d| d.use_derived) {
-        return Err(err("`descriptions` (a file of subject = description) is required unless [generate.describe] has use_derived = true".into()));
+        return Err(err(
+            &ctx,
+            "`descriptions` (a file of subject = description) is required unless [generate.describe] has use_derived = true",
+        ));
     }
     Ok(GenerateSpec {
         descriptions,
-        subjects,
-        self_answer,
+        subjects: t.subjects,
+        self_answer: t.self_answer,
         generator,
         describe,
         context: ctx.clone(),
@@ -492,13 +486,7 @@ impl Pipeline {
             plugins: raw.plugins.iter().map(|p| base_dir.join(p)).collect(),
             backends: keyed(raw.backends, "backends")?,
             filters: keyed(raw.filters, "filters")?,
-            costs: raw
-                .costs
-                .map(|c| {
-                    let l = locate(c, "costs");
-                    CostSettings::parse(&l.table, &l.context)
-                })
-                .transpose()?,
+            costs: raw.costs.map(|c| locate(c, "costs")),
         })
     }
 

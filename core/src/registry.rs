@@ -12,81 +12,96 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::traits::{
-    DataSource, Embedder, Filter, Generator, Labeler, LlmBackend, QuestionSource, Router,
-};
+use crate::traits::{DataSource, Embedder, Filter, Generator, LlmBackend, QuestionSource, Router};
 use crate::{Error, Result};
 
-/// The kinds of component a pipeline is assembled from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Provides a dataset ([`DataSource`]).
-    DataSource,
-    /// Provides questions ([`QuestionSource`]).
-    Questions,
-    /// Writes questions ([`Generator`]).
-    Generator,
-    /// Removes questions ([`Filter`]).
-    Filter,
-    /// Labels (question, model) pairs ([`Labeler`]).
-    Labeler,
-    /// Routes queries ([`Router`]).
-    Router,
-    /// Embeds text ([`Embedder`]).
-    Embedder,
-    /// An LLM ([`LlmBackend`]).
-    Backend,
+/// Every component kind, written once: its variant, trait, label and `Registry` builder.
+/// A new kind is one line here (plus its arm in [`crate::register!`]).
+macro_rules! kinds {
+    ($( $(#[doc = $doc:literal])* $variant:ident: $tr:ident, $label:literal, $build:ident $(, check = $check:expr)?; )*) => {
+        /// The kinds of component a pipeline is assembled from.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Kind {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Kind {
+            /// Every kind, in display order.
+            pub const ALL: [Kind; [$(stringify!($variant)),*].len()] = [$(Kind::$variant),*];
+        }
+
+        impl fmt::Display for Kind {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(match self {
+                    $( Kind::$variant => $label, )*
+                })
+            }
+        }
+
+        /// A built component.
+        #[derive(Debug)]
+        pub enum Component {
+            $( #[doc = concat!("A ", $label, ".")] $variant(Box<dyn $tr>), )*
+        }
+
+        $(
+            impl Built for Box<dyn $tr> {
+                const KIND: Kind = Kind::$variant;
+                fn from_component(c: Component) -> std::result::Result<Self, Component> {
+                    match c {
+                        Component::$variant(x) => Ok(x),
+                        #[allow(unreachable_patterns)]
+                        other => Err(other),
+                    }
+                }
+                $( fn check(&self) -> std::result::Result<(), String> {
+                    let check: fn(&Self) -> std::result::Result<(), String> = $check;
+                    check(self)
+                } )?
+            }
+        )*
+
+        impl Registry {
+            $(
+                #[doc = concat!("Build a ", $label, " from its table (`type` names it).")]
+                pub fn $build(&self, table: toml::Table, context: &str) -> Result<Box<dyn $tr>> {
+                    self.build_as(table, context)
+                }
+            )*
+        }
+    };
 }
 
-impl Kind {
-    /// Every kind, in display order.
-    pub const ALL: [Kind; 8] = [
-        Kind::DataSource,
-        Kind::Questions,
-        Kind::Generator,
-        Kind::Filter,
-        Kind::Labeler,
-        Kind::Router,
-        Kind::Embedder,
-        Kind::Backend,
-    ];
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::DataSource => "data source",
-            Kind::Questions => "question source",
-            Kind::Generator => "generator",
-            Kind::Filter => "filter",
-            Kind::Labeler => "labeler",
-            Kind::Router => "router",
-            Kind::Embedder => "embedder",
-            Kind::Backend => "backend",
-        })
+/// A component type the registry builds: which kind it is and how to take it out of a
+/// [`Component`].
+pub trait Built: Sized {
+    /// Its kind.
+    const KIND: Kind;
+    /// The component, or the component back when it is of another kind.
+    fn from_component(c: Component) -> std::result::Result<Self, Component>;
+    /// Checks a built component of this kind must pass (its parameters' ranges).
+    fn check(&self) -> std::result::Result<(), String> {
+        Ok(())
     }
 }
 
-/// A built component.
-#[derive(Debug)]
-pub enum Component {
-    /// A data source.
-    DataSource(Box<dyn DataSource>),
-    /// A question source.
-    Questions(Box<dyn QuestionSource>),
-    /// A generator.
-    Generator(Box<dyn Generator>),
-    /// A filter.
-    Filter(Box<dyn Filter>),
-    /// A labeler.
-    Labeler(Box<dyn Labeler>),
-    /// A router.
-    Router(Box<dyn Router>),
-    /// An embedder.
-    Embedder(Box<dyn Embedder>),
-    /// An LLM backend.
-    Backend(Box<dyn LlmBackend>),
+kinds! {
+    /// Provides a dataset ([`DataSource`]).
+    DataSource: DataSource, "data source", build_data_source;
+    /// Provides questions ([`QuestionSource`]).
+    Questions: QuestionSource, "question source", build_questions;
+    /// Writes questions ([`Generator`]).
+    Generator: Generator, "generator", build_generator;
+    /// Removes questions ([`Filter`]).
+    Filter: Filter, "filter", build_filter;
+    /// Routes queries ([`Router`]).
+    Router: Router, "router", build_router,
+        check = |r| Router::check(r.as_ref()).map_err(|e| e.to_string());
+    /// Embeds text ([`Embedder`]).
+    Embedder: Embedder, "embedder", build_embedder;
+    /// An LLM ([`LlmBackend`]).
+    Backend: LlmBackend, "backend", build_backend;
 }
 
 /// A factory: a component's TOML table (without `type`) -> the component, or a message.
@@ -116,14 +131,13 @@ pub fn from_table<T: DeserializeOwned>(t: toml::Table) -> std::result::Result<T,
 /// Register a component with the built-in registry:
 /// `rgd_core::register!(router, "cascal", CascalConfig);` where the config struct implements
 /// `Deserialize`, `schemars::JsonSchema` and the kind's trait (`Router` here).
-/// Kinds: `data_source`, `generator`, `filter`, `labeler`, `router`, `embedder`, `backend`.
+/// Kinds: `data_source`, `questions`, `generator`, `filter`, `router`, `embedder`, `backend`.
 #[macro_export]
 macro_rules! register {
     (data_source, $($rest:tt)*) => { $crate::__register!(DataSource, $($rest)*); };
     (questions, $($rest:tt)*) => { $crate::__register!(Questions, $($rest)*); };
     (generator, $($rest:tt)*) => { $crate::__register!(Generator, $($rest)*); };
     (filter, $($rest:tt)*) => { $crate::__register!(Filter, $($rest)*); };
-    (labeler, $($rest:tt)*) => { $crate::__register!(Labeler, $($rest)*); };
     (router, $($rest:tt)*) => { $crate::__register!(Router, $($rest)*); };
     (embedder, $($rest:tt)*) => { $crate::__register!(Embedder, $($rest)*); };
     (backend, $($rest:tt)*) => { $crate::__register!(Backend, $($rest)*); };
@@ -265,7 +279,7 @@ impl Entry {
 }
 
 /// First line of the schema's description and its documented properties.
-fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
+pub fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
     let v = schema.as_value();
     let doc = v
         .get("description")
@@ -432,74 +446,15 @@ impl Registry {
         })
     }
 
-    /// Build a router.
-    pub fn build_router(&self, table: toml::Table, context: &str) -> Result<Box<dyn Router>> {
-        match self.build(Kind::Router, table, context)? {
-            Component::Router(r) => {
-                r.check().map_err(|e| Error::Config {
-                    context: context.to_string(),
-                    msg: e.to_string(),
-                })?;
-                Ok(r)
-            }
-            other => Err(wrong_kind(context, Kind::Router, &other)),
-        }
-    }
-
-    /// Build a question source.
-    pub fn build_questions(
-        &self,
-        table: toml::Table,
-        context: &str,
-    ) -> Result<Box<dyn QuestionSource>> {
-        match self.build(Kind::Questions, table, context)? {
-            Component::Questions(q) => Ok(q),
-            other => Err(wrong_kind(context, Kind::Questions, &other)),
-        }
-    }
-
-    /// Build an LLM backend.
-    pub fn build_backend(&self, table: toml::Table, context: &str) -> Result<Box<dyn LlmBackend>> {
-        match self.build(Kind::Backend, table, context)? {
-            Component::Backend(b) => Ok(b),
-            other => Err(wrong_kind(context, Kind::Backend, &other)),
-        }
-    }
-
-    /// Build an embedder.
-    pub fn build_embedder(&self, table: toml::Table, context: &str) -> Result<Box<dyn Embedder>> {
-        match self.build(Kind::Embedder, table, context)? {
-            Component::Embedder(e) => Ok(e),
-            other => Err(wrong_kind(context, Kind::Embedder, &other)),
-        }
-    }
-
-    /// Build a generator.
-    pub fn build_generator(&self, table: toml::Table, context: &str) -> Result<Box<dyn Generator>> {
-        match self.build(Kind::Generator, table, context)? {
-            Component::Generator(g) => Ok(g),
-            other => Err(wrong_kind(context, Kind::Generator, &other)),
-        }
-    }
-
-    /// Build a filter.
-    pub fn build_filter(&self, table: toml::Table, context: &str) -> Result<Box<dyn Filter>> {
-        match self.build(Kind::Filter, table, context)? {
-            Component::Filter(f) => Ok(f),
-            other => Err(wrong_kind(context, Kind::Filter, &other)),
-        }
-    }
-
-    /// Build a data source.
-    pub fn build_data_source(
-        &self,
-        table: toml::Table,
-        context: &str,
-    ) -> Result<Box<dyn DataSource>> {
-        match self.build(Kind::DataSource, table, context)? {
-            Component::DataSource(d) => Ok(d),
-            other => Err(wrong_kind(context, Kind::DataSource, &other)),
-        }
+    /// Build a component of type `T`'s kind from its table and run the kind's checks.
+    pub fn build_as<T: Built>(&self, table: toml::Table, context: &str) -> Result<T> {
+        let c = T::from_component(self.build(T::KIND, table, context)?)
+            .map_err(|other| wrong_kind(context, T::KIND, &other))?;
+        c.check().map_err(|msg| Error::Config {
+            context: context.to_string(),
+            msg,
+        })?;
+        Ok(c)
     }
 }
 

@@ -99,7 +99,7 @@ fn contract_pipeline_with_costs_writes_aiq_and_curve() {
     contract_world(t.path());
     std::fs::write(
         t.path().join("p.toml"),
-        format!("{CONTRACT}[costs]\nM0 = 1\nM1 = 2\nM2 = 3\nM3 = 4\nM4 = 5\nM5 = 6\n"),
+        format!("{CONTRACT}[costs.models]\nM0 = 1\nM1 = 2\nM2 = 3\nM3 = 4\nM4 = 5\nM5 = 6\n"),
     )
     .unwrap();
     let o = rgd(t.path(), &["run", "p.toml", "--out", "D", "--quiet"]);
@@ -127,9 +127,11 @@ fn bad_costs_tables_are_named() {
     let t = tempfile::tempdir().unwrap();
     contract_world(t.path());
     for (costs, expect) in [
-        ("M0 = \"cheap\"", "`M0` must be a number"),
-        ("M0 = 1\nM9 = 2", "`M9` is not a pool model"),
-        ("M0 = 1", "no cost for model `M1`"),
+        ("models = { M0 = \"cheap\" }", "`M0` must be a number"),
+        ("models = { M0 = 1, M9 = 2 }", "`M9` is not a pool model"),
+        ("models = { M0 = 1 }", "no cost for model `M1`"),
+        // a typo in a setting is named, never taken for a model
+        ("accuracy_shar = 0.9", "unknown field `accuracy_shar`"),
         ("from = \"latency\"", "records no latency"),
         ("rule = \"fastest\"", "`rule` must be"),
     ] {

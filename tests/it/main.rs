@@ -17,6 +17,7 @@ mod cost;
 mod fake_openai;
 mod fixture;
 mod generation;
+mod library;
 mod openai;
 mod plugins;
 mod real;

@@ -1,5 +1,7 @@
 //! Labelers: `consensus` (CASCAL's query-only labels, docs/cascal.md section A) and `correctness`
-//! (query-answer labels: is the model's answer equal to the key).
+//! (query-answer labels: is the model's answer equal to the key). They are a library the
+//! routers use (each router's `labels`/`label` setting chooses), not a component kind a
+//! pipeline builds by `type`.
 
 use ndarray::Array2;
 use rgd_core::stats::LocScale;
@@ -166,9 +168,6 @@ impl Labeler for Correctness {
         })
     }
 }
-
-rgd_core::register!(labeler, "consensus", Consensus);
-rgd_core::register!(labeler, "correctness", Correctness);
 
 #[cfg(test)]
 mod tests {

@@ -711,19 +711,14 @@ async fn vote(st: Arc<St>, chat: Chat, d: Decision) -> Response {
             rgd_pool::extract::extract_answer(&a.2.text, rgd_core::N_LETTERS).map(|l| l.index())
         })
         .collect();
-    // votes per letter, and the best rank among its voters (for ties)
-    let mut tally: Vec<(usize, usize, usize)> = Vec::new(); // (letter, votes, best rank)
-    for (a, l) in answers.iter().zip(&letters) {
-        let Some(l) = *l else { continue };
-        match tally.iter_mut().find(|t| t.0 == l) {
-            Some(t) => t.1 += 1,
-            None => tally.push((l, 1, a.0)),
-        }
-    }
-    let winner = tally
+    // the offline metric's vote rule; a live reply has no calibrated confidence, so ties go
+    // to the better-ranked side
+    let ballots: Vec<(rgd_core::Letter, f64)> = answers
         .iter()
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
-        .map(|t| t.0);
+        .zip(&letters)
+        .filter_map(|(a, l)| Some((rgd_core::Letter::from_index((*l)?)?, -(a.0 as f64))))
+        .collect();
+    let winner = rgd_core::eval::plurality(&ballots).map(|l| l.index());
     let pick = match winner {
         Some(w) => letters.iter().position(|l| *l == Some(w)).unwrap_or(0),
         None => 0,

@@ -1,10 +1,10 @@
 //! SVG plots of a run (plotters).
 
-use anyhow::{Result, anyhow};
+use crate::{Error, Result};
 use plotters::prelude::*;
 use std::path::Path;
 
-use crate::costs::CostsOut;
+use rgd_experiment::costs::CostsOut;
 
 /// A router's name, its top-1 curve (`[cost, accuracy]`) and its top-3 vote point.
 pub type RouterCurve = (String, Vec<[f64; 2]>, Option<[f64; 2]>);
@@ -21,9 +21,9 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-/// A plotters error as an anyhow error.
-pub fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
-    anyhow!("drawing the plot: {e}")
+/// A plotters error as this crate's error.
+pub fn err<E: std::fmt::Display>(e: E) -> Error {
+    Error::Plot(e.to_string())
 }
 
 /// Draw the cost–quality plot: each router's top-1 curve (sorted by cost) with its top-3 vote
@@ -78,7 +78,7 @@ pub fn cost_quality(path: &Path, title: &str, routers: &[RouterCurve], c: &Costs
         let color = PALETTE[i % PALETTE.len()];
         let mut pts: Vec<(f64, f64)> = curve.iter().map(pct).collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        let aiq = rgd_core::cost::aiq(curve, c.cost_range[0], c.cost_range[1]);
+        let aiq = rgd_experiment::cost::aiq(curve, c.cost_range[0], c.cost_range[1]);
         chart
             .draw_series(LineSeries::new(pts, color.stroke_width(2)).point_size(2))
             .map_err(err)?
@@ -363,7 +363,7 @@ pub fn heatmap(
 pub fn sources(
     path: &Path,
     title: &str,
-    src: &crate::sources::SourcesOut,
+    src: &rgd_experiment::sources::SourcesOut,
     order: &[String],
     best_single: f64,
     oracle: f64,

@@ -1,178 +1,7 @@
-//! `results.json` (the contract other tools read) and `report.md`.
+//! `report.md`: the results as a readable report.
 
-use rgd_core::eval::{Accuracy, ReferenceScores};
-use serde::Serialize;
-use std::collections::BTreeMap;
+use rgd_experiment::results::{OverSeeds, RunResults};
 use std::fmt::Write as _;
-
-/// Calls to pool models per query of each decision rule.
-#[derive(Clone, Debug, Serialize)]
-pub struct Calls {
-    /// Top-1 asks one model.
-    pub top1: usize,
-    /// The top-3 vote asks three (or the whole pool if smaller).
-    pub top3_vote: usize,
-}
-
-/// A router retrained with several seeds.
-#[derive(Clone, Debug, Serialize)]
-pub struct OverSeeds {
-    /// The seeds.
-    pub seeds: Vec<u64>,
-    /// Top-1 per seed.
-    pub top1: Vec<f64>,
-    /// Mean top-1.
-    pub top1_mean: f64,
-    /// Sample sd of top-1.
-    pub top1_sd: f64,
-    /// Mean top-3 vote.
-    pub top3_vote_mean: f64,
-    /// Sample sd of the top-3 vote.
-    pub top3_vote_sd: f64,
-}
-
-/// 95% intervals of the two accuracies.
-#[derive(Clone, Debug, Serialize)]
-pub struct Ci95 {
-    /// Top-1.
-    pub top1: [f64; 2],
-    /// Top-3 vote.
-    pub top3_vote: [f64; 2],
-}
-
-/// Share of the gap between best single model and oracle a router closes.
-#[derive(Clone, Debug, Serialize)]
-pub struct GapClosed {
-    /// For top-1 (None when oracle = best single).
-    pub top1: Option<f64>,
-    /// For the top-3 vote.
-    pub top3_vote: Option<f64>,
-}
-
-/// One router's outcome.
-#[derive(Clone, Debug, Serialize)]
-pub struct RouterResult {
-    /// Its `type`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// What it learned from.
-    pub supervision: rgd_core::Supervision,
-    /// Top-1 accuracy on the test split.
-    pub top1: f64,
-    /// Top-3 vote accuracy.
-    pub top3_vote: f64,
-    /// 95% bootstrap intervals over test questions (1,000 resamples, seeded).
-    pub ci95: Ci95,
-    /// Calls per query.
-    pub calls_per_query: Calls,
-    /// Share of the oracle gap closed.
-    pub oracle_gap_closed: GapClosed,
-    /// Training and routing seconds.
-    pub seconds: BTreeMap<String, f64>,
-    /// Per subject accuracies.
-    pub per_subject: BTreeMap<String, Accuracy>,
-    /// Share of queries on which each model ranks first.
-    pub top1_share: BTreeMap<String, f64>,
-    /// Where the trained artifact was written.
-    pub artifact: Option<String>,
-    /// Mean and sd over `training_seeds` (routers with a `seed` field).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub over_seeds: Option<OverSeeds>,
-    /// AIQ of its cost–quality curve (with `[costs]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aiq: Option<f64>,
-    /// Its cost–quality curve, `[cost, accuracy]` per swept parameter (with `[costs]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub curve: Option<Vec<[f64; 2]>>,
-    /// Calibrated points and the rest of the cost analysis (with `[costs]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cost: Option<crate::costs::CurveDetail>,
-}
-
-/// A router that failed, with why.
-#[derive(Clone, Debug, Serialize)]
-pub struct RouterFailure {
-    /// Its `type`.
-    #[serde(rename = "type")]
-    pub type_name: String,
-    /// The error.
-    pub error: String,
-}
-
-/// References (the contract's keys plus per-subject detail).
-#[derive(Clone, Debug, Serialize)]
-pub struct ReferencesOut {
-    /// Best single model's accuracy in hindsight (on the test split).
-    pub best_single: f64,
-    /// Which model that is.
-    pub best_single_model: String,
-    /// Share of questions some model answers correctly.
-    pub oracle: f64,
-    /// What the oracle would be if the models' errors were independent.
-    pub oracle_if_independent: f64,
-    /// Expected accuracy of uniformly random routing.
-    pub random: f64,
-    /// Accuracy of the whole pool's plurality vote (M calls per query).
-    pub majority_vote: f64,
-    /// Each model's accuracy.
-    pub single: BTreeMap<String, f64>,
-    /// The same per subject.
-    pub per_subject: BTreeMap<String, ReferenceScores>,
-}
-
-/// The whole `results.json`.
-#[derive(Clone, Debug, Serialize)]
-pub struct RunResults {
-    /// rgd version.
-    pub rgd_version: String,
-    /// The pipeline file.
-    pub pipeline: String,
-    /// Task name.
-    pub task: String,
-    /// Pool models.
-    pub models: Vec<String>,
-    /// Training questions.
-    pub n_train: usize,
-    /// Test questions.
-    pub n_test: usize,
-    /// Routers that ran, by their table name.
-    pub routers: BTreeMap<String, RouterResult>,
-    /// Routers that failed.
-    pub failed: BTreeMap<String, RouterFailure>,
-    /// Reference points.
-    pub references: ReferencesOut,
-    /// Seconds spent loading the data.
-    pub load_seconds: f64,
-    /// Every router on every training source (with `[sources.NAME]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sources: Option<crate::sources::SourcesOut>,
-    /// Every router without each ablated filter (with `ablate_filters`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter_ablation: Option<crate::ablation::AblationOut>,
-    /// Training data: generation, diagnostics and filters.
-    pub training_data: crate::training::TrainingData,
-    /// The cost–quality analysis (with `[costs]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub costs: Option<crate::costs::CostsOut>,
-    /// Model calls of the data stage (when a pool answered through the cache).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub calls: Option<Calls2>,
-    /// Pool calls that failed (abstentions), per split and model: how many and the first
-    /// reason. A rerun retries them (failures are not cached).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub call_failures: BTreeMap<String, BTreeMap<String, (usize, String)>>,
-}
-
-/// Call statistics of the data stage.
-#[derive(Clone, Debug, Serialize)]
-pub struct Calls2 {
-    /// The cache file.
-    pub cache: String,
-    /// Calls served from the cache.
-    pub cache_hits: u64,
-    /// Calls that ran a model.
-    pub model_calls: u64,
-}
 
 fn pct(x: f64) -> String {
     // + 0.0 turns -0.0 into 0.0
@@ -359,7 +188,12 @@ fn opt_num(x: Option<f64>) -> String {
     x.map(num).unwrap_or_else(|| "never".into())
 }
 
-fn cost_section(s: &mut String, r: &RunResults, c: &crate::costs::CostsOut, order: &[String]) {
+fn cost_section(
+    s: &mut String,
+    r: &RunResults,
+    c: &rgd_experiment::costs::CostsOut,
+    order: &[String],
+) {
     let u = &c.unit;
     let _ = writeln!(s, "\n## Cost and quality (test split)\n");
     let _ = writeln!(
@@ -371,8 +205,9 @@ fn cost_section(s: &mut String, r: &RunResults, c: &crate::costs::CostsOut, orde
             .collect::<Vec<_>>()
             .join(", "),
         match c.rule {
-            rgd_core::cost::Rule::Penalty => "pick the model maximizing score - lambda x cost",
-            rgd_core::cost::Rule::Within =>
+            rgd_experiment::cost::Rule::Penalty =>
+                "pick the model maximizing score - lambda x cost",
+            rgd_experiment::cost::Rule::Within =>
                 "pick the cheapest model within delta of the best score",
         },
         num(c.cost_range[0]),
@@ -386,7 +221,7 @@ fn cost_section(s: &mut String, r: &RunResults, c: &crate::costs::CostsOut, orde
         "| router | AIQ | calibrated to | test cost | test accuracy | cost saved vs best single | accuracy change (points) | cost to reach 95% / 100% of best single | top-3 vote cost / accuracy |"
     );
     let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---:|---:|");
-    let mut row = |name: &str, aiq: f64, d: &crate::costs::CurveDetail| {
+    let mut row = |name: &str, aiq: f64, d: &rgd_experiment::costs::CurveDetail| {
         let t3 = d
             .top3_vote
             .map(|p| format!("{} / {}", num(p[0]), pct(p[1])))
@@ -461,7 +296,7 @@ fn cost_section(s: &mut String, r: &RunResults, c: &crate::costs::CostsOut, orde
             rule.push_str("---:|");
         }
         let _ = writeln!(s, "{head}\n{rule}");
-        let mut line = |name: &str, d: &crate::costs::CurveDetail| {
+        let mut line = |name: &str, d: &rgd_experiment::costs::CurveDetail| {
             let _ = write!(s, "| {name} |");
             for b in &uniq {
                 let a = d
@@ -487,7 +322,7 @@ fn opt_pct_dash(x: Option<f64>) -> String {
     x.map(pct).unwrap_or_else(|| "–".into())
 }
 
-fn training_section(s: &mut String, title: &str, t: &crate::training::TrainingData) {
+fn training_section(s: &mut String, title: &str, t: &rgd_experiment::training::TrainingData) {
     let _ = writeln!(s, "\n## {title}\n");
     if let Some(g) = &t.generation {
         let _ = writeln!(
@@ -543,7 +378,7 @@ fn training_section(s: &mut String, title: &str, t: &crate::training::TrainingDa
         s,
         "| subject | n | blocks parsed / found | replies without blocks | self-answer accuracy | pool accuracy min–max (sd) | pool disagrees | near-duplicates |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
-    let mut row = |name: &str, g: &rgd_filters::diagnostics::GroupDiagnostics| {
+    let mut row = |name: &str, g: &rgd_experiment::training::GroupDiagnostics| {
         let (mn, mx) = g
             .model_accuracy
             .values()
@@ -620,8 +455,8 @@ fn training_section(s: &mut String, title: &str, t: &crate::training::TrainingDa
     }
 }
 
-fn sources_section(s: &mut String, src: &crate::sources::SourcesOut, order: &[String]) {
-    type Metric = fn(&crate::sources::SourceCell) -> (f64, [f64; 2]);
+fn sources_section(s: &mut String, src: &rgd_experiment::sources::SourcesOut, order: &[String]) {
+    type Metric = fn(&rgd_experiment::sources::SourceCell) -> (f64, [f64; 2]);
     let metrics: [(&str, Metric); 2] = [
         ("top-1", |c| (c.top1, c.top1_ci95)),
         ("top-3 vote", |c| (c.top3_vote, c.top3_vote_ci95)),
@@ -682,7 +517,7 @@ fn sources_section(s: &mut String, src: &crate::sources::SourcesOut, order: &[St
     }
 }
 
-fn ablation_section(s: &mut String, a: &crate::ablation::AblationOut, order: &[String]) {
+fn ablation_section(s: &mut String, a: &rgd_experiment::ablation::AblationOut, order: &[String]) {
     let _ = writeln!(
         s,
         "\n## Filter ablation: top-1 % of every router retrained without {}\n",

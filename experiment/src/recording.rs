@@ -3,14 +3,14 @@
 //! request (the prompt) per component and operation, the pipeline verbatim, the date and the
 //! command — and the checks that refuse to replay a recording with other model files.
 
-use anyhow::{Context as _, Result, bail};
+use crate::error::{Result, ResultExt as _, bail};
 use rgd_cache::{CacheMode, CallCache, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use crate::data::CacheArgs;
+use crate::session::Session;
 
 /// One component that called models through the cache.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -76,20 +76,11 @@ pub fn manifest_path(recording: &Path) -> PathBuf {
 /// the recording was not made with: a different model file has a different hash, so none of
 /// its calls can be in the recording.
 pub fn check_components(
-    args: &CacheArgs,
+    session: &Session,
     cache: &CallCache,
     components: Vec<(String, String, toml::Table)>,
 ) -> Result<()> {
-    {
-        let mut seen = args
-            .session
-            .components
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        for (role, identity, table) in &components {
-            seen.insert(role.clone(), (identity.clone(), table.clone()));
-        }
-    }
+    session.note_components(&components);
     if cache.mode() != CacheMode::ReadOnly {
         return Ok(());
     }
@@ -123,9 +114,10 @@ pub fn check_components(
     Ok(())
 }
 
-/// Write the calls this run made or replayed, and the manifest (after a run).
-pub fn write(args: &CacheArgs, pipeline: &Path, out: &Path) -> Result<()> {
-    let Some(cache) = args.session.cache.get() else {
+/// Write the calls this run made or replayed, and the manifest (after a run); returns the
+/// number of calls and the manifest's path.
+pub fn write(session: &Session, pipeline: &Path, out: &Path) -> Result<(usize, PathBuf)> {
+    let Some(cache) = session.cache() else {
         bail!(
             "--record: the pipeline {} calls no model (nothing to record)",
             pipeline.display()
@@ -150,11 +142,8 @@ pub fn write(args: &CacheArgs, pipeline: &Path, out: &Path) -> Result<()> {
             });
         p.calls += 1;
     }
-    let components = args
-        .session
-        .components
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let components = session
+        .components()
         .iter()
         .map(|(role, (identity, table))| {
             (
@@ -185,10 +174,5 @@ pub fn write(args: &CacheArgs, pipeline: &Path, out: &Path) -> Result<()> {
     let mp = manifest_path(out);
     std::fs::write(&mp, serde_json::to_vec_pretty(&manifest)?)
         .with_context(|| format!("writing {}", mp.display()))?;
-    eprintln!(
-        "recorded {calls} calls to {} (manifest {})",
-        out.display(),
-        mp.display()
-    );
-    Ok(())
+    Ok((calls, mp))
 }

@@ -12,10 +12,10 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::data::{Letter, Split, rank};
-use crate::eval::vote;
-use crate::stats::LocScale;
-use crate::{Error, Result};
+use rgd_core::eval::vote;
+use rgd_core::stats::LocScale;
+use rgd_core::{Error, Result};
+use rgd_core::{Letter, Split, rank};
 
 /// How a router's scores are traded against cost.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,15 +58,17 @@ pub enum CostFrom {
 /// [costs]
 /// from = "latency"        # or "table" (default): give every model's cost below
 /// unit = "s"              # how costs are stated in the report
-/// M0 = 1.0                # model name = cost per query (overrides a measured cost)
 /// rule = "penalty"        # or "within"
 /// points = 50             # parameter values swept per router
 /// budget = 0.5            # calibrate on training data to this average cost per query
 /// accuracy_share = 0.99   # ... and to this share of the best single model's accuracy
 /// budgets = [0.3, 0.6]    # report accuracy at these budgets
 /// calibrate_on = "auto"   # or "key" / "plurality": training answers calibration scores against
+///
+/// [costs.models]
+/// M0 = 1.0                # model name = cost per query (overrides a measured cost)
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CostSettings {
     /// Where costs come from.
     pub from: CostFrom,
@@ -90,16 +92,47 @@ pub struct CostSettings {
     pub context: String,
 }
 
-const RESERVED: [&str; 8] = [
-    "calibrate_on",
-    "from",
-    "unit",
-    "rule",
-    "points",
-    "budget",
-    "accuracy_share",
-    "budgets",
-];
+/// `[costs]`: model costs and the cost–quality analysis (see [`CostSettings`]).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostsTable {
+    /// `"table"` (default: every model's cost in `[costs.models]`) or `"latency"` (mean
+    /// measured seconds per training question).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// How costs are stated in the report (default `s` for latency, else `cost units`).
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// `[costs.models]`: pool model name = cost per query (overrides a measured cost).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, f64>")]
+    pub models: BTreeMap<String, toml::Value>,
+    /// `"penalty"` (default: argmax score - lambda x cost) or `"within"` (the cheapest model
+    /// whose score is within delta of the best).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Parameter values swept per router (2 to 100000; default 50).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub points: Option<toml::Value>,
+    /// Calibrate on training data to this average cost per query.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub budget: Option<toml::Value>,
+    /// ... and to this share of the best single model's accuracy (default 0.99 without a
+    /// budget).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub accuracy_share: Option<toml::Value>,
+    /// Report the best test accuracy within these budgets.
+    #[serde(default)]
+    #[schemars(with = "Vec<f64>")]
+    pub budgets: Option<toml::Value>,
+    /// `"auto"` (default), `"key"` or `"plurality"`: the training answers calibration scores
+    /// against.
+    #[serde(default)]
+    pub calibrate_on: Option<String>,
+}
 
 impl CostSettings {
     /// Read a `[costs]` table; `context` (`file:line [costs]`) goes into every message.
@@ -108,6 +141,8 @@ impl CostSettings {
             context: context.to_string(),
             msg,
         };
+        let t: CostsTable = rgd_core::registry::from_table(table.clone()).map_err(&err)?;
+        // numbers are checked here rather than by serde so the message names the key
         let num = |key: &str, v: &toml::Value| -> Result<f64> {
             match v {
                 toml::Value::Float(f) => Ok(*f),
@@ -127,17 +162,7 @@ impl CostSettings {
                 )))
             }
         };
-        let string = |key: &str| -> Result<Option<&str>> {
-            match table.get(key) {
-                None => Ok(None),
-                Some(toml::Value::String(s)) => Ok(Some(s.as_str())),
-                Some(other) => Err(err(format!(
-                    "`{key}` must be a string, got {}",
-                    other.type_str()
-                ))),
-            }
-        };
-        let from = match string("from")? {
+        let from = match t.from.as_deref() {
             None | Some("table") => CostFrom::Table,
             Some("latency") => CostFrom::Latency,
             Some(other) => {
@@ -146,7 +171,7 @@ impl CostSettings {
                 )));
             }
         };
-        let rule = match string("rule")? {
+        let rule = match t.rule.as_deref() {
             None | Some("penalty") => Rule::Penalty,
             Some("within") => Rule::Within,
             Some(other) => {
@@ -155,7 +180,7 @@ impl CostSettings {
                 )));
             }
         };
-        let calibrate_on = match string("calibrate_on")? {
+        let calibrate_on = match t.calibrate_on.as_deref() {
             None | Some("auto") => CalibrateOn::Auto,
             Some("key") => CalibrateOn::Key,
             Some("plurality") => CalibrateOn::Plurality,
@@ -165,13 +190,11 @@ impl CostSettings {
                 )));
             }
         };
-        let unit = string("unit")?
-            .map(str::to_string)
-            .unwrap_or_else(|| match from {
-                CostFrom::Latency => "s".into(),
-                CostFrom::Table => "cost units".into(),
-            });
-        let points = match table.get("points") {
+        let unit = t.unit.unwrap_or_else(|| match from {
+            CostFrom::Latency => "s".into(),
+            CostFrom::Table => "cost units".into(),
+        });
+        let points = match &t.points {
             None => 50,
             Some(toml::Value::Integer(i)) if (2..=100_000).contains(i) => *i as usize,
             Some(v) => {
@@ -180,12 +203,14 @@ impl CostSettings {
                 )));
             }
         };
-        let budget = table
-            .get("budget")
+        let budget = t
+            .budget
+            .as_ref()
             .map(|v| num("budget", v).and_then(|x| nonneg("budget", x)))
             .transpose()?;
-        let accuracy_share = table
-            .get("accuracy_share")
+        let accuracy_share = t
+            .accuracy_share
+            .as_ref()
             .map(|v| num("accuracy_share", v))
             .transpose()?;
         if let Some(s) = accuracy_share
@@ -195,7 +220,7 @@ impl CostSettings {
                 "`accuracy_share` must be in (0, 1.5], got {s}"
             )));
         }
-        let budgets = match table.get("budgets") {
+        let budgets = match &t.budgets {
             None => Vec::new(),
             Some(toml::Value::Array(a)) => a
                 .iter()
@@ -209,10 +234,7 @@ impl CostSettings {
             }
         };
         let mut given = BTreeMap::new();
-        for (k, v) in table {
-            if RESERVED.contains(&k.as_str()) {
-                continue;
-            }
+        for (k, v) in &t.models {
             given.insert(k.clone(), nonneg(k, num(k, v)?)?);
         }
         Ok(CostSettings {
@@ -245,7 +267,7 @@ impl CostSettings {
         let measured = match self.from {
             CostFrom::Table => None,
             CostFrom::Latency => Some(mean_latency(train).ok_or_else(|| {
-                err("`from = \"latency\"`: this run's data records no latency; give each model's cost instead (model name = cost per query)".into())
+                err("`from = \"latency\"`: this run's data records no latency; give each model's cost instead in [costs.models] (model name = cost per query)".into())
             })?),
         };
         let mut per_model = Vec::with_capacity(models.len());
@@ -253,18 +275,18 @@ impl CostSettings {
         for (j, m) in models.iter().enumerate() {
             if let Some(c) = self.given.get(m) {
                 per_model.push(*c);
-                source.push("[costs] table".to_string());
+                source.push("[costs.models]".to_string());
             } else if let Some(lat) = &measured {
                 if !lat[j].is_finite() {
                     return Err(err(format!(
-                        "no latency measured for model `{m}`; give its cost (`{m} = ...`)"
+                        "no latency measured for model `{m}`; give its cost in [costs.models] (`{m} = ...`)"
                     )));
                 }
                 per_model.push(lat[j]);
                 source.push("mean seconds per training question, measured".to_string());
             } else {
                 return Err(err(format!(
-                    "no cost for model `{m}`: give every pool model a cost (`{m} = ...`) or set `from = \"latency\"`"
+                    "no cost for model `{m}`: give every pool model a cost in [costs.models] (`{m} = ...`) or set `from = \"latency\"`"
                 )));
             }
         }
@@ -875,16 +897,16 @@ mod tests {
 
     #[test]
     fn settings_parse_with_clear_errors() {
-        let t: toml::Table = toml::from_str("M0 = 1\nM1 = 0.5\nbudget = 0.7").unwrap();
+        let t: toml::Table = toml::from_str("models = { M0 = 1, M1 = 0.5 }\nbudget = 0.7").unwrap();
         let s = CostSettings::parse(&t, "p.toml:3 [costs]").unwrap();
         assert_eq!(s.given.len(), 2);
         assert_eq!(s.budget, Some(0.7));
         assert_eq!(s.accuracy_share, None);
-        let t: toml::Table = toml::from_str("M0 = \"cheap\"").unwrap();
+        let t: toml::Table = toml::from_str("models = { M0 = \"cheap\" }").unwrap();
         let e = CostSettings::parse(&t, "p.toml:3 [costs]").unwrap_err();
         assert!(e.to_string().contains("p.toml:3 [costs]"), "{e}");
         assert!(e.to_string().contains("M0"), "{e}");
-        let t: toml::Table = toml::from_str("M0 = -1").unwrap();
+        let t: toml::Table = toml::from_str("models = { M0 = -1 }").unwrap();
         assert!(CostSettings::parse(&t, "x").is_err());
         let t: toml::Table = toml::from_str("from = \"tokens\"").unwrap();
         assert!(

@@ -1,18 +1,20 @@
 //! The training-data stage of `rgd run`: generator diagnostics, the filters, and the
 //! generated questions and calls written next to the results.
 
-use anyhow::{Context as _, Result, bail};
+use crate::error::{Result, ResultExt as _, bail};
 use rgd_core::{Context, Dataset, Filter};
-use rgd_filters::diagnostics::{Diagnostics, diagnose};
-use serde::Serialize;
+use rgd_filters::diagnostics::diagnose;
+pub use rgd_filters::diagnostics::{Diagnostics, GroupDiagnostics};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
 use crate::data::{DataReport, GenerationReport};
+use crate::resolve::Named;
 
 /// What one filter did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct FilterStep {
     /// Its table name.
     pub name: String,
@@ -28,12 +30,12 @@ pub struct FilterStep {
 }
 
 /// results.json `training_data`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainingData {
     /// Training questions before the filters.
     pub n_before_filters: usize,
     /// The generation stage (with `[generate]`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationReport>,
     /// Diagnostics of the training questions before the filters (against their key).
     pub diagnostics: Diagnostics,
@@ -60,15 +62,14 @@ fn write_jsonl<T: Serialize>(path: &Path, items: impl Iterator<Item = T>) -> Res
 pub fn process(
     ds: &mut Dataset,
     report: DataReport,
-    filters: &[(String, Box<dyn Filter>)],
-    types: &[String],
+    filters: &[Named<Box<dyn Filter>>],
     skip: &[String],
     ctx: &Context,
-    out: &Path,
+    out: Option<&Path>,
 ) -> Result<TrainingData> {
     let stats = report.generation.as_ref().map(|g| &g.generated.stats);
     let diagnostics = diagnose(&ds.train, &ds.models, stats);
-    if let Some(g) = &report.generation {
+    if let (Some(g), Some(out)) = (&report.generation, out) {
         let dir = out.join("generated");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         #[derive(Serialize)]
@@ -103,7 +104,7 @@ pub fn process(
         }
     }
     let n_before = ds.train.len();
-    let steps = apply_filters(&mut ds.train, &ds.models, filters, types, skip, ctx)?;
+    let steps = apply_filters(&mut ds.train, &ds.models, filters, skip, ctx)?;
     Ok(TrainingData {
         n_before_filters: n_before,
         generation: report.generation,
@@ -116,13 +117,18 @@ pub fn process(
 pub fn apply_filters(
     train: &mut rgd_core::Split,
     models: &[String],
-    filters: &[(String, Box<dyn Filter>)],
-    types: &[String],
+    filters: &[Named<Box<dyn Filter>>],
     skip: &[String],
     ctx: &Context,
 ) -> Result<Vec<FilterStep>> {
     let mut steps = Vec::new();
-    for ((name, f), type_name) in filters.iter().zip(types) {
+    for Named {
+        name,
+        type_name,
+        value: f,
+        ..
+    } in filters
+    {
         if skip.contains(name) {
             continue;
         }

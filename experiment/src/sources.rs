@@ -2,17 +2,19 @@
 //! pipeline's own training data, `main`) and tested on the same test split — the paper's
 //! comparison of generators against real labeled data, with the drop from a reference source.
 
-use anyhow::{Context as _, Result, bail};
-use rgd_core::eval::{bootstrap_ci, confidence_stats, evaluate};
-use rgd_core::{Context, Dataset, Filter, Pipeline, Registry, Router};
-use serde::Serialize;
+use crate::error::{Result, ResultExt as _, bail};
+use crate::evaluate::{Cell, train_and_evaluate};
+use crate::resolve::Resolved;
+use rgd_core::Dataset;
+use rgd_core::eval::confidence_stats;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::data::CacheArgs;
+use crate::session::Session;
 
 /// One router trained on one source.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SourceCell {
     /// Top-1 accuracy on the test split.
     pub top1: f64,
@@ -23,12 +25,12 @@ pub struct SourceCell {
     /// Its 95% bootstrap interval.
     pub top3_vote_ci95: [f64; 2],
     /// Top-1 minus the reference source's top-1 (when a reference is set).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_from_reference: Option<f64>,
 }
 
 /// results.json `sources`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SourcesOut {
     /// Source names in order (`main` first).
     pub order: Vec<String>,
@@ -45,53 +47,29 @@ pub struct SourcesOut {
 }
 
 /// The main run's accuracies of one router.
-#[derive(Clone, Debug)]
-pub struct MainCell {
-    /// Top-1.
-    pub top1: f64,
-    /// Its 95% interval.
-    pub top1_ci95: [f64; 2],
-    /// Top-3 vote.
-    pub top3_vote: f64,
-    /// Its 95% interval.
-    pub top3_vote_ci95: [f64; 2],
-}
-
-/// The main run's accuracies per router.
-pub type MainResults = BTreeMap<String, MainCell>;
-
-/// Train and test every router on every extra source.
-#[allow(clippy::too_many_arguments)]
+/// Run every training source (`[sources.NAME]`): reload the training data as each says, apply
+/// the pipeline's filters (those it keeps), train every router on it and evaluate on the main
+/// test split. `main_results` are the routers' cells on the pipeline's own training data.
 pub fn run_sources(
-    registry: &Registry,
-    pipeline: &Pipeline,
+    r: &Resolved,
+    session: &Session,
     main: &Dataset,
-    main_results: &MainResults,
-    routers: &[(String, Box<dyn Router>)],
-    filters: &[(String, Box<dyn Filter>)],
-    filter_types: &[String],
-    ctx: &Context,
-    cache_args: &CacheArgs,
-    quiet: bool,
-    out: &Path,
+    main_results: &BTreeMap<String, Cell>,
+    out: Option<&Path>,
     mut ablation: Option<&mut crate::ablation::AblationOut>,
 ) -> Result<SourcesOut> {
+    let pipeline = &r.pipeline;
+    let ctx = &r.ctx;
     let mut order = vec!["main".to_string()];
     let mut n_train = BTreeMap::from([("main".to_string(), main.train.len())]);
     let mut results: BTreeMap<String, BTreeMap<String, SourceCell>> = BTreeMap::new();
     let mut failed: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut training_data = BTreeMap::new();
     for (name, m) in main_results {
-        results.entry(name.clone()).or_default().insert(
-            "main".into(),
-            SourceCell {
-                top1: m.top1,
-                top1_ci95: m.top1_ci95,
-                top3_vote: m.top3_vote,
-                top3_vote_ci95: m.top3_vote_ci95,
-                drop_from_reference: None,
-            },
-        );
+        results
+            .entry(name.clone())
+            .or_default()
+            .insert("main".into(), SourceCell::from(*m));
     }
     let test_ids: Vec<&str> = main.test.questions.iter().map(|q| q.id.as_str()).collect();
     for (sname, loc) in &pipeline.sources {
@@ -117,28 +95,21 @@ pub fn run_sources(
                         loc.context
                     ),
                 };
+                let all = r.filter_names();
                 for n in &names {
-                    if !filters.iter().any(|(k, _)| k == n) {
+                    if !all.contains(n) {
                         bail!(
                             "{}: `filters` names `{n}`, not a [filters.NAME] of this pipeline (its filters: {})",
                             loc.context,
-                            filters
-                                .iter()
-                                .map(|(k, _)| k.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            all.join(", ")
                         );
                     }
                 }
-                filters
-                    .iter()
-                    .map(|(k, _)| k.clone())
-                    .filter(|k| !names.contains(k))
-                    .collect()
+                all.into_iter().filter(|k| !names.contains(k)).collect()
             }
         };
         let p = pipeline.with_train(&loc)?;
-        let (mut ds, _, report) = crate::data::load(registry, &p, ctx, cache_args, quiet)
+        let (mut ds, _, report) = crate::data::load(&r.registry, &p, ctx, session)
             .with_context(|| format!("training source `{sname}` ({})", loc.context))?;
         ds.validate()?;
         let ids: Vec<&str> = ds.test.questions.iter().map(|q| q.id.as_str()).collect();
@@ -148,54 +119,39 @@ pub fn run_sources(
                 loc.context
             );
         }
-        let dir = out.join("sources").join(sname);
-        std::fs::create_dir_all(&dir)?;
+        let dir = out.map(|o| o.join("sources").join(sname));
         let unfiltered = ablation.is_some().then(|| ds.train.clone());
-        let td =
-            crate::training::process(&mut ds, report, filters, filter_types, &skip, ctx, &dir)?;
+        let td = crate::training::process(&mut ds, report, &r.filters, &skip, ctx, dir.as_deref())?;
         training_data.insert(sname.clone(), td);
         n_train.insert(sname.clone(), ds.train.len());
         let stats = confidence_stats(&ds.train);
-        for (rname, router) in routers {
-            let r = router
-                .train(&ds.train, &ds.models, ctx)
-                .and_then(|t| t.score_split(&main.test));
-            match r {
-                Ok(scores) => {
-                    let ev = evaluate(&main.test, &main.models, &scores, &stats);
-                    results.entry(rname.clone()).or_default().insert(
-                        sname.clone(),
-                        SourceCell {
-                            top1: ev.overall.top1,
-                            top1_ci95: bootstrap_ci(&ev.top1_correct, 1000, pipeline.seed),
-                            top3_vote: ev.overall.top3_vote,
-                            top3_vote_ci95: bootstrap_ci(&ev.top3_correct, 1000, pipeline.seed),
-                            drop_from_reference: None,
-                        },
-                    );
+        for router in &r.routers {
+            match train_and_evaluate(
+                router.value.as_ref(),
+                &ds.train,
+                &main.test,
+                &main.models,
+                &stats,
+                ctx,
+            ) {
+                Ok(ev) => {
+                    results
+                        .entry(router.name.clone())
+                        .or_default()
+                        .insert(sname.clone(), SourceCell::from(ev.cell(pipeline.seed)));
                 }
                 Err(e) => {
                     failed
-                        .entry(rname.clone())
+                        .entry(router.name.clone())
                         .or_default()
                         .insert(sname.clone(), e.to_string());
                 }
             }
         }
         if let (Some(a), Some(u)) = (ablation.as_deref_mut(), &unfiltered) {
-            a.add_source(
-                sname,
-                u,
-                &main.test,
-                &main.models,
-                routers,
-                filters,
-                filter_types,
-                &skip,
-                ctx,
-            )?;
+            a.add_source(r, sname, u, &main.test, &main.models, &skip)?;
         }
-        ctx.info(format!(
+        session.progress().info(&format!(
             "  source {sname}: {} training questions",
             ds.train.len()
         ));
@@ -223,4 +179,16 @@ pub fn run_sources(
         results,
         failed,
     })
+}
+
+impl From<Cell> for SourceCell {
+    fn from(c: Cell) -> SourceCell {
+        SourceCell {
+            top1: c.top1,
+            top1_ci95: c.top1_ci95,
+            top3_vote: c.top3_vote,
+            top3_vote_ci95: c.top3_vote_ci95,
+            drop_from_reference: None,
+        }
+    }
 }

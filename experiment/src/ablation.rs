@@ -2,14 +2,16 @@
 //! with all filters, without each named filter, and without all of them — the effect of a
 //! filter measured on the routers' test accuracy, not only on how many questions it removed.
 
-use anyhow::Result;
-use rgd_core::eval::{confidence_stats, evaluate};
-use rgd_core::{Context, Filter, Router, Split};
-use serde::Serialize;
+use crate::error::Result;
+use crate::evaluate::train_and_evaluate;
+use crate::resolve::Resolved;
+use rgd_core::eval::confidence_stats;
+use rgd_core::{Context, Split};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// results.json `filter_ablation`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct AblationOut {
     /// The filters ablated.
     pub filters: Vec<String>,
@@ -21,6 +23,9 @@ pub struct AblationOut {
     pub top1: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
     /// source -> variant -> why it could not be trained (e.g. a filter removed everything).
     pub failed: BTreeMap<String, BTreeMap<String, String>>,
+    /// router -> source -> variant -> why the router failed there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub router_failed: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 impl AblationOut {
@@ -39,19 +44,16 @@ impl AblationOut {
     }
 
     /// Ablate on one source: `unfiltered` is its training split before any filter;
-    /// `not_applied` names the filters this source never uses.
-    #[allow(clippy::too_many_arguments)]
+    /// `not_applied` names the filters this source never uses. A router that fails on a
+    /// variant is recorded in `router_failed`.
     pub fn add_source(
         &mut self,
+        r: &Resolved,
         source: &str,
         unfiltered: &Split,
         test: &Split,
         models: &[String],
-        routers: &[(String, Box<dyn Router>)],
-        filters: &[(String, Box<dyn Filter>)],
-        types: &[String],
         not_applied: &[String],
-        ctx: &Context,
     ) -> Result<()> {
         for (v, variant) in self.variants.clone().iter().enumerate() {
             let mut skip: Vec<String> = match v {
@@ -63,15 +65,15 @@ impl AblationOut {
             let mut train = unfiltered.clone();
             let quiet = Context {
                 quiet: true,
-                ..ctx.clone()
+                ..r.ctx.clone()
             };
             if let Err(e) =
-                crate::training::apply_filters(&mut train, models, filters, types, &skip, &quiet)
+                crate::training::apply_filters(&mut train, models, &r.filters, &skip, &quiet)
             {
                 self.failed
                     .entry(source.into())
                     .or_default()
-                    .insert(variant.clone(), format!("{e:#}"));
+                    .insert(variant.clone(), e.to_string());
                 continue;
             }
             self.n_train
@@ -79,18 +81,31 @@ impl AblationOut {
                 .or_default()
                 .insert(variant.clone(), train.len());
             let stats = confidence_stats(&train);
-            for (name, router) in routers {
-                let scores = router
-                    .train(&train, models, ctx)
-                    .and_then(|t| t.score_split(test));
-                if let Ok(scores) = scores {
-                    let ev = evaluate(test, models, &scores, &stats);
-                    self.top1
-                        .entry(name.clone())
-                        .or_default()
-                        .entry(source.into())
-                        .or_default()
-                        .insert(variant.clone(), ev.overall.top1);
+            for router in &r.routers {
+                match train_and_evaluate(
+                    router.value.as_ref(),
+                    &train,
+                    test,
+                    models,
+                    &stats,
+                    &r.ctx,
+                ) {
+                    Ok(ev) => {
+                        self.top1
+                            .entry(router.name.clone())
+                            .or_default()
+                            .entry(source.into())
+                            .or_default()
+                            .insert(variant.clone(), ev.eval.overall.top1);
+                    }
+                    Err(e) => {
+                        self.router_failed
+                            .entry(router.name.clone())
+                            .or_default()
+                            .entry(source.into())
+                            .or_default()
+                            .insert(variant.clone(), e.to_string());
+                    }
                 }
             }
         }

@@ -2,19 +2,19 @@
 //! router's curve, AIQ and calibrated operating points, the single models, the zero router,
 //! the cascade and the oracle (see `rgd_core::cost`).
 
-use anyhow::Result;
-use ndarray::Array2;
-use rgd_core::cost::{
+use crate::cost::{
     self, CalibrateOn, Cascade, CostSettings, Costs, Point, Rule, Target, accuracy_at,
     cost_to_reach, gold_answers, single_accuracy,
 };
+use crate::error::Result;
+use ndarray::Array2;
 use rgd_core::stats::LocScale;
 use rgd_core::{Dataset, Letter, Supervision};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A calibrated operating point: the parameter chosen on training data, applied to the test.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Calibrated {
     /// What was aimed at.
     pub target: String,
@@ -38,7 +38,7 @@ pub struct Calibrated {
 }
 
 /// A router's (or the cascade's) cost–quality detail.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CurveDetail {
     /// Parameter values swept (ascending; `null` for +infinity, -infinity shown as `null` too).
     pub params: Vec<Option<f64>>,
@@ -51,12 +51,12 @@ pub struct CurveDetail {
     /// Best test accuracy within each reported budget.
     pub accuracy_at_budget: Vec<(f64, Option<f64>)>,
     /// The top-3 vote's (cost, accuracy): it pays for three models.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top3_vote: Option<[f64; 2]>,
 }
 
 /// A router's curve, AIQ and detail.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RouterCost {
     /// Area under the non-decreasing convex hull of the curve, normalized over the single
     /// models' cost range.
@@ -68,7 +68,7 @@ pub struct RouterCost {
 }
 
 /// One model's cost and accuracy.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ModelCost {
     /// Cost per query.
     pub cost: f64,
@@ -79,7 +79,7 @@ pub struct ModelCost {
 }
 
 /// The oracle as a cost–quality point.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OraclePoint {
     /// Share of test questions some model answers correctly.
     pub accuracy: f64,
@@ -90,7 +90,7 @@ pub struct OraclePoint {
 }
 
 /// The global part of the analysis (`results.json` key `costs`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CostsOut {
     /// The unit of every cost.
     pub unit: String,

@@ -1,9 +1,9 @@
 //! The data stage of a pipeline: a `[data]` source, or questions answered by a pool of
 //! models through the call cache and embedded.
 
-use anyhow::{Context as _, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-use rgd_cache::{CacheMode, CachedBackend, CachedEmbedder, CallCache};
+use crate::error::{Result, ResultExt as _, bail};
+use crate::session::Session;
+use rgd_cache::{CachedBackend, CachedEmbedder, CallCache};
 use rgd_core::pipeline::{DataSpec, GenerateSpec, Located, TrainSpec};
 use rgd_core::{Context, Dataset, Pipeline, Registry};
 use rgd_core::{Embedder, Generated, LlmBackend, Question};
@@ -11,141 +11,23 @@ use rgd_pool::PoolMember;
 use serde::Deserialize;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Call-cache options from the command line (they override `[cache]`).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct CacheArgs {
-    /// The call cache file (default: `[cache] path`, else `$RGD_CACHE_DIR/calls.sqlite`,
-    /// else `~/.cache/rgd/calls.sqlite`); a recording (`.jsonl.gz`) replays read-only.
-    #[arg(long)]
-    pub cache: Option<PathBuf>,
-    /// `read_write` (default), `read_only` (replay: a missing call is an error) or `off`.
-    #[arg(long, value_parser = parse_mode)]
-    pub cache_mode: Option<CacheMode>,
-    /// Recompute: ignore the pipeline's `[cache] recording` and call the models (through the
-    /// read_write cache).
-    #[arg(long)]
-    pub live: bool,
-    /// Write every call this run made or replayed to a recording (`.jsonl.gz`) and its
-    /// manifest (`.manifest.json` beside it).
-    #[arg(long)]
-    pub record: Option<PathBuf>,
-    /// The cache opened by this run (shared by the main data and every training source) and
-    /// the identities of the components that called through it.
-    #[arg(skip)]
-    pub session: Arc<CacheSession>,
-}
-
-/// What one run opened: the call cache and which component called as which identity.
-#[derive(Debug, Default)]
-pub struct CacheSession {
-    /// The cache, opened once.
-    pub cache: std::sync::OnceLock<CallCache>,
-    /// Component (`pool.NAME`, `backends.NAME`, `embedder`) -> (identity, its TOML table).
-    pub components: std::sync::Mutex<BTreeMap<String, (String, toml::Table)>>,
-}
-
-fn parse_mode(s: &str) -> Result<CacheMode, String> {
-    match s {
-        "read_write" => Ok(CacheMode::ReadWrite),
-        "read_only" => Ok(CacheMode::ReadOnly),
-        "off" => Ok(CacheMode::Off),
-        _ => Err(format!("`{s}`: expected read_write, read_only or off")),
-    }
-}
-
-#[derive(Deserialize)]
+/// The keys of a `[pool.NAME]` table that rgd reads itself (the others configure the
+/// backend named by `type`, whose own fields `rgd plugins` lists).
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CacheTable {
+pub struct MemberTable {
+    /// `"score"` (default: letter log-probabilities, one forward pass) or `"generate"`
+    /// (free-text reasoning, the answer extracted).
     #[serde(default)]
-    path: Option<PathBuf>,
+    pub mode: Option<String>,
+    /// Tokens a `generate` member may write (1 to 100000; default 512).
     #[serde(default)]
-    mode: Option<CacheMode>,
-    /// A recording (`.jsonl.gz`, relative to the pipeline) replayed read-only unless `--live`
-    /// or `--cache` is given.
+    pub max_tokens: Option<u64>,
+    /// Divide the member's letter probabilities by its mean letter prior (position bias).
     #[serde(default)]
-    recording: Option<PathBuf>,
-}
-
-/// The default cache file.
-pub fn default_cache_path() -> PathBuf {
-    std::env::var_os("RGD_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(rgd_assets::cache_root)
-        .join("calls.sqlite")
-}
-
-/// Whether a path names a recording (`.jsonl.gz` / `.jsonl`) rather than a cache file.
-fn is_recording(p: &std::path::Path) -> bool {
-    let n = p.to_string_lossy();
-    n.ends_with(".jsonl.gz") || n.ends_with(".jsonl")
-}
-
-/// Open the call cache the pipeline and flags ask for (once per run: later calls share it).
-pub fn open_cache(p: &Pipeline, ctx: &Context, args: &CacheArgs) -> Result<CallCache> {
-    if let Some(c) = args.session.cache.get() {
-        return Ok(c.clone());
-    }
-    let c = open_cache_new(p, ctx, args)?;
-    Ok(args.session.cache.get_or_init(|| c).clone())
-}
-
-fn open_cache_new(p: &Pipeline, ctx: &Context, args: &CacheArgs) -> Result<CallCache> {
-    let table: CacheTable = match &p.cache {
-        Some(l) => rgd_core::registry::from_table(l.table.clone()).map_err(|msg| {
-            rgd_core::Error::Config {
-                context: l.context.clone(),
-                msg,
-            }
-        })?,
-        None => CacheTable {
-            path: None,
-            mode: None,
-            recording: None,
-        },
-    };
-    if let Some(rec) = &table.recording
-        && !args.live
-        && args.cache.is_none()
-        && args.cache_mode.is_none()
-    {
-        let path = ctx.resolve(rec);
-        if !path.exists() {
-            bail!(
-                "{}: the recording {} does not exist; run with `--live` to compute the calls (add `--record {}` to write it)",
-                p.cache
-                    .as_ref()
-                    .map(|l| l.context.as_str())
-                    .unwrap_or("[cache]"),
-                path.display(),
-                path.display()
-            );
-        }
-        return Ok(CallCache::from_recording(&path)?);
-    }
-    if let Some(c) = &args.cache
-        && is_recording(c)
-    {
-        if args.cache_mode.is_some_and(|m| m != CacheMode::ReadOnly) {
-            bail!(
-                "--cache {}: a recording replays read-only; to add calls, import it into a cache file (`rgd cache import`)",
-                c.display()
-            );
-        }
-        return Ok(CallCache::from_recording(c)?);
-    }
-    let mode = args.cache_mode.or(table.mode).unwrap_or_default();
-    if mode == CacheMode::Off {
-        return Ok(CallCache::off());
-    }
-    let path = args
-        .cache
-        .clone()
-        .or(table.path.map(|p| ctx.resolve(&p)))
-        .unwrap_or_else(default_cache_path);
-    Ok(CallCache::open(&path, mode)?)
+    pub prior_correction: Option<bool>,
 }
 
 fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Result<PoolMember> {
@@ -214,15 +96,15 @@ pub fn pool_members(
             .iter()
             .map(|(n, l)| member(registry, n, l, cache))
             .collect(),
-        DataSpec::Source(_) => Err(anyhow::anyhow!(
+        DataSpec::Source(_) => Err(crate::Error::Invalid(format!(
             "{}: this pipeline has no [pool] (its data comes from a data source); serve with a pipeline whose [pool.NAME] tables name the models",
             p.path.display()
-        )),
+        ))),
     }
 }
 
 /// A subject's hand-written description next to the one derived from examples.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DescriptionRow {
     /// The subject.
     pub subject: String,
@@ -233,7 +115,7 @@ pub struct DescriptionRow {
 }
 
 /// What the generation stage did (results.json `training_data.generation`).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GenerationReport {
     /// The generator's `type` and backend.
     pub generator: String,
@@ -347,7 +229,7 @@ fn generate(
         for s in generated.stats.values() {
             total.add(s);
         }
-        anyhow::bail!(
+        bail!(
             "{}: the generator produced no parseable question ({} calls, {} replies without a tagged block, {} blocks dropped: {:?})",
             g.generator.context,
             total.calls,
@@ -418,8 +300,7 @@ pub fn load(
     registry: &Registry,
     p: &Pipeline,
     ctx: &Context,
-    cache_args: &CacheArgs,
-    quiet: bool,
+    session: &Session,
 ) -> Result<(Dataset, Option<CallCache>, DataReport)> {
     match &p.data {
         DataSpec::Source(l) => {
@@ -432,7 +313,7 @@ pub fn load(
             pool,
             embedder,
         } => {
-            let cache = open_cache(p, ctx, cache_args)?;
+            let cache = session.open_cache(p, ctx)?;
             let mut ctx = ctx.clone();
             ctx.backends = named_backends(registry, p, &cache)?;
             let ctx = &ctx;
@@ -456,7 +337,7 @@ pub fn load(
                 }
             }
             components.push(("embedder".into(), emb.identity(), embedder.table.clone()));
-            crate::recording::check_components(cache_args, &cache, components)?;
+            crate::recording::check_components(session, &cache, components)?;
             let sq = registry.build_questions(test.table.clone(), &test.context)?;
             let test_qs = sq
                 .questions(ctx)
@@ -481,27 +362,11 @@ pub fn load(
                     qs
                 }
             };
-            let bar = (!quiet).then(|| {
-                let b = ProgressBar::new(0);
-                b.set_style(
-                    ProgressStyle::with_template(
-                        "  {prefix} {msg:<28} [{bar:30}] {pos}/{len} ({elapsed})",
-                    )
-                    .expect("static template"),
-                );
-                b
-            });
+            let progress = session.progress();
             let mut splits = Vec::new();
             for (name, qs) in [("train", train_qs), ("test", test_qs)] {
-                if let Some(b) = &bar {
-                    b.set_prefix(name.to_string());
-                }
-                let mut progress = |model: &str, done: usize, total: usize| {
-                    if let Some(b) = &bar {
-                        b.set_length(total as u64);
-                        b.set_position(done as u64);
-                        b.set_message(model.to_string());
-                    }
+                let mut on_call = |model: &str, done: usize, total: usize| {
+                    progress.items(&format!("{name} {model}"), done, total);
                 };
                 splits.push(rgd_pool::build_split(
                     name,
@@ -509,12 +374,10 @@ pub fn load(
                     &members,
                     &emb,
                     ctx,
-                    &mut progress,
+                    &mut on_call,
                 )?);
             }
-            if let Some(b) = bar {
-                b.finish_and_clear();
-            }
+            progress.items_done();
             let test = splits.pop().expect("two splits");
             let mut train = splits.pop().expect("two splits");
             train.generator_answer = self_answers;

@@ -1,0 +1,65 @@
+//! Trained-router artifacts: `DIR/routers/NAME.json` (the trained router, typetag JSON) and
+//! `DIR/routers/embedder.toml` (the embedder that turns a query into the vector it routes),
+//! written by a run and loaded by `rgd route`, `rgd serve` and front ends.
+
+use crate::error::{Error, Result, ResultExt as _};
+use rgd_core::{Embedder, Registry, TrainedRouter};
+use std::path::Path;
+
+/// Write `contents` to `path` through a temporary file and a rename, so an interrupted run
+/// never leaves a half-written file.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Save a trained router as `dir/NAME.json`.
+pub fn save_router(dir: &Path, name: &str, trained: &dyn TrainedRouter) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_atomic(
+        &dir.join(format!("{name}.json")),
+        &serde_json::to_vec(trained)?,
+    )
+}
+
+/// Save the embedder's table as `dir/embedder.toml`.
+pub fn save_embedder(dir: &Path, table: &toml::Table) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_atomic(
+        &dir.join("embedder.toml"),
+        toml::to_string(table)?.as_bytes(),
+    )
+}
+
+/// Load a trained router artifact, checking that it is whole and ours.
+pub fn load_router(artifact: &Path) -> Result<Box<dyn TrainedRouter>> {
+    let text = std::fs::read_to_string(artifact)
+        .with_context(|| format!("reading {}", artifact.display()))?;
+    let trained: Box<dyn TrainedRouter> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a trained router artifact", artifact.display()))?;
+    trained
+        .validate()
+        .with_context(|| format!("{}: a damaged or foreign artifact", artifact.display()))?;
+    Ok(trained)
+}
+
+/// Load the artifact and its embedder (`embedder.toml` beside it).
+pub fn load_with_embedder(
+    registry: &Registry,
+    artifact: &Path,
+) -> Result<(Box<dyn TrainedRouter>, Box<dyn Embedder>)> {
+    let trained = load_router(artifact)?;
+    let spec = artifact.with_file_name("embedder.toml");
+    let src = std::fs::read_to_string(&spec).with_context(|| {
+        format!(
+            "{}: no embedder saved next to the artifact (a pipeline with [data] has none); `rgd route` takes --embedding instead",
+            spec.display()
+        )
+    })?;
+    let t: toml::Table = toml::from_str(&src)
+        .map_err(|e| Error::Format(e.to_string()))
+        .with_context(|| spec.display().to_string())?;
+    let e = registry.build_embedder(t, &spec.display().to_string())?;
+    Ok((trained, e))
+}

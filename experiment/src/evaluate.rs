@@ -1,0 +1,84 @@
+//! The one train → score → evaluate step, used by the main run, training seeds, training
+//! sources, the filter ablation, sweeps and benchmarks.
+
+use ndarray::Array2;
+use rgd_core::eval::{RouterEval, bootstrap_ci, evaluate};
+use rgd_core::stats::LocScale;
+use rgd_core::{Context, Router, Split, TrainedRouter};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// A router trained on one split and scored on another.
+#[derive(Debug)]
+pub struct Evaluated {
+    /// The trained router.
+    pub trained: Box<dyn TrainedRouter>,
+    /// Its `[question, model]` scores on the evaluated split.
+    pub scores: Array2<f64>,
+    /// Top-1 and top-3-vote accuracy, per subject and per question.
+    pub eval: RouterEval,
+    /// Seconds spent training.
+    pub train_seconds: f64,
+    /// Seconds spent scoring the evaluated split.
+    pub route_seconds: f64,
+}
+
+/// Top-1 and top-3-vote accuracy with 95% bootstrap intervals: one cell of a comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Top-1 accuracy.
+    pub top1: f64,
+    /// Its 95% interval.
+    pub top1_ci95: [f64; 2],
+    /// Top-3 vote accuracy.
+    pub top3_vote: f64,
+    /// Its 95% interval.
+    pub top3_vote_ci95: [f64; 2],
+}
+
+impl Evaluated {
+    /// The accuracy cell, with intervals from 1,000 bootstrap resamples under `seed`.
+    pub fn cell(&self, seed: u64) -> Cell {
+        Cell {
+            top1: self.eval.overall.top1,
+            top1_ci95: bootstrap_ci(&self.eval.top1_correct, 1000, seed),
+            top3_vote: self.eval.overall.top3_vote,
+            top3_vote_ci95: bootstrap_ci(&self.eval.top3_correct, 1000, seed),
+        }
+    }
+}
+
+/// Train `router` on `train`, score `test` and evaluate the scores against `test`'s answers;
+/// `train_stats` are the pool's confidence statistics on the training split (the top-3 vote's
+/// tie-break).
+pub fn train_and_evaluate(
+    router: &dyn Router,
+    train: &Split,
+    test: &Split,
+    models: &[String],
+    train_stats: &[LocScale],
+    ctx: &Context,
+) -> rgd_core::Result<Evaluated> {
+    let t0 = Instant::now();
+    let trained = router.train(train, models, ctx)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let scores = trained.score_split(test)?;
+    let route_seconds = t1.elapsed().as_secs_f64();
+    let eval = evaluate(test, models, &scores, train_stats);
+    Ok(Evaluated {
+        trained,
+        scores,
+        eval,
+        train_seconds,
+        route_seconds,
+    })
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, var.sqrt())
+}
