@@ -1,6 +1,10 @@
 //! `rgd`: Routing with Generated Data — run pipelines, list plugins, simulate worlds, benchmark.
 
 mod bench;
+mod plugins;
+mod store;
+
+use store::{AssetsCmd, CacheCmd};
 mod progress;
 mod serve;
 mod sweep;
@@ -22,37 +26,30 @@ use rgd_sim as _;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use rgd_core::{Kind, Pipeline, Registry};
+use rgd_core::{Pipeline, Registry};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `rgd route`: load an artifact, embed the query, print the ranking.
 fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&str>) -> Result<()> {
-    let (trained, emb): (Box<dyn rgd_core::TrainedRouter>, Vec<f32>) = match embedding {
-        Some(e) => (
-            rgd_experiment::artifact::load_router(artifact)?,
-            serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?,
-        ),
+    use rgd_experiment::artifact;
+    let ranking = match embedding {
+        Some(e) => artifact::route(
+            artifact::load_router(artifact)?.as_ref(),
+            None,
+            query,
+            Some(serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?),
+        )?,
         None => {
-            let (trained, embedder) =
-                rgd_experiment::artifact::load_with_embedder(registry, artifact)?;
-            let v = embedder.embed(&[query])?.row(0).to_vec();
-            (trained, v)
+            let (trained, embedder) = artifact::load_with_embedder(registry, artifact)?;
+            artifact::route(trained.as_ref(), Some(embedder.as_ref()), query, None)?
         }
     };
-    let q = rgd_core::Query {
-        id: "query",
-        text: query,
-        embedding: ndarray::ArrayView1::from(&emb[..]),
-    };
-    let mut scores = vec![0.0; trained.models().len()];
-    trained.score(&q, &mut scores)?;
-    let ranked = rgd_core::rank(&scores);
     println!("| rank | model | score |\n|---:|---|---:|");
-    for (i, &m) in ranked.iter().enumerate() {
-        println!("| {} | {} | {:.4} |", i + 1, trained.models()[m], scores[m]);
+    for (i, (m, s)) in ranking.ranked.iter().enumerate() {
+        println!("| {} | {m} | {s:.4} |", i + 1);
     }
-    if let Some(why) = trained.explain(&q) {
+    if let Some(why) = ranking.why {
         println!("\nwhy: {why}");
     }
     Ok(())
@@ -222,46 +219,6 @@ enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
-enum AssetsCmd {
-    /// Download, unpack and verify assets (all when none is named); idempotent.
-    Fetch {
-        /// Asset names (see `rgd assets list`).
-        names: Vec<String>,
-    },
-    /// Show every asset and whether it is present.
-    List,
-    /// Re-hash the files of present assets (all when none is named).
-    Verify {
-        /// Asset names.
-        names: Vec<String>,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum CacheCmd {
-    /// Number of stored calls.
-    Stats {
-        /// The cache file.
-        cache: PathBuf,
-    },
-    /// Write the calls as a gzip JSON-lines recording.
-    Export {
-        /// The cache file.
-        cache: PathBuf,
-        /// The recording to write (`.jsonl.gz`).
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Add the calls of a recording to a cache.
-    Import {
-        /// The cache file.
-        cache: PathBuf,
-        /// The recording to read.
-        recording: PathBuf,
-    },
-}
-
-#[derive(Subcommand, Debug)]
 enum BenchCmd {
     /// CASCAL consensus, training and inference times on a simulated world.
     Cascal(bench::BenchArgs),
@@ -350,240 +307,6 @@ fn simulate(out: &Path, config: Option<&PathBuf>, a: &SimArgs) -> Result<()> {
     Ok(())
 }
 
-/// Print to stdout; a closed pipe (`rgd plugins | head`) is not an error.
-fn emit(text: &str) -> Result<()> {
-    use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => Ok(r?),
-    }
-}
-
-/// A component offered by a pipeline's process (or why asking failed).
-struct ProcessComponent {
-    table: String,
-    command: Vec<String>,
-    offered: std::result::Result<Vec<rgd_process::Offered>, String>,
-}
-
-/// Ask every `type = "process"` router and filter of a pipeline what it offers.
-fn process_components(p: &Pipeline) -> Vec<ProcessComponent> {
-    p.routers
-        .iter()
-        .map(|(n, l)| (format!("routers.{n}"), l))
-        .chain(p.filters.iter().map(|(n, l)| (format!("filters.{n}"), l)))
-        .filter(|(_, l)| l.table.get("type").and_then(|t| t.as_str()) == Some("process"))
-        .map(|(table, l)| {
-            let command: Vec<String> = l
-                .table
-                .get("command")
-                .and_then(|c| c.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let offered = rgd_process::offered(&command, 10.0).map_err(|e| e.to_string());
-            ProcessComponent {
-                table,
-                command,
-                offered,
-            }
-        })
-        .collect()
-}
-
-/// One line per documented field.
-fn write_fields(o: &mut String, fields: &[rgd_core::registry::FieldDoc]) -> std::fmt::Result {
-    use std::fmt::Write;
-    for f in fields {
-        let default = match &f.default {
-            None => "required".to_string(),
-            Some(serde_json::Value::Null) => "optional".to_string(),
-            Some(v) => format!("default {v}"),
-        };
-        writeln!(
-            o,
-            "      {:<22} {:<8} {:<18} {}",
-            f.name, f.ty, default, f.doc
-        )?;
-    }
-    Ok(())
-}
-
-fn plugins(registry: &Registry, processes: &[ProcessComponent], json: bool) -> Result<()> {
-    use std::fmt::Write;
-    let mut o = String::new();
-    if json {
-        let mut v = serde_json::Map::new();
-        let procs: Vec<serde_json::Value> = processes
-            .iter()
-            .map(|p| match &p.offered {
-                Ok(list) => serde_json::json!({
-                    "table": p.table,
-                    "origin": rgd_core::Origin::Process { command: p.command.clone() },
-                    "components": list,
-                }),
-                Err(e) => serde_json::json!({"table": p.table, "command": p.command, "error": e}),
-            })
-            .collect();
-        if !procs.is_empty() {
-            v.insert("process components".into(), procs.into());
-        }
-        v.insert(
-            "pipeline tables".into(),
-            serde_json::to_value(rgd_experiment::tables::framework_tables())?,
-        );
-        for kind in Kind::ALL {
-            let list: Vec<serde_json::Value> = registry
-                .entries(kind)
-                .map(|e| {
-                    serde_json::json!({
-                        "type": e.type_name, "doc": e.doc, "origin": e.origin, "fields": e.fields
-                    })
-                })
-                .collect();
-            v.insert(kind.to_string(), list.into());
-        }
-        return emit(&(serde_json::to_string_pretty(&v)? + "\n"));
-    }
-    for kind in Kind::ALL {
-        writeln!(o, "{kind}s:")?;
-        let mut any = false;
-        for e in registry.entries(kind) {
-            any = true;
-            writeln!(o, "  {:<18} {}  [{}]", e.type_name, e.doc, e.origin)?;
-            write_fields(&mut o, &e.fields)?;
-        }
-        if !any {
-            writeln!(o, "  (none registered yet)")?;
-        }
-    }
-    writeln!(o, "pipeline tables (read by rgd itself):")?;
-    for t in rgd_experiment::tables::framework_tables() {
-        writeln!(o, "  {:<18} {}", t.table, t.doc)?;
-        write_fields(&mut o, &t.fields)?;
-    }
-    if !processes.is_empty() {
-        writeln!(o, "process components (asked at start-up):")?;
-        for p in processes {
-            let origin = rgd_core::Origin::Process {
-                command: p.command.clone(),
-            };
-            match &p.offered {
-                Ok(list) => {
-                    for c in list {
-                        writeln!(
-                            o,
-                            "  {:<18} {} {}  [{origin}; used by [{}]]",
-                            c.type_name, c.kind, c.doc, p.table
-                        )?;
-                    }
-                }
-                Err(e) => writeln!(o, "  [{}]: {e}", p.table)?,
-            }
-        }
-    }
-    writeln!(
-        o,
-        "references (computed by every run on the test split): best_single (in hindsight), oracle, random, each single model"
-    )?;
-    emit(&o)
-}
-
-fn selected(names: &[String]) -> Result<Vec<&'static rgd_assets::AssetSpec>> {
-    if names.is_empty() {
-        return Ok(rgd_assets::ASSETS.iter().collect());
-    }
-    names
-        .iter()
-        .map(|n| rgd_assets::spec(n).map_err(Into::into))
-        .collect()
-}
-
-fn assets(what: &AssetsCmd, quiet: bool) -> Result<()> {
-    match what {
-        AssetsCmd::List => {
-            let mut o = format!("assets folder: {}\n", rgd_assets::assets_dir().display());
-            for a in rgd_assets::ASSETS {
-                let size: u64 = a.files.iter().map(|f| f.size).sum();
-                let state = if rgd_assets::present(a) {
-                    "present"
-                } else {
-                    "missing"
-                };
-                o.push_str(&format!(
-                    "  {:<20} {:<8} {:>8.1} MB  {}\n",
-                    a.name,
-                    state,
-                    size as f64 / 1e6,
-                    a.description
-                ));
-            }
-            emit(&o)
-        }
-        AssetsCmd::Fetch { names } => {
-            for a in selected(names)? {
-                let bar = (!quiet).then(|| {
-                    let b = indicatif::ProgressBar::new(a.packages.len() as u64);
-                    b.set_style(
-                        indicatif::ProgressStyle::with_template(
-                            "{prefix:>20} [{bar:30}] {pos}/{len} {msg}",
-                        )
-                        .expect("static template"),
-                    );
-                    b.set_prefix(a.name);
-                    b
-                });
-                let dir = rgd_assets::fetch(a, &|done, _total, msg| {
-                    if let Some(b) = &bar {
-                        b.set_position(done as u64);
-                        b.set_message(msg.to_string());
-                    }
-                })?;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
-                }
-                if !quiet {
-                    eprintln!("{:>20} ok: {}", a.name, dir.display());
-                }
-            }
-            Ok(())
-        }
-        AssetsCmd::Verify { names } => {
-            for a in selected(names)? {
-                if rgd_assets::present(a) {
-                    rgd_assets::verify(a)?;
-                    println!("{:>20} verified", a.name);
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-fn cache(what: &CacheCmd) -> Result<()> {
-    use rgd_cache::{CacheMode, CallCache};
-    match what {
-        CacheCmd::Stats { cache } => {
-            let c = CallCache::open(cache, CacheMode::ReadOnly)?;
-            println!("{}: {} calls", cache.display(), c.len()?);
-        }
-        CacheCmd::Export { cache, out } => {
-            let c = CallCache::open(cache, CacheMode::ReadOnly)?;
-            let n = c.export(out, None)?;
-            println!("wrote {n} calls to {}", out.display());
-        }
-        CacheCmd::Import { cache, recording } => {
-            let c = CallCache::open(cache, CacheMode::ReadWrite)?;
-            let n = c.import(recording)?;
-            println!("imported {n} calls into {}", cache.display());
-        }
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> Result<()> {
@@ -659,12 +382,12 @@ fn main() -> ExitCode {
                         let p = Pipeline::from_file(p)?;
                         (
                             rgd_experiment::resolve::with_plugins(&registry, &p)?,
-                            process_components(&p),
+                            plugins::process_components(&p),
                         )
                     }
                     None => (registry, Vec::new()),
                 };
-                plugins(&registry, &processes, *json)
+                plugins::plugins(&registry, &processes, *json)
             }
             Cmd::Simulate { out, config, world } => simulate(out, config.as_ref(), world),
             Cmd::Export { pipeline, out } => {
@@ -693,8 +416,8 @@ fn main() -> ExitCode {
             Cmd::Bench {
                 what: BenchCmd::Generate(a),
             } => bench::bench_generate(a),
-            Cmd::Assets { what } => assets(what, cli.quiet),
-            Cmd::Cache { what } => cache(what),
+            Cmd::Assets { what } => store::assets(what, cli.quiet),
+            Cmd::Cache { what } => store::cache(what),
         }
     })();
     match result {

@@ -120,3 +120,16 @@ impl Error {
         }
     }
 }
+
+/// Convert a component crate's error enum into [`Error::Component`], naming the component:
+/// `rgd_core::component_error!(KnnError, "router knn");`.
+#[macro_export]
+macro_rules! component_error {
+    ($ty:ty, $name:expr) => {
+        impl From<$ty> for $crate::Error {
+            fn from(e: $ty) -> Self {
+                $crate::Error::component($name, e)
+            }
+        }
+    };
+}

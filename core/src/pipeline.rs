@@ -551,14 +551,6 @@ impl Pipeline {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        // fail early (before any data loads) on a generator type that does not exist
-        if let DataSpec::Answered {
-            train: TrainSpec::Generated(g),
-            ..
-        } = &self.data
-        {
-            registry.build_generator(g.generator.table.clone(), &g.generator.context)?;
-        }
         let filters = self
             .filters
             .iter()

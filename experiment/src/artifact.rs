@@ -63,3 +63,45 @@ pub fn load_with_embedder(
     let e = registry.build_embedder(t, &spec.display().to_string())?;
     Ok((trained, e))
 }
+
+/// One query ranked by a trained router.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Ranking {
+    /// Pool models, best first, with their scores.
+    pub ranked: Vec<(String, f64)>,
+    /// The router's one-line explanation, when it gives one.
+    pub why: Option<String>,
+}
+
+/// Rank the pool for one query: `embedding` when given, else the query text embedded with the
+/// embedder saved next to the artifact.
+pub fn route(
+    trained: &dyn TrainedRouter,
+    embedder: Option<&dyn Embedder>,
+    query: &str,
+    embedding: Option<Vec<f32>>,
+) -> Result<Ranking> {
+    let emb = match (embedding, embedder) {
+        (Some(e), _) => e,
+        (None, Some(embedder)) => embedder.embed(&[query])?.row(0).to_vec(),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "no embedding given and no embedder to compute one".into(),
+            ));
+        }
+    };
+    let q = rgd_core::Query {
+        id: "query",
+        text: query,
+        embedding: ndarray::ArrayView1::from(&emb[..]),
+    };
+    let mut scores = vec![0.0; trained.models().len()];
+    trained.score(&q, &mut scores)?;
+    Ok(Ranking {
+        ranked: rgd_core::rank(&scores)
+            .into_iter()
+            .map(|m| (trained.models()[m].clone(), scores[m]))
+            .collect(),
+        why: trained.explain(&q),
+    })
+}

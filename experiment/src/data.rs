@@ -6,7 +6,7 @@ use crate::session::Session;
 use rgd_cache::{CachedBackend, CachedEmbedder, CallCache};
 use rgd_core::pipeline::{DataSpec, GenerateSpec, Located, TrainSpec};
 use rgd_core::{Context, Dataset, Pipeline, Registry};
-use rgd_core::{Embedder, Generated, LlmBackend, Question};
+use rgd_core::{Embedder, Generated, Generator, LlmBackend, Question};
 use rgd_pool::PoolMember;
 use serde::Deserialize;
 use serde::Serialize;
@@ -166,6 +166,7 @@ type SelfAnswers = Vec<Option<rgd_core::Letter>>;
 /// generator, and the generator's answers to its own questions.
 fn generate(
     registry: &Registry,
+    built: Option<&dyn Generator>,
     g: &GenerateSpec,
     ctx: &Context,
     test_subjects: &[String],
@@ -220,7 +221,14 @@ fn generate(
             .join(", ")
     };
     let sel = rgd_generator_llm::descriptions::select(map, &g.subjects, test_subjects, &file_name)?;
-    let generator = registry.build_generator(g.generator.table.clone(), &g.generator.context)?;
+    let own;
+    let generator: &dyn Generator = match built {
+        Some(b) => b,
+        None => {
+            own = registry.build_generator(g.generator.table.clone(), &g.generator.context)?;
+            own.as_ref()
+        }
+    };
     let generated = generator
         .generate(&sel.chosen, ctx)
         .with_context(|| g.generator.context.clone())?;
@@ -296,11 +304,14 @@ fn generate(
 }
 
 /// Load or build the dataset.
+/// Load the data of `p`. `generator` is the pipeline's generator when already built (a run
+/// builds it once, before any data loads); otherwise it is built here (a training source).
 pub fn load(
     registry: &Registry,
     p: &Pipeline,
     ctx: &Context,
     session: &Session,
+    generator: Option<&dyn Generator>,
 ) -> Result<(Dataset, Option<CallCache>, DataReport)> {
     match &p.data {
         DataSpec::Source(l) => {
@@ -356,7 +367,7 @@ pub fn load(
                             subjects.push(q.subject.clone());
                         }
                     }
-                    let (qs, sa, r) = generate(registry, g, ctx, &subjects)?;
+                    let (qs, sa, r) = generate(registry, generator, g, ctx, &subjects)?;
                     self_answers = sa;
                     report.generation = Some(r);
                     qs

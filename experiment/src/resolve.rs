@@ -4,8 +4,8 @@
 
 use crate::cost::CostSettings;
 use crate::error::{Result, ResultExt as _, bail};
-use rgd_core::pipeline::Located;
-use rgd_core::{Context, Filter, Pipeline, Registry, Router};
+use rgd_core::pipeline::{DataSpec, Located, TrainSpec};
+use rgd_core::{Context, Filter, Generator, Pipeline, Registry, Router};
 
 /// A built component with where it came from.
 #[derive(Debug)]
@@ -41,6 +41,8 @@ pub struct Resolved {
     pub routers: Vec<Named<Box<dyn Router>>>,
     /// `[filters.NAME]`, in file order.
     pub filters: Vec<Named<Box<dyn Filter>>>,
+    /// `[generate.generator]`, when the training questions are generated.
+    pub generator: Option<Box<dyn Generator>>,
     /// `[costs]`, typed.
     pub costs: Option<CostSettings>,
     /// The run's context (base folder, seed).
@@ -93,12 +95,21 @@ impl Resolved {
                 value,
             })
             .collect();
+        // built before any data loads, so a wrong generator fails first
+        let generator = match &pipeline.data {
+            DataSpec::Answered {
+                train: TrainSpec::Generated(g),
+                ..
+            } => Some(registry.build_generator(g.generator.table.clone(), &g.generator.context)?),
+            _ => None,
+        };
         let costs = pipeline
             .costs
             .as_ref()
             .map(|l| CostSettings::parse(&l.table, &l.context))
             .transpose()?;
         Ok(Resolved {
+            generator,
             routers,
             filters,
             costs,

@@ -70,7 +70,13 @@ pub fn load_data(
     Option<rgd_cache::CallCache>,
     crate::data::DataReport,
 )> {
-    let (ds, cache, report) = crate::data::load(&r.registry, &r.pipeline, &r.ctx, session)?;
+    let (ds, cache, report) = crate::data::load(
+        &r.registry,
+        &r.pipeline,
+        &r.ctx,
+        session,
+        r.generator.as_deref(),
+    )?;
     ds.validate()?;
     Ok((ds, cache, report))
 }

@@ -109,7 +109,7 @@ pub fn run_sources(
             }
         };
         let p = pipeline.with_train(&loc)?;
-        let (mut ds, _, report) = crate::data::load(&r.registry, &p, ctx, session)
+        let (mut ds, _, report) = crate::data::load(&r.registry, &p, ctx, session, None)
             .with_context(|| format!("training source `{sname}` ({})", loc.context))?;
         ds.validate()?;
         let ids: Vec<&str> = ds.test.questions.iter().map(|q| q.id.as_str()).collect();

@@ -31,11 +31,7 @@ pub enum GenError {
     },
 }
 
-impl From<GenError> for rgd_core::Error {
-    fn from(e: GenError) -> Self {
-        rgd_core::Error::component("generator", e)
-    }
-}
+rgd_core::component_error!(GenError, "generator");
 
 /// The system instruction of docs/rgd.md; `{n}` becomes the number of questions per call.
 pub const DEFAULT_INSTRUCTION: &str = "You write advanced graduate-level multiple-choice exam questions on topics like the ones the user describes. Each question has exactly 4 options, A to D, and exactly one correct answer. Do not use JSON and do not use markdown. Write {n} questions. Write each question as a block in exactly this format:

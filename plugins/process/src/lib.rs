@@ -61,11 +61,7 @@ pub enum ProcessError {
     },
 }
 
-impl From<ProcessError> for rgd_core::Error {
-    fn from(e: ProcessError) -> Self {
-        rgd_core::Error::component("process plugin", e)
-    }
-}
+rgd_core::component_error!(ProcessError, "process plugin");
 
 /// One component a process offers (its handshake).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

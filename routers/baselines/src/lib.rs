@@ -13,11 +13,7 @@ pub enum BaselineError {
     Train(String),
 }
 
-impl From<BaselineError> for rgd_core::Error {
-    fn from(e: BaselineError) -> Self {
-        rgd_core::Error::component("baseline router", e)
-    }
-}
+rgd_core::component_error!(BaselineError, "baseline router");
 
 /// Which training labels `best_single` averages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

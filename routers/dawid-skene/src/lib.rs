@@ -17,11 +17,7 @@ pub enum DsError {
     Train(String),
 }
 
-impl From<DsError> for rgd_core::Error {
-    fn from(e: DsError) -> Self {
-        rgd_core::Error::component("dawid_skene router", e)
-    }
-}
+rgd_core::component_error!(DsError, "dawid_skene router");
 
 /// Per-subject EM estimates of each model's accuracy from the pool's agreement.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

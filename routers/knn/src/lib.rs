@@ -21,11 +21,7 @@ pub enum KnnError {
     Train(String),
 }
 
-impl From<KnnError> for rgd_core::Error {
-    fn from(e: KnnError) -> Self {
-        rgd_core::Error::component("knn router", e)
-    }
-}
+rgd_core::component_error!(KnnError, "knn router");
 
 /// Settings shared by `knn` and `consensus_knn`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -37,11 +37,7 @@ pub enum NeuralError {
     Candle(#[from] candle_core::Error),
 }
 
-impl From<NeuralError> for rgd_core::Error {
-    fn from(e: NeuralError) -> Self {
-        rgd_core::Error::component("neural router", e)
-    }
-}
+rgd_core::component_error!(NeuralError, "neural router");
 
 /// Training settings shared by `mlp` and `mf`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

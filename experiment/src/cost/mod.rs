@@ -1,0 +1,435 @@
+//! Cost-aware routing: model costs, decision rules that trade a router's scores against cost,
+//! cost–quality curves, their non-decreasing convex hull and AIQ (RouterBench), calibration
+//! of the trade-off on training data, and the cascade baseline (FrugalGPT/AutoMix style).
+//!
+//! Every router's `[question, model]` scores become a family of decisions indexed by one
+//! parameter: `penalty` picks the model maximizing `score - lambda x cost`; `within` picks the
+//! cheapest model whose score is within `delta` of the best. The parameter values swept are
+//! the points where some query's decision changes (quantiles of them), so curves are evenly
+//! spread whatever the scale of a router's scores.
+
+mod cascade;
+mod curve;
+
+pub use cascade::Cascade;
+#[cfg(test)]
+use curve::switch_points;
+pub use curve::*;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use rgd_core::eval::vote;
+use rgd_core::stats::LocScale;
+use rgd_core::{Error, Result};
+use rgd_core::{Letter, Split, rank};
+
+/// How a router's scores are traded against cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Pick the model maximizing `score - lambda x cost`.
+    #[default]
+    Penalty,
+    /// Pick the cheapest model whose score is within `delta` of the best score.
+    Within,
+}
+
+/// Which training answers calibrations score against.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrateOn {
+    /// The answer key of the training questions when most have one (generated questions
+    /// always do), else the pool's plurality answer.
+    #[default]
+    Auto,
+    /// The answer key.
+    Key,
+    /// The pool's plurality answer (no key needed).
+    Plurality,
+}
+
+/// Where the cost per model comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CostFrom {
+    /// The pipeline's `[costs]` table (model name = cost per query).
+    Table,
+    /// Mean seconds per question measured by the run (training split).
+    Latency,
+}
+
+/// The `[costs]` table of a pipeline: model costs and how to analyse them.
+///
+/// ```toml
+/// [costs]
+/// from = "latency"        # or "table" (default): give every model's cost below
+/// unit = "s"              # how costs are stated in the report
+/// rule = "penalty"        # or "within"
+/// points = 50             # parameter values swept per router
+/// budget = 0.5            # calibrate on training data to this average cost per query
+/// accuracy_share = 0.99   # ... and to this share of the best single model's accuracy
+/// budgets = [0.3, 0.6]    # report accuracy at these budgets
+/// calibrate_on = "auto"   # or "key" / "plurality": training answers calibration scores against
+///
+/// [costs.models]
+/// M0 = 1.0                # model name = cost per query (overrides a measured cost)
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostSettings {
+    /// Where costs come from.
+    pub from: CostFrom,
+    /// Unit shown in the report.
+    pub unit: String,
+    /// Costs given per model (all of them for `from = "table"`; overrides otherwise).
+    pub given: BTreeMap<String, f64>,
+    /// Decision rule.
+    pub rule: Rule,
+    /// Parameter values swept per router.
+    pub points: usize,
+    /// Target average cost per query for calibration.
+    pub budget: Option<f64>,
+    /// Target share of the best single model's accuracy for calibration.
+    pub accuracy_share: Option<f64>,
+    /// Budgets at which accuracy is reported.
+    pub budgets: Vec<f64>,
+    /// Which training answers calibrations score against.
+    pub calibrate_on: CalibrateOn,
+    /// `file:line [costs]`, for messages.
+    pub context: String,
+}
+
+/// `[costs]`: model costs and the cost–quality analysis (see [`CostSettings`]).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CostsTable {
+    /// `"table"` (default: every model's cost in `[costs.models]`) or `"latency"` (mean
+    /// measured seconds per training question).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// How costs are stated in the report (default `s` for latency, else `cost units`).
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// `[costs.models]`: pool model name = cost per query (overrides a measured cost).
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, f64>")]
+    pub models: BTreeMap<String, toml::Value>,
+    /// `"penalty"` (default: argmax score - lambda x cost) or `"within"` (the cheapest model
+    /// whose score is within delta of the best).
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Parameter values swept per router (2 to 100000; default 50).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub points: Option<toml::Value>,
+    /// Calibrate on training data to this average cost per query.
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub budget: Option<toml::Value>,
+    /// ... and to this share of the best single model's accuracy (default 0.99 without a
+    /// budget).
+    #[serde(default)]
+    #[schemars(with = "Option<f64>")]
+    pub accuracy_share: Option<toml::Value>,
+    /// Report the best test accuracy within these budgets.
+    #[serde(default)]
+    #[schemars(with = "Vec<f64>")]
+    pub budgets: Option<toml::Value>,
+    /// `"auto"` (default), `"key"` or `"plurality"`: the training answers calibration scores
+    /// against.
+    #[serde(default)]
+    pub calibrate_on: Option<String>,
+}
+
+impl CostSettings {
+    /// Read a `[costs]` table; `context` (`file:line [costs]`) goes into every message.
+    pub fn parse(table: &toml::Table, context: &str) -> Result<CostSettings> {
+        let err = |msg: String| Error::Config {
+            context: context.to_string(),
+            msg,
+        };
+        let t: CostsTable = rgd_core::registry::from_table(table.clone()).map_err(&err)?;
+        // numbers are checked here rather than by serde so the message names the key
+        let num = |key: &str, v: &toml::Value| -> Result<f64> {
+            match v {
+                toml::Value::Float(f) => Ok(*f),
+                toml::Value::Integer(i) => Ok(*i as f64),
+                other => Err(err(format!(
+                    "`{key}` must be a number, got {}",
+                    other.type_str()
+                ))),
+            }
+        };
+        let nonneg = |key: &str, x: f64| -> Result<f64> {
+            if x.is_finite() && x >= 0.0 {
+                Ok(x)
+            } else {
+                Err(err(format!(
+                    "`{key}` must be a finite number >= 0, got {x}"
+                )))
+            }
+        };
+        let from = match t.from.as_deref() {
+            None | Some("table") => CostFrom::Table,
+            Some("latency") => CostFrom::Latency,
+            Some(other) => {
+                return Err(err(format!(
+                    "`from` must be \"table\" or \"latency\", got \"{other}\""
+                )));
+            }
+        };
+        let rule = match t.rule.as_deref() {
+            None | Some("penalty") => Rule::Penalty,
+            Some("within") => Rule::Within,
+            Some(other) => {
+                return Err(err(format!(
+                    "`rule` must be \"penalty\" or \"within\", got \"{other}\""
+                )));
+            }
+        };
+        let calibrate_on = match t.calibrate_on.as_deref() {
+            None | Some("auto") => CalibrateOn::Auto,
+            Some("key") => CalibrateOn::Key,
+            Some("plurality") => CalibrateOn::Plurality,
+            Some(other) => {
+                return Err(err(format!(
+                    "`calibrate_on` must be \"auto\", \"key\" or \"plurality\", got \"{other}\""
+                )));
+            }
+        };
+        let unit = t.unit.unwrap_or_else(|| match from {
+            CostFrom::Latency => "s".into(),
+            CostFrom::Table => "cost units".into(),
+        });
+        let points = match &t.points {
+            None => 50,
+            Some(toml::Value::Integer(i)) if (2..=100_000).contains(i) => *i as usize,
+            Some(v) => {
+                return Err(err(format!(
+                    "`points` must be an integer in 2..=100000, got {v}"
+                )));
+            }
+        };
+        let budget = t
+            .budget
+            .as_ref()
+            .map(|v| num("budget", v).and_then(|x| nonneg("budget", x)))
+            .transpose()?;
+        let accuracy_share = t
+            .accuracy_share
+            .as_ref()
+            .map(|v| num("accuracy_share", v))
+            .transpose()?;
+        if let Some(s) = accuracy_share
+            && !(s > 0.0 && s <= 1.5)
+        {
+            return Err(err(format!(
+                "`accuracy_share` must be in (0, 1.5], got {s}"
+            )));
+        }
+        let budgets = match &t.budgets {
+            None => Vec::new(),
+            Some(toml::Value::Array(a)) => a
+                .iter()
+                .map(|v| num("budgets", v).and_then(|x| nonneg("budgets", x)))
+                .collect::<Result<_>>()?,
+            Some(v) => {
+                return Err(err(format!(
+                    "`budgets` must be an array of numbers, got {}",
+                    v.type_str()
+                )));
+            }
+        };
+        let mut given = BTreeMap::new();
+        for (k, v) in &t.models {
+            given.insert(k.clone(), nonneg(k, num(k, v)?)?);
+        }
+        Ok(CostSettings {
+            from,
+            unit,
+            given,
+            rule,
+            points,
+            budget,
+            accuracy_share: accuracy_share.or(if budget.is_none() { Some(0.99) } else { None }),
+            budgets,
+            calibrate_on,
+            context: context.to_string(),
+        })
+    }
+
+    /// The cost of every pool model (in `models` order), from the table or measured on the
+    /// training split.
+    pub fn resolve(&self, models: &[String], train: &Split) -> Result<Costs> {
+        let err = |msg: String| Error::Config {
+            context: self.context.clone(),
+            msg,
+        };
+        if let Some(unknown) = self.given.keys().find(|k| !models.contains(k)) {
+            return Err(err(format!(
+                "`{unknown}` is not a pool model (the pool: {})",
+                models.join(", ")
+            )));
+        }
+        let measured = match self.from {
+            CostFrom::Table => None,
+            CostFrom::Latency => Some(mean_latency(train).ok_or_else(|| {
+                err("`from = \"latency\"`: this run's data records no latency; give each model's cost instead in [costs.models] (model name = cost per query)".into())
+            })?),
+        };
+        let mut per_model = Vec::with_capacity(models.len());
+        let mut source = Vec::with_capacity(models.len());
+        for (j, m) in models.iter().enumerate() {
+            if let Some(c) = self.given.get(m) {
+                per_model.push(*c);
+                source.push("[costs.models]".to_string());
+            } else if let Some(lat) = &measured {
+                if !lat[j].is_finite() {
+                    return Err(err(format!(
+                        "no latency measured for model `{m}`; give its cost in [costs.models] (`{m} = ...`)"
+                    )));
+                }
+                per_model.push(lat[j]);
+                source.push("mean seconds per training question, measured".to_string());
+            } else {
+                return Err(err(format!(
+                    "no cost for model `{m}`: give every pool model a cost in [costs.models] (`{m} = ...`) or set `from = \"latency\"`"
+                )));
+            }
+        }
+        Ok(Costs {
+            models: models.to_vec(),
+            per_model,
+            source,
+            unit: self.unit.clone(),
+        })
+    }
+}
+
+/// Mean latency per model over a split (`None` without latency; NaN cells are skipped).
+pub fn mean_latency(split: &Split) -> Option<Vec<f64>> {
+    let lat = split.responses.latency.as_ref()?;
+    Some(
+        lat.columns()
+            .into_iter()
+            .map(|c| {
+                let v: Vec<f64> = c.iter().copied().filter(|x| x.is_finite()).collect();
+                if v.is_empty() {
+                    f64::NAN
+                } else {
+                    v.iter().sum::<f64>() / v.len() as f64
+                }
+            })
+            .collect(),
+    )
+}
+
+/// The cost per query of each pool model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Costs {
+    /// Model names.
+    pub models: Vec<String>,
+    /// Cost per query, aligned with `models`.
+    pub per_model: Vec<f64>,
+    /// Where each cost came from.
+    pub source: Vec<String>,
+    /// The unit.
+    pub unit: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_rules() {
+        let s = [0.9, 0.85, 0.2];
+        let c = [10.0, 1.0, 0.1];
+        assert_eq!(choose(&s, &c, Rule::Penalty, 0.0), 0);
+        assert_eq!(choose(&s, &c, Rule::Penalty, 0.01), 1);
+        assert_eq!(choose(&s, &c, Rule::Penalty, f64::INFINITY), 2);
+        assert_eq!(choose(&s, &c, Rule::Within, 0.0), 0);
+        assert_eq!(choose(&s, &c, Rule::Within, 0.06), 1);
+        assert_eq!(choose(&s, &c, Rule::Within, 1.0), 2);
+        // equal scores: the cheaper one
+        assert_eq!(choose(&[0.5, 0.5], &[2.0, 1.0], Rule::Penalty, 0.0), 1);
+    }
+
+    #[test]
+    fn switch_points_are_where_the_decision_changes() {
+        let s = [0.9, 0.85, 0.2];
+        let c = [10.0, 1.0, 0.1];
+        let mut pts = Vec::new();
+        switch_points(&s, &c, Rule::Penalty, &mut pts);
+        assert_eq!(pts.len(), 2);
+        for &l in &pts {
+            let before = choose(&s, &c, Rule::Penalty, l * (1.0 - 1e-6));
+            let after = choose(&s, &c, Rule::Penalty, l * (1.0 + 1e-6));
+            assert_ne!(before, after, "lambda {l}");
+        }
+    }
+
+    #[test]
+    fn hull_and_aiq() {
+        // (1, .5) (2, .6) (3, .55) dominated, (4, .9)
+        let pts = [[1.0, 0.5], [2.0, 0.6], [3.0, 0.55], [4.0, 0.9]];
+        let h = hull(&pts);
+        // (2, .6) lies under the chord from (1,.5) to (4,.9) (0.633 at 2)
+        assert_eq!(h, vec![[1.0, 0.5], [4.0, 0.9]]);
+        assert!((aiq(&pts, 1.0, 4.0) - 0.7).abs() < 1e-12);
+        // flat past the last point
+        assert!((aiq(&[[1.0, 0.5]], 1.0, 3.0) - 0.5).abs() < 1e-12);
+        assert!((hull_at(&h, 2.5) - 0.7).abs() < 1e-12);
+        assert_eq!(hull_at(&h, 0.5), 0.0);
+    }
+
+    #[test]
+    fn calibration_and_reach() {
+        let p = |cost, accuracy| Point {
+            param: 0.0,
+            cost,
+            accuracy,
+        };
+        let pts = [p(1.0, 0.5), p(2.0, 0.7), p(3.0, 0.8), p(4.0, 0.81)];
+        assert_eq!(calibrate(&pts, Target::Budget(2.5), 0.8).unwrap().cost, 2.0);
+        assert_eq!(
+            calibrate(&pts, Target::AccuracyShare(0.95), 0.8)
+                .unwrap()
+                .cost,
+            3.0
+        );
+        // unreachable share: the most accurate point
+        assert_eq!(
+            calibrate(&pts, Target::AccuracyShare(1.0), 0.9)
+                .unwrap()
+                .cost,
+            4.0
+        );
+        assert_eq!(cost_to_reach(&pts, 0.8), Some(3.0));
+        assert_eq!(cost_to_reach(&pts, 0.9), None);
+        assert_eq!(accuracy_at(&pts, 2.0), Some(0.7));
+        assert_eq!(accuracy_at(&pts, 0.5), None);
+    }
+
+    #[test]
+    fn settings_parse_with_clear_errors() {
+        let t: toml::Table = toml::from_str("models = { M0 = 1, M1 = 0.5 }\nbudget = 0.7").unwrap();
+        let s = CostSettings::parse(&t, "p.toml:3 [costs]").unwrap();
+        assert_eq!(s.given.len(), 2);
+        assert_eq!(s.budget, Some(0.7));
+        assert_eq!(s.accuracy_share, None);
+        let t: toml::Table = toml::from_str("models = { M0 = \"cheap\" }").unwrap();
+        let e = CostSettings::parse(&t, "p.toml:3 [costs]").unwrap_err();
+        assert!(e.to_string().contains("p.toml:3 [costs]"), "{e}");
+        assert!(e.to_string().contains("M0"), "{e}");
+        let t: toml::Table = toml::from_str("models = { M0 = -1 }").unwrap();
+        assert!(CostSettings::parse(&t, "x").is_err());
+        let t: toml::Table = toml::from_str("from = \"tokens\"").unwrap();
+        assert!(
+            CostSettings::parse(&t, "x")
+                .unwrap_err()
+                .to_string()
+                .contains("latency")
+        );
+    }
+}
