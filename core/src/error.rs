@@ -8,6 +8,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in the core and, wrapped, in a component.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The run was asked to stop (Ctrl-C); every finished model call is in the cache.
+    #[error(
+        "interrupted; every model call that finished is in the cache, a rerun makes only the rest"
+    )]
+    Interrupted,
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

@@ -13,39 +13,68 @@ use crate::registry::Registry;
 use crate::traits::{Context, Filter, Router};
 use crate::{Error, Result};
 
-#[derive(Deserialize)]
+/// The top level of a pipeline file: its tables and settings.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RawPipeline {
+pub struct RawPipeline {
+    /// `[data]`: a data source (questions with the pool's answers), instead of a pool.
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     data: Option<Spanned<toml::Table>>,
+    /// `[questions.train]` and `[questions.test]`: question sources the pool answers.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     questions: IndexMap<String, Spanned<toml::Table>>,
+    /// `[pool.NAME]`: the models routed between (an LLM backend each).
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     pool: IndexMap<String, Spanned<toml::Table>>,
+    /// `[embedder]`: embeds questions and queries.
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     embedder: Option<Spanned<toml::Table>>,
+    /// `[cache]`: the call cache or the recording replayed.
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     cache: Option<Spanned<toml::Table>>,
+    /// `[routers.NAME]`: the routers compared.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     routers: IndexMap<String, Spanned<toml::Table>>,
+    /// `[costs]`: the cost–quality analysis.
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     costs: Option<Spanned<toml::Table>>,
+    /// `[backends.NAME]`: LLMs used by the generator and the describe stage.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     backends: IndexMap<String, Spanned<toml::Table>>,
+    /// `[generate]`: generated training questions.
     #[serde(default)]
+    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
     generate: Option<Spanned<toml::Table>>,
+    /// `[filters.NAME]`: filters of the training questions, in order.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     filters: IndexMap<String, Spanned<toml::Table>>,
+    /// `[sources.NAME]`: other training data every router is also trained on (a question
+    /// source, or `type = "generate"`; `filters = [...]` names the filters it keeps).
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
     sources: IndexMap<String, Spanned<toml::Table>>,
+    /// The source the report measures drops from (`main` or a `[sources.NAME]`).
     #[serde(default)]
     reference_source: Option<String>,
+    /// Retrain each router with a `seed` field under these seeds (mean and sd reported).
     #[serde(default)]
     training_seeds: Vec<u64>,
+    /// Retrain every router without each of these filters.
     #[serde(default)]
     ablate_filters: Vec<String>,
+    /// Plugin libraries to load (relative to the pipeline).
     #[serde(default)]
     plugins: Vec<PathBuf>,
+    /// The run's seed (bootstrap intervals, components' defaults).
     #[serde(default)]
     seed: u64,
 }
@@ -569,6 +598,7 @@ impl Pipeline {
                 seed: self.seed,
                 quiet,
                 backends: Default::default(),
+                interrupt: Default::default(),
             },
             costs: self.costs.clone(),
         })

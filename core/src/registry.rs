@@ -200,6 +200,11 @@ pub enum Origin {
         /// The library's path.
         path: String,
     },
+    /// A Python class registered in the running interpreter (`rgd.register_router`).
+    Python {
+        /// The class's qualified name.
+        class: String,
+    },
     /// Served by another process.
     Process {
         /// The command line.
@@ -213,6 +218,7 @@ impl fmt::Display for Origin {
             Origin::BuiltIn { crate_name } => write!(f, "built-in ({crate_name})"),
             Origin::Dylib { path } => write!(f, "dylib {path}"),
             Origin::Process { command } => write!(f, "process `{}`", command.join(" ")),
+            Origin::Python { class } => write!(f, "Python class {class}"),
         }
     }
 }

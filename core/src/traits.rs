@@ -8,8 +8,8 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::Result;
 use crate::data::{Dataset, Labels, Question, Split};
+use crate::{Error, Result};
 
 /// What every component call gets: where relative paths resolve, a seed, and verbosity.
 #[derive(Clone, Debug)]
@@ -23,9 +23,23 @@ pub struct Context {
     /// The pipeline's named LLM backends (`[backends.NAME]`, wrapped in the call cache), for
     /// components that refer to one by name (a generator's `backend = "NAME"`).
     pub backends: BTreeMap<String, Arc<dyn LlmBackend>>,
+    /// Set to stop the run at its next step (Ctrl-C in a notebook); long loops check it.
+    pub interrupt: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Context {
+    /// Whether the run was asked to stop.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// [`Error::Interrupted`] when the run was asked to stop.
+    pub fn check_interrupt(&self) -> Result<()> {
+        if self.interrupted() {
+            Err(Error::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
     /// A context resolving paths against `base_dir`.
     pub fn new(base_dir: impl Into<PathBuf>) -> Self {
         Context {
@@ -33,6 +47,7 @@ impl Context {
             seed: 0,
             quiet: false,
             backends: BTreeMap::new(),
+            interrupt: Default::default(),
         }
     }
     /// The backend named `name` in `[backends.NAME]`.

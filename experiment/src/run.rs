@@ -124,6 +124,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let mut routers = BTreeMap::new();
     let mut failed = BTreeMap::new();
     for router in &r.routers {
+        ctx.check_interrupt()?;
         let name = &router.name;
         let stage = session.stage(format!("router {name}"));
         let outcome = train_and_evaluate(
@@ -208,6 +209,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
             },
         );
     }
+    ctx.check_interrupt()?;
     let mut ablation = unfiltered_train
         .map(|unfiltered| -> Result<AblationOut> {
             let stage = session.stage("filter ablation: main");

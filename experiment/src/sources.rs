@@ -73,6 +73,7 @@ pub fn run_sources(
     }
     let test_ids: Vec<&str> = main.test.questions.iter().map(|q| q.id.as_str()).collect();
     for (sname, loc) in &pipeline.sources {
+        ctx.check_interrupt()?;
         if sname == "main" {
             bail!(
                 "{}: `main` names the pipeline's own training data; pick another name",

@@ -30,6 +30,7 @@ fn doc<T: schemars::JsonSchema>(table: &'static str) -> TableDoc {
 /// Every framework table of a pipeline with its fields.
 pub fn framework_tables() -> Vec<TableDoc> {
     vec![
+        doc::<rgd_core::pipeline::RawPipeline>("(top level)"),
         doc::<rgd_core::pipeline::GenerateTable>("[generate]"),
         doc::<rgd_core::pipeline::DescribeTable>("[generate.describe]"),
         doc::<crate::data::MemberTable>("[pool.NAME]"),

@@ -22,6 +22,7 @@ use rgd_core::{
     ScoreRequest, Split,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -138,16 +139,20 @@ fn calls<R: Send>(
     questions: &[Question],
     member: &PoolMember,
     progress: &mut dyn FnMut(&str, usize, usize),
+    interrupt: &AtomicBool,
     call: impl Fn(&Question) -> rgd_core::Result<R> + Sync,
-) -> Vec<rgd_core::Result<R>> {
+) -> rgd_core::Result<Vec<rgd_core::Result<R>>> {
     let workers = member.backend.parallelism().max(1);
     let chunk = if workers == 1 { 1 } else { workers * 4 };
     let mut out = Vec::with_capacity(questions.len());
     for (k, part) in questions.chunks(chunk).enumerate() {
         progress(&member.name, k * chunk, questions.len());
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(rgd_core::Error::Interrupted);
+        }
         out.extend(rgd_core::parallel_map(part, workers, |_, q| call(q)));
     }
-    out
+    Ok(out)
 }
 
 /// Every member answers every question. `progress(model, done, total)` is called as it goes.
@@ -155,6 +160,17 @@ pub fn answer(
     questions: &[Question],
     members: &[PoolMember],
     progress: &mut dyn FnMut(&str, usize, usize),
+) -> rgd_core::Result<(Responses, AnswerReport)> {
+    answer_until(questions, members, progress, &AtomicBool::new(false))
+}
+
+/// [`answer`], stopping with [`rgd_core::Error::Interrupted`] once `interrupt` is set (checked
+/// between batches of calls; every finished call is already in the cache).
+pub fn answer_until(
+    questions: &[Question],
+    members: &[PoolMember],
+    progress: &mut dyn FnMut(&str, usize, usize),
+    interrupt: &AtomicBool,
 ) -> rgd_core::Result<(Responses, AnswerReport)> {
     let n = questions.len();
     let m = members.len();
@@ -164,9 +180,9 @@ pub fn answer(
     let mut report = AnswerReport::default();
     for (j, member) in members.iter().enumerate() {
         if let AnswerMode::Generate { max_tokens } = member.mode {
-            let replies = calls(questions, member, progress, |q| {
+            let replies = calls(questions, member, progress, interrupt, |q| {
                 member.backend.generate(&cot_request(q, max_tokens))
-            });
+            })?;
             for ((i, q), reply) in questions.iter().enumerate().zip(replies) {
                 match reply {
                     Ok(g) => {
@@ -193,9 +209,9 @@ pub fn answer(
             continue;
         }
         let mut norm: Vec<Option<Vec<f64>>> = Vec::with_capacity(n);
-        let scored = calls(questions, member, progress, |q| {
+        let scored = calls(questions, member, progress, interrupt, |q| {
             member.backend.score_choices(&mc_request(q))
-        });
+        })?;
         for ((i, q), scores) in questions.iter().enumerate().zip(scored) {
             match scores {
                 Ok(s) => {
@@ -287,7 +303,7 @@ pub fn build_split(
     ctx: &Context,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> rgd_core::Result<Split> {
-    let (responses, report) = answer(&questions, members, progress)?;
+    let (responses, report) = answer_until(&questions, members, progress, &ctx.interrupt)?;
     for (model, (count, first)) in &report.failures {
         ctx.info(format!(
             "warning: {model} could not answer {count} {name} question(s) (abstentions); first: {first}"

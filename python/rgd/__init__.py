@@ -1,0 +1,246 @@
+"""rgd: Routing with Generated Data, from Python.
+
+Run a pipeline and read its results as data frames, load a trained router and rank numpy
+embeddings with it, load a pipeline's data as numpy arrays, and write routers as Python
+classes that run next to the built-in ones. The work is done by rgd's Rust library; this
+package is a thin layer over it.
+
+    import rgd
+    results = rgd.run("examples/pipelines/zoo.toml")
+    results.to_pandas()["routers"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, Optional, Union
+
+from . import _rgd
+from ._rgd import RgdError, Router
+
+__all__ = [
+    "RgdError",
+    "Results",
+    "Router",
+    "Split",
+    "Dataset",
+    "run",
+    "load_router",
+    "load_dataset",
+    "register_router",
+    "components",
+]
+__version__ = _rgd.__version__
+
+Pipeline = Union[str, "os.PathLike[str]", Mapping[str, Any]]
+
+
+def _pipeline(pipeline: Pipeline, base_dir: Optional[Union[str, "os.PathLike[str]"]]):
+    """(kind, value, base_dir) for the native functions: a dict, TOML text or a file."""
+    base = Path(base_dir) if base_dir is not None else None
+    if isinstance(pipeline, Mapping):
+        return "json", json.dumps(pipeline), str(base or Path.cwd())
+    if isinstance(pipeline, os.PathLike):
+        return "path", os.fspath(pipeline), str(base or Path(pipeline).parent)
+    if isinstance(pipeline, str):
+        # a string with a newline or a table header is TOML text; otherwise a file name
+        if "\n" in pipeline or pipeline.lstrip().startswith("["):
+            return "toml", pipeline, str(base or Path.cwd())
+        return "path", pipeline, str(base or Path(pipeline).parent)
+    raise TypeError(
+        f"pipeline must be a path, a TOML string or a dict, not {type(pipeline).__name__}"
+    )
+
+
+def _printer(event: str, text: str) -> None:
+    """Default progress: a line per finished stage on stderr (notebooks show it)."""
+    if event in ("done", "info", "warning"):
+        prefix = "warning: " if event == "warning" else "  "
+        print(prefix + text, file=sys.stderr, flush=True)
+
+
+class Results:
+    """What a run found: the content of results.json (`.data`), its tables as data frames
+    (`.to_pandas()`) and the Markdown report (`.report()`)."""
+
+    def __init__(self, data: Dict[str, Any], report: str):
+        self.data = data
+        self._report = report
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __repr__(self) -> str:
+        routers = ", ".join(
+            f"{n} {100 * self.data['routers'][n]['top1']:.1f}%"
+            for n in self.order
+            if n in self.data["routers"]
+        )
+        return f"<rgd.Results {self.data['task']}: {routers}>"
+
+    @property
+    def order(self):
+        """Router names in the pipeline's order."""
+        return self.data.get("order") or sorted(self.data["routers"])
+
+    def report(self) -> str:
+        """The Markdown report (what `rgd run` writes to report.md)."""
+        return self._report
+
+    def to_pandas(self) -> Dict[str, Any]:
+        """The results as pandas data frames: `routers` (one row per router, failed ones
+        included), `references`, `per_subject` (router x subject top-1), and when the run
+        has them `sources` (router x source top-1) and `costs` (per model)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from e
+        d = self.data
+        rows = []
+        for name in self.order:
+            r = d["routers"].get(name)
+            if r is None:
+                f = d["failed"].get(name, {})
+                rows.append({"router": name, "type": f.get("type"), "status": "failed",
+                             "error": f.get("error")})
+                continue
+            rows.append({
+                "router": name,
+                "type": r["type"],
+                "supervision": r["supervision"],
+                "status": "ok",
+                "top1": r["top1"],
+                "top1_lo": r["ci95"]["top1"][0],
+                "top1_hi": r["ci95"]["top1"][1],
+                "top3_vote": r["top3_vote"],
+                "top3_vote_lo": r["ci95"]["top3_vote"][0],
+                "top3_vote_hi": r["ci95"]["top3_vote"][1],
+                "gap_closed_top1": r["oracle_gap_closed"]["top1"],
+                "train_s": r["seconds"].get("train"),
+                "route_s": r["seconds"].get("route"),
+                "aiq": r.get("aiq"),
+            })
+        refs = d["references"]
+        references = pd.DataFrame(
+            [{"reference": k, "top1": refs[k]} for k in
+             ("best_single", "oracle", "oracle_if_independent", "random", "majority_vote")]
+            + [{"reference": f"single: {m}", "top1": v} for m, v in refs["single"].items()]
+        )
+        per_subject = pd.DataFrame(
+            {n: {s: a["top1"] for s, a in d["routers"][n]["per_subject"].items()}
+             for n in self.order if n in d["routers"]}
+        )
+        out = {
+            "routers": pd.DataFrame(rows),
+            "references": references,
+            "per_subject": per_subject,
+        }
+        if d.get("sources"):
+            src = d["sources"]
+            out["sources"] = pd.DataFrame(
+                {s: {r: cells[s]["top1"] for r, cells in src["results"].items() if s in cells}
+                 for s in src["order"]}
+            )
+        if d.get("costs"):
+            out["costs"] = pd.DataFrame(
+                [{"model": m, **v} for m, v in d["costs"]["per_model"].items()]
+            )
+        return out
+
+
+def run(
+    pipeline: Pipeline,
+    out: Optional[Union[str, "os.PathLike[str]"]] = None,
+    *,
+    base_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    progress: Union[bool, Callable[[str, str], None]] = True,
+    cache: Optional[Union[str, "os.PathLike[str]"]] = None,
+    live: bool = False,
+) -> Results:
+    """Run a pipeline (a path, TOML text or a dict) and return its results.
+
+    With `out`, writes what `rgd run` writes (results.json, report.md, results.csv, plots,
+    routers/NAME.json). `progress=True` prints a line per stage to stderr; a callable gets
+    `(event, text)`; False is silent. Ctrl-C stops the run at its next step and raises
+    KeyboardInterrupt; every model call that finished is in the cache.
+    """
+    kind, value, base = _pipeline(pipeline, base_dir)
+    cb = _printer if progress is True else (progress or None)
+    text, report = _rgd.run(
+        kind, value, base,
+        out=None if out is None else os.fspath(out),
+        progress=cb,
+        cache=None if cache is None else os.fspath(cache),
+        live=live,
+    )
+    return Results(json.loads(text), report)
+
+
+def load_router(path: Union[str, "os.PathLike[str]"]) -> Router:
+    """Load a trained router (`OUT/routers/NAME.json`): `.scores(emb)`, `.rank(emb)` for
+    float32 embeddings `[query, dim]`, and `.route(text)` when its embedder was saved."""
+    return _rgd.load_router(os.fspath(path))
+
+
+class Split:
+    """One split as numpy arrays: `embeddings` (float32 `[question, dim]`), `choice` (int64
+    `[question, model]`, -1 abstained), `correct` (bool), `confidence` (float64), `answer`
+    (int64, -1 without a key), `latency` (float64 or None), and the lists `ids`, `subjects`,
+    `questions`, `options`."""
+
+    def __init__(self, d: Dict[str, Any]):
+        self.__dict__.update(d)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"<rgd.Split {self.name}: {len(self)} questions x {self.choice.shape[1]} models>"
+
+
+class Dataset:
+    """A pipeline's data: `task`, `models`, and the `train` and `test` splits."""
+
+    def __init__(self, d: Dict[str, Any]):
+        self.task = d["task"]
+        self.models = d["models"]
+        self.train = Split(d["train"])
+        self.test = Split(d["test"])
+
+    def __repr__(self) -> str:
+        return (f"<rgd.Dataset {self.task}: {len(self.train)} train, {len(self.test)} test, "
+                f"models {self.models}>")
+
+
+def load_dataset(
+    pipeline: Pipeline,
+    *,
+    base_dir: Optional[Union[str, "os.PathLike[str]"]] = None,
+    cache: Optional[Union[str, "os.PathLike[str]"]] = None,
+) -> Dataset:
+    """Load a pipeline's data as a run would (model calls through the cache) without training
+    anything."""
+    kind, value, base = _pipeline(pipeline, base_dir)
+    return Dataset(_rgd.load_dataset(kind, value, base,
+                                     cache=None if cache is None else os.fspath(cache)))
+
+
+def register_router(name: str, cls: type, supervision: str = "query_answer") -> None:
+    """Make the class `cls` the router type `name` in pipelines run from this interpreter.
+
+    `cls(**table)` is built from its pipeline table (every key but `type`); `train(split)`
+    learns from a `Split`-like object (numpy arrays plus `models`); `score(split)` returns a
+    float array `[question, model]` (higher is better). Optional: `state()` returns JSON the
+    artifact keeps and the classmethod `from_state(state)` restores it. `supervision` is
+    `query_answer` (learns from the key), `query_only` (the pool's answers) or `none`.
+    An exception in the class fails that router only; the run reports it by name.
+    """
+    _rgd.register_router(name, cls, supervision)
+
+
+def components() -> Dict[str, Any]:
+    """Every component type per kind with its fields, and the framework's own tables."""
+    return json.loads(_rgd.components())
