@@ -2,7 +2,7 @@
 # Set up and run the tests: the system packages the build loads (scripts/setup.sh),
 # llama-cpp-python's server (a real OpenAI-compatible server), cargo-nextest, the real-model
 # assets listed in tests/assets.txt (cached in $RGD_ASSETS_DIR, default ~/.cache/rgd/assets),
-# then every test of the workspace.
+# then every test of the workspace, then the Python package's tests (scripts/test-python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -14,3 +14,5 @@ cargo nextest run --workspace --no-run
 mapfile -t assets < <(grep -v '^\s*\(#\|$\)' tests/assets.txt)
 "${CARGO_TARGET_DIR:-target}/debug/rgd" assets fetch "${assets[@]}"
 cargo nextest run --workspace
+# the Python package: its wheel built and installed in a virtualenv, then pytest
+./scripts/test-python.sh

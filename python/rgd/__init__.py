@@ -38,11 +38,23 @@ __version__ = _rgd.__version__
 Pipeline = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
 
+def _ordered(v: Any) -> Any:
+    """A dict as a list of [key, value] pairs (recursively): JSON objects carry no order, and
+    a pipeline's table order is meaningful (routers are reported in it)."""
+    if isinstance(v, Mapping):
+        return {"__rgd_table__": [[str(k), _ordered(x)] for k, x in v.items()]}
+    if isinstance(v, (list, tuple)):
+        return [_ordered(x) for x in v]
+    if isinstance(v, os.PathLike):
+        return os.fspath(v)
+    return v
+
+
 def _pipeline(pipeline: Pipeline, base_dir: Optional[Union[str, "os.PathLike[str]"]]):
     """(kind, value, base_dir) for the native functions: a dict, TOML text or a file."""
     base = Path(base_dir) if base_dir is not None else None
     if isinstance(pipeline, Mapping):
-        return "json", json.dumps(pipeline), str(base or Path.cwd())
+        return "json", json.dumps(_ordered(pipeline)), str(base or Path.cwd())
     if isinstance(pipeline, os.PathLike):
         return "path", os.fspath(pipeline), str(base or Path(pipeline).parent)
     if isinstance(pipeline, str):

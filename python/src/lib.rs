@@ -58,13 +58,47 @@ fn resolve(registry: &Registry, kind: &str, value: &str, base_dir: &Path) -> PyR
         "toml" => Resolved::from_toml(registry, value, base_dir, true).map_err(err),
         "json" => {
             let v: serde_json::Value = serde_json::from_str(value).map_err(err)?;
-            let t = toml::Value::try_from(v)
-                .map_err(|e| err(format!("the pipeline dict is not a TOML document: {e}")))?;
+            let t = to_toml(v).map_err(|e| err(format!("the pipeline dict: {e}")))?;
             let text = toml::to_string(&t).map_err(err)?;
             Resolved::from_toml(registry, &text, base_dir, true).map_err(err)
         }
         other => Err(err(format!("unknown pipeline kind `{other}`"))),
     }
+}
+
+/// A pipeline dict (sent as JSON where each table is `{"__rgd_table__": [[key, value], ...]}`,
+/// keeping its order) as a TOML value.
+fn to_toml(v: serde_json::Value) -> Result<toml::Value, String> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => return Err("None has no TOML form; leave the key out".into()),
+        J::Bool(b) => toml::Value::Boolean(b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(
+                n.as_f64()
+                    .ok_or(format!("{n} is not a number TOML holds"))?,
+            ),
+        },
+        J::String(s) => toml::Value::String(s),
+        J::Array(a) => toml::Value::Array(a.into_iter().map(to_toml).collect::<Result<_, _>>()?),
+        J::Object(mut o) => {
+            let Some(J::Array(pairs)) = o.remove("__rgd_table__") else {
+                return Err("a table must come from a dict".into());
+            };
+            let mut t = toml::Table::new();
+            for p in pairs {
+                let J::Array(mut kv) = p else {
+                    return Err("a table entry must be a [key, value] pair".into());
+                };
+                let (Some(v), Some(J::String(k))) = (kv.pop(), kv.pop()) else {
+                    return Err("a table entry must be a [key, value] pair".into());
+                };
+                t.insert(k, to_toml(v)?);
+            }
+            toml::Value::Table(t)
+        }
+    })
 }
 
 /// Progress for Python: each event goes to a Python callable `(event, text)`; Ctrl-C
@@ -231,6 +265,30 @@ impl Router {
             .detach(|| rgd_experiment::artifact::route(trained, Some(embedder), text, None))
             .map_err(err)?;
         Ok((r.ranked, r.why))
+    }
+
+    /// Seconds the Rust call alone takes (the router's batched scoring of a split built from
+    /// `embeddings`, median of `repeats`): the baseline the Python call is measured against.
+    #[pyo3(signature = (embeddings, repeats=5))]
+    fn _rust_seconds(
+        &self,
+        py: Python<'_>,
+        embeddings: PyReadonlyArray2<'_, f32>,
+        repeats: usize,
+    ) -> PyResult<f64> {
+        let split = arrays::query_split(embeddings.as_array(), self.trained.models().len());
+        let trained = self.trained.as_ref();
+        py.detach(|| {
+            let mut t = Vec::new();
+            for _ in 0..repeats.max(1) {
+                let t0 = std::time::Instant::now();
+                trained.score_split(&split)?;
+                t.push(t0.elapsed().as_secs_f64());
+            }
+            t.sort_by(f64::total_cmp);
+            Ok(t[t.len() / 2])
+        })
+        .map_err(|e: rgd_core::Error| err(e))
     }
 
     fn __repr__(&self) -> String {

@@ -1,0 +1,238 @@
+"""Tests of the rgd Python package (run by scripts/test-python.sh against the built wheel)."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rgd
+
+REPO = Path(__file__).resolve().parents[2]
+
+WORLD = {
+    "seed": 3,
+    "data": {
+        "type": "simulated",
+        "subjects": 4,
+        "models": 4,
+        "train_per_subject": 120,
+        "test_per_subject": 60,
+        "seed": 5,
+    },
+    "routers": {
+        "cascal": {"type": "cascal"},
+        "knn": {"type": "knn"},
+        "best": {"type": "best_single"},
+    },
+}
+
+
+def test_run_from_a_dict_a_toml_string_and_a_file_gives_the_same_numbers(tmp_path):
+    a = rgd.run(WORLD, progress=False)
+    toml_text = """
+seed = 3
+[data]
+type = "simulated"
+subjects = 4
+models = 4
+train_per_subject = 120
+test_per_subject = 60
+seed = 5
+[routers.cascal]
+type = "cascal"
+[routers.knn]
+type = "knn"
+[routers.best]
+type = "best_single"
+"""
+    b = rgd.run(toml_text, progress=False)
+    f = tmp_path / "p.toml"
+    f.write_text(toml_text)
+    out = tmp_path / "out"
+    c = rgd.run(f, out=out, progress=False)
+    for r in (a, b, c):
+        assert r.order == ["cascal", "knn", "best"]
+    for name in a.order:
+        assert a["routers"][name]["top1"] == b["routers"][name]["top1"] == c["routers"][name]["top1"]
+    # with out, what `rgd run` writes, and results.json is the same content
+    written = json.loads((out / "results.json").read_text())
+    assert written["routers"]["cascal"]["top1"] == c["routers"]["cascal"]["top1"]
+    assert (out / "report.md").read_text() == c.report()
+    assert (out / "routers" / "cascal.json").exists()
+
+
+def test_results_tables_as_data_frames():
+    pd = pytest.importorskip("pandas")
+    r = rgd.run(WORLD, progress=False)
+    t = r.to_pandas()
+    routers = t["routers"]
+    assert list(routers["router"]) == ["cascal", "knn", "best"]
+    assert (routers["status"] == "ok").all()
+    assert ((routers["top1_lo"] <= routers["top1"]) & (routers["top1"] <= routers["top1_hi"])).all()
+    refs = t["references"].set_index("reference")["top1"]
+    assert refs["best_single"] == r["references"]["best_single"]
+    assert refs["oracle"] >= refs["best_single"]
+    assert set(t["per_subject"].columns) == {"cascal", "knn", "best"}
+    assert len(t["per_subject"]) == 4
+    assert isinstance(t["routers"], pd.DataFrame)
+    assert "| cascal |" in r.report()
+
+
+def test_a_progress_callback_hears_every_stage():
+    events = []
+    rgd.run(WORLD, progress=lambda e, t: events.append((e, t)))
+    done = [t for e, t in events if e == "done"]
+    assert any(t.startswith("load data") for t in done), done
+    assert any(t.startswith("router cascal") for t in done), done
+
+
+def test_load_router_ranks_numpy_embeddings_as_its_scores_say(tmp_path):
+    out = tmp_path / "out"
+    rgd.run(WORLD, out=out, progress=False)
+    router = rgd.load_router(out / "routers" / "cascal.json")
+    assert router.models == ["M0", "M1", "M2", "M3"]
+    ds = rgd.load_dataset(WORLD)
+    emb = ds.test.embeddings
+    assert emb.dtype == np.float32
+    scores = router.scores(emb)
+    assert scores.shape == (len(ds.test), 4) and scores.dtype == np.float64
+    ranked = router.rank(emb)
+    assert ranked.shape == scores.shape and ranked.dtype == np.int64
+    # the first ranked model has the highest score
+    assert np.all(scores[np.arange(len(scores)), ranked[:, 0]] == scores.max(axis=1))
+    # top-1 accuracy from Python equals the run's
+    top1 = ds.test.correct[np.arange(len(ds.test)), ranked[:, 0]].mean()
+    r = rgd.run(WORLD, progress=False)
+    assert abs(top1 - r["routers"]["cascal"]["top1"]) < 1e-12
+    # a wrong dimension is an error, not a crash
+    with pytest.raises(rgd.RgdError, match="values"):
+        router.scores(np.zeros((2, 7), dtype=np.float32))
+    # no embedder beside a [data] pipeline's artifact
+    with pytest.raises(rgd.RgdError, match="embedder"):
+        router.route("what is a cell?")
+
+
+def test_load_dataset_gives_numpy_splits():
+    ds = rgd.load_dataset(WORLD)
+    assert ds.models == ["M0", "M1", "M2", "M3"]
+    assert len(ds.train) == 4 * 120 and len(ds.test) == 4 * 60
+    assert ds.train.choice.shape == (480, 4) and ds.train.choice.dtype == np.int64
+    assert ds.train.correct.dtype == np.bool_
+    assert ds.test.answer.min() >= 0
+    assert set(ds.test.subjects) and len(ds.test.questions) == 240
+    # correctness agrees with choice == answer
+    c = ds.test.choice == ds.test.answer[:, None]
+    assert np.array_equal(c, ds.test.correct)
+
+
+class Centroid:
+    """Scores a model by the cosine of the query to the centroid of the questions it got right."""
+
+    def __init__(self, shrink=0.0):
+        self.shrink = float(shrink)
+        self.centroids = None
+
+    def train(self, split):
+        x = split.embeddings / np.linalg.norm(split.embeddings, axis=1, keepdims=True)
+        cs = []
+        for m in range(len(split.models)):
+            right = x[split.correct[:, m]]
+            c = right.mean(axis=0) if len(right) else np.zeros(x.shape[1], dtype=np.float32)
+            cs.append(c / max(np.linalg.norm(c), 1e-9))
+        self.centroids = np.stack(cs)
+
+    def score(self, split):
+        x = split.embeddings / np.linalg.norm(split.embeddings, axis=1, keepdims=True)
+        return x @ self.centroids.T - self.shrink
+
+    def state(self):
+        return {"shrink": self.shrink, "centroids": self.centroids.tolist()}
+
+    @classmethod
+    def from_state(cls, state):
+        r = cls(state["shrink"])
+        r.centroids = np.asarray(state["centroids"], dtype=np.float32)
+        return r
+
+
+class Broken:
+    """Fails when it trains."""
+
+    def __init__(self):
+        pass
+
+    def train(self, split):
+        raise ValueError("this router is broken on purpose")
+
+    def score(self, split):  # pragma: no cover
+        return np.zeros((len(split.ids), len(split.models)))
+
+
+def test_a_python_router_runs_next_to_the_built_in_ones_and_its_artifact_reloads(tmp_path):
+    rgd.register_router("py_centroid", Centroid)
+    world = json.loads(json.dumps(WORLD))
+    world["routers"]["mine"] = {"type": "py_centroid", "shrink": 0.5}
+    out = tmp_path / "out"
+    r = rgd.run(world, out=out, progress=False)
+    mine = r["routers"]["mine"]
+    assert mine["type"] == "py_centroid" and mine["supervision"] == "query_answer"
+    # it learns something: better than random routing in this world
+    assert mine["top1"] > r["references"]["random"]
+    # the artifact restores through from_state and scores as in the run
+    router = rgd.load_router(out / "routers" / "mine.json")
+    ds = rgd.load_dataset(world)
+    ranked = router.rank(ds.test.embeddings)
+    top1 = ds.test.correct[np.arange(len(ds.test)), ranked[:, 0]].mean()
+    assert abs(top1 - mine["top1"]) < 1e-12
+    assert "py_centroid" in [c["type"] for c in rgd.components()["router"]]
+
+
+def test_an_exception_in_a_python_router_fails_that_router_only_naming_it():
+    rgd.register_router("py_broken", Broken)
+    world = json.loads(json.dumps(WORLD))
+    world["routers"]["bad"] = {"type": "py_broken"}
+    r = rgd.run(world, progress=False)
+    assert "bad" in r["failed"]
+    err = r["failed"]["bad"]["error"]
+    assert "py_broken" in err and "broken on purpose" in err and "ValueError" in err
+    assert set(r["routers"]) == {"cascal", "knn", "best"}
+    t = r.to_pandas()["routers"].set_index("router")
+    assert t.loc["bad", "status"] == "failed"
+
+
+def test_bad_input_raises_a_clear_error_naming_the_table():
+    bad = json.loads(json.dumps(WORLD))
+    bad["routers"]["knn"]["k_nearst"] = 5
+    with pytest.raises(rgd.RgdError, match=r"\[routers.knn\].*unknown field `k_nearst`"):
+        rgd.run(bad, progress=False)
+    with pytest.raises(rgd.RgdError, match="unknown field `budgest`"):
+        rgd.run({**WORLD, "costs": {"budgest": 1}}, progress=False)
+    with pytest.raises(rgd.RgdError, match="no-such-file"):
+        rgd.run("no-such-file.toml", progress=False)
+    with pytest.raises(TypeError):
+        rgd.run(42)
+    with pytest.raises(rgd.RgdError, match="built-in"):
+        rgd.register_router("cascal", Centroid)
+    with pytest.raises(rgd.RgdError, match="score"):
+        rgd.register_router("py_nothing", object)
+
+
+def assets_present():
+    root = Path(os.environ.get("RGD_ASSETS_DIR", Path.home() / ".cache/rgd/assets"))
+    return (root / "minilm").exists()
+
+
+@pytest.mark.skipif(not assets_present(), reason="MiniLM is fetched by scripts/test.sh")
+def test_the_default_experiment_replays_from_python_and_routes_text_with_minilm(tmp_path):
+    out = tmp_path / "out"
+    r = rgd.run(REPO / "examples/default/default.toml", out=out, progress=False)
+    committed = json.loads((REPO / "examples/default/out/results.json").read_text())
+    for name, x in committed["routers"].items():
+        assert r["routers"][name]["top1"] == x["top1"], name
+    assert r["calls"]["model_calls"] == 0
+    router = rgd.load_router(out / "routers" / "cascal.json")
+    ranking, why = router.route("Which organelle makes ATP in a cell?")
+    assert sorted(m for m, _ in ranking) == sorted(router.models)
+    assert why
