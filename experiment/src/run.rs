@@ -137,6 +137,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
         );
         let ev: Evaluated = match outcome {
             Ok(ev) => ev,
+            Err(rgd_core::Error::Interrupted) => return Err(rgd_core::Error::Interrupted.into()),
             Err(e) => {
                 stage.done(&format!("FAILED: {e}"));
                 failed.insert(

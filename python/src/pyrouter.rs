@@ -168,7 +168,7 @@ impl Router for PyRouter {
         &self,
         train: &Split,
         models: &[String],
-        _ctx: &Context,
+        ctx: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
         let trained = Python::attach(|py| -> PyResult<TrainedPy> {
             let cls = class(py, &self.type_name)?;
@@ -191,7 +191,15 @@ impl Router for PyRouter {
                 instance: OnceLock::from(instance),
             })
         })
-        .map_err(|e| failed(&self.type_name, e))?;
+        .map_err(|e| {
+            // Ctrl-C while the class runs stops the whole run, not only this router
+            if Python::attach(|py| e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py)) {
+                ctx.interrupt
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return rgd_core::Error::Interrupted;
+            }
+            failed(&self.type_name, e)
+        })?;
         Ok(Box::new(trained))
     }
 

@@ -236,3 +236,36 @@ def test_the_default_experiment_replays_from_python_and_routes_text_with_minilm(
     ranking, why = router.route("Which organelle makes ATP in a cell?")
     assert sorted(m for m, _ in ranking) == sorted(router.models)
     assert why
+
+
+def test_ctrl_c_stops_a_run_with_keyboard_interrupt(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import time, rgd\n"
+        "class Slow:\n"
+        "    def __init__(self): pass\n"
+        "    def train(self, split): time.sleep(60)\n"
+        "    def score(self, split): pass\n"
+        "rgd.register_router('slow', Slow)\n"
+        "w = {'data': {'type': 'simulated', 'subjects': 2, 'train_per_subject': 20,"
+        " 'test_per_subject': 10}, 'routers': {'slow': {'type': 'slow'},"
+        " 'cascal': {'type': 'cascal'}}}\n"
+        "print('started', flush=True)\n"
+        "rgd.run(w, progress=False)\n"
+        "print('finished', flush=True)\n"
+    )
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "started"
+    time.sleep(2)
+    t0 = time.time()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    assert time.time() - t0 < 10
+    assert "finished" not in out
+    assert "KeyboardInterrupt" in err and "interrupted" in err, err

@@ -6,7 +6,7 @@
 2. A router written in Python: the per-call time of scoring one query through it
    (Rust -> Python -> Rust), against the process protocol's 0.23 ms per call.
 
-Run with the wheel installed (built with --release): python python/bench.py
+Run with the wheel installed (built with --release): python python/benches/overhead.py
 """
 
 import statistics
@@ -37,6 +37,15 @@ class Zero:
 
     def score(self, split):
         return np.zeros((len(split.ids), self.m))
+
+    def state(self):
+        return {"m": self.m}
+
+    @classmethod
+    def from_state(cls, state):
+        z = cls()
+        z.m = state["m"]
+        return z
 
 
 def median_seconds(f, repeats):
