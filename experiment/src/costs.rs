@@ -1,6 +1,6 @@
 //! The cost–quality analysis of `rgd run` when the pipeline has a `[costs]` table: every
 //! router's curve, AIQ and calibrated operating points, the single models, the zero router,
-//! the cascade and the oracle (see `rgd_core::cost`).
+//! the cascade and the oracle (see [`crate::cost`]).
 
 use crate::cost::{
     self, CalibrateOn, Cascade, CostSettings, Costs, Point, Rule, Target, accuracy_at,
