@@ -232,6 +232,19 @@ enum BenchCmd {
     Cost(bench::CostBenchArgs),
     /// The `llm` generator on a local model: tokens/s, questions/minute, parse success.
     Generate(bench::GenerateBenchArgs),
+    /// Each stage's time and peak memory on simulated worlds of growing training data.
+    Scale {
+        /// Training questions of each world (14 subjects, 6 models, 384-d, 7,000 test queries).
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+        /// Router types to run.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "cascal,knn,mlp,best_single"
+        )]
+        routers: Vec<String>,
+    },
 }
 
 /// Common simulated-world flags.
@@ -416,6 +429,15 @@ fn main() -> ExitCode {
             Cmd::Bench {
                 what: BenchCmd::Generate(a),
             } => bench::bench_generate(a),
+            Cmd::Bench {
+                what: BenchCmd::Scale { sizes, routers },
+            } => {
+                let rows = rgd_experiment::scale::scale(&registry, sizes, routers, &mut |r| {
+                    eprintln!("  {} train, {}: {:.2} s", r.n_train, r.stage, r.seconds)
+                })?;
+                print!("{}", rgd_experiment::scale::table(&rows));
+                Ok(())
+            }
             Cmd::Assets { what } => store::assets(what, cli.quiet),
             Cmd::Cache { what } => store::cache(what),
         }

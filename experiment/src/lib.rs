@@ -24,6 +24,7 @@ pub mod recording;
 pub mod resolve;
 pub mod results;
 pub mod run;
+pub mod scale;
 pub mod session;
 pub mod sources;
 pub mod sweep;
