@@ -375,14 +375,7 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
         let mut t = toml::Table::new();
         t.insert("type".into(), e.type_name.clone().into());
         let router = registry.build_router(t, &e.type_name)?;
-        let ev = match rgd_experiment::evaluate::train_and_evaluate(
-            router.as_ref(),
-            &ds.train,
-            &ds.test,
-            &ds.models,
-            &stats,
-            &ctx,
-        ) {
+        let ev = match rgd_experiment::evaluate::on_dataset(router.as_ref(), &ds, &stats, &ctx) {
             Ok(ev) => ev,
             Err(err) => {
                 println!("  {} skipped: {err}", e.type_name);

@@ -13,69 +13,56 @@ use crate::registry::Registry;
 use crate::traits::{Context, Filter, Router};
 use crate::{Error, Result};
 
+/// How a table is documented in `rgd plugins`: an object of keys.
+type Doc = std::collections::BTreeMap<String, serde_json::Value>;
+
 /// The top level of a pipeline file: its tables and settings.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Default, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct RawPipeline {
     /// `[data]`: a data source (questions with the pool's answers), instead of a pool.
-    #[serde(default)]
-    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    #[schemars(with = "Option<Doc>")]
     data: Option<Spanned<toml::Table>>,
     /// `[questions.train]` and `[questions.test]`: question sources the pool answers.
-    #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    #[schemars(with = "Doc")]
     questions: IndexMap<String, Spanned<toml::Table>>,
     /// `[pool.NAME]`: the models routed between (an LLM backend each).
-    #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    #[schemars(with = "Doc")]
     pool: IndexMap<String, Spanned<toml::Table>>,
     /// `[embedder]`: embeds questions and queries.
-    #[serde(default)]
-    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    #[schemars(with = "Option<Doc>")]
     embedder: Option<Spanned<toml::Table>>,
     /// `[cache]`: the call cache or the recording replayed.
-    #[serde(default)]
-    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    #[schemars(with = "Option<Doc>")]
     cache: Option<Spanned<toml::Table>>,
     /// `[routers.NAME]`: the routers compared.
-    #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    #[schemars(with = "Doc")]
     routers: IndexMap<String, Spanned<toml::Table>>,
     /// `[costs]`: the cost–quality analysis.
-    #[serde(default)]
-    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    #[schemars(with = "Option<Doc>")]
     costs: Option<Spanned<toml::Table>>,
     /// `[backends.NAME]`: LLMs used by the generator and the describe stage.
-    #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    #[schemars(with = "Doc")]
     backends: IndexMap<String, Spanned<toml::Table>>,
     /// `[generate]`: generated training questions.
-    #[serde(default)]
-    #[schemars(with = "Option<std::collections::BTreeMap<String, serde_json::Value>>")]
+    #[schemars(with = "Option<Doc>")]
     generate: Option<Spanned<toml::Table>>,
     /// `[filters.NAME]`: filters of the training questions, in order.
-    #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    #[schemars(with = "Doc")]
     filters: IndexMap<String, Spanned<toml::Table>>,
     /// `[sources.NAME]`: other training data every router is also trained on (a question
     /// source, or `type = "generate"`; `filters = [...]` names the filters it keeps).
-    #[serde(default)]
-    #[schemars(with = "std::collections::BTreeMap<String, serde_json::Value>")]
+    #[schemars(with = "Doc")]
     sources: IndexMap<String, Spanned<toml::Table>>,
     /// The source the report measures drops from (`main` or a `[sources.NAME]`).
-    #[serde(default)]
     reference_source: Option<String>,
     /// Retrain each router with a `seed` field under these seeds (mean and sd reported).
-    #[serde(default)]
     training_seeds: Vec<u64>,
     /// Retrain every router without each of these filters.
-    #[serde(default)]
     ablate_filters: Vec<String>,
     /// Plugin libraries to load (relative to the pipeline).
-    #[serde(default)]
     plugins: Vec<PathBuf>,
     /// The run's seed (bootstrap intervals, components' defaults).
-    #[serde(default)]
     seed: u64,
 }
 
@@ -570,29 +557,23 @@ impl Pipeline {
                 });
             }
         }
-        let routers = self
-            .routers
-            .iter()
-            .map(|(name, l)| {
-                Ok((
-                    name.clone(),
-                    registry.build_router(l.table.clone(), &l.context)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = self
-            .filters
-            .iter()
-            .map(|(name, l)| {
-                Ok((
-                    name.clone(),
-                    registry.build_filter(l.table.clone(), &l.context)?,
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        fn build_all<T: crate::registry::Built>(
+            registry: &Registry,
+            specs: &[(String, Located)],
+        ) -> Result<Vec<(String, T)>> {
+            specs
+                .iter()
+                .map(|(name, l)| {
+                    Ok((
+                        name.clone(),
+                        registry.build_as(l.table.clone(), &l.context)?,
+                    ))
+                })
+                .collect()
+        }
         Ok(BuiltPipeline {
-            routers,
-            filters,
+            routers: build_all(registry, &self.routers)?,
+            filters: build_all(registry, &self.filters)?,
             ctx: Context {
                 base_dir: self.base_dir.clone(),
                 seed: self.seed,

@@ -82,3 +82,13 @@ pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     (m, var.sqrt())
 }
+
+/// [`train_and_evaluate`] on a dataset's own splits: trained on `train`, evaluated on `test`.
+pub fn on_dataset(
+    router: &dyn Router,
+    ds: &rgd_core::Dataset,
+    train_stats: &[LocScale],
+    ctx: &Context,
+) -> rgd_core::Result<Evaluated> {
+    train_and_evaluate(router, &ds.train, &ds.test, &ds.models, train_stats, ctx)
+}

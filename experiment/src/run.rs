@@ -5,7 +5,7 @@
 use crate::ablation::AblationOut;
 use crate::costs::Analysis;
 use crate::error::Result;
-use crate::evaluate::{Cell, Evaluated, mean_sd, train_and_evaluate};
+use crate::evaluate::{Cell, Evaluated, mean_sd, on_dataset};
 use crate::resolve::{Named, Resolved};
 use crate::results::{
     Calls, Calls2, Ci95, GapClosed, OverSeeds, ReferencesOut, RouterFailure, RouterResult,
@@ -38,14 +38,7 @@ fn over_seeds(
     let (mut t1, mut t3) = (Vec::new(), Vec::new());
     for &seed in seeds {
         let seeded = r.router_with_seed(router, seed)?;
-        let ev = train_and_evaluate(
-            seeded.as_ref(),
-            &ds.train,
-            &ds.test,
-            &ds.models,
-            train_stats,
-            &r.ctx,
-        )?;
+        let ev = on_dataset(seeded.as_ref(), ds, train_stats, &r.ctx)?;
         t1.push(ev.eval.overall.top1);
         t3.push(ev.eval.overall.top3_vote);
     }
@@ -127,14 +120,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
         ctx.check_interrupt()?;
         let name = &router.name;
         let stage = session.stage(format!("router {name}"));
-        let outcome = train_and_evaluate(
-            router.value.as_ref(),
-            &ds.train,
-            &ds.test,
-            &ds.models,
-            &train_stats,
-            ctx,
-        );
+        let outcome = on_dataset(router.value.as_ref(), &ds, &train_stats, ctx);
         let ev: Evaluated = match outcome {
             Ok(ev) => ev,
             Err(rgd_core::Error::Interrupted) => return Err(rgd_core::Error::Interrupted.into()),

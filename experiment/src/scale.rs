@@ -4,7 +4,7 @@
 //! recorded (peak reset before each stage where Linux allows, `/proc/self/clear_refs`).
 
 use crate::error::Result;
-use crate::evaluate::train_and_evaluate;
+use crate::evaluate::on_dataset;
 use rgd_core::{Context, Registry};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -77,14 +77,7 @@ pub fn scale(
             table.insert("type".into(), name.clone().into());
             let router = registry.build_router(table, &format!("bench scale [routers.{name}]"))?;
             reset_peak();
-            let ev = train_and_evaluate(
-                router.as_ref(),
-                &ds.train,
-                &ds.test,
-                &ds.models,
-                &stats,
-                &ctx,
-            )?;
+            let ev = on_dataset(router.as_ref(), &ds, &stats, &ctx)?;
             let peak = peak_rss_mib();
             push(StageRow {
                 n_train: ds.train.len(),

@@ -50,31 +50,12 @@ pub fn split_dict<'py>(py: Python<'py>, s: &Split) -> PyResult<Bound<'py, PyDict
     let d = PyDict::new(py);
     let (n, m) = s.responses.choice.dim();
     d.set_item("name", &s.name)?;
-    d.set_item(
-        "ids",
-        s.questions.iter().map(|q| q.id.clone()).collect::<Vec<_>>(),
-    )?;
-    d.set_item(
-        "subjects",
-        s.questions
-            .iter()
-            .map(|q| q.subject.clone())
-            .collect::<Vec<_>>(),
-    )?;
-    d.set_item(
-        "questions",
-        s.questions
-            .iter()
-            .map(|q| q.text.clone())
-            .collect::<Vec<_>>(),
-    )?;
-    d.set_item(
-        "options",
-        s.questions
-            .iter()
-            .map(|q| q.options.clone())
-            .collect::<Vec<_>>(),
-    )?;
+    let column = |f: fn(&Question) -> String| s.questions.iter().map(f).collect::<Vec<_>>();
+    d.set_item("ids", column(|q| q.id.clone()))?;
+    d.set_item("subjects", column(|q| q.subject.clone()))?;
+    d.set_item("questions", column(|q| q.text.clone()))?;
+    let options: Vec<Vec<String>> = s.questions.iter().map(|q| q.options.clone()).collect();
+    d.set_item("options", options)?;
     let answer: Vec<i64> = s
         .questions
         .iter()

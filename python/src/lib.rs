@@ -233,22 +233,19 @@ impl Router {
         py: Python<'py>,
         embeddings: PyReadonlyArray2<'py, f32>,
     ) -> PyResult<Bound<'py, PyArray2<i64>>> {
-        let view = embeddings.as_array();
-        let trained = self.trained.as_ref();
-        let ranked = py
-            .detach(|| -> rgd_core::Result<ndarray::Array2<i64>> {
-                let s = arrays::score_embeddings(trained, view)?;
-                let mut out = ndarray::Array2::zeros(s.dim());
-                for (i, row) in s.rows().into_iter().enumerate() {
-                    let r = rgd_core::rank(row.as_slice().unwrap_or(&row.to_vec()));
-                    for (k, m) in r.into_iter().enumerate() {
-                        out[[i, k]] = m as i64;
-                    }
-                }
-                Ok(out)
-            })
-            .map_err(err)?;
-        Ok(ranked.into_pyarray(py))
+        let s = self
+            .scores(py, embeddings)?
+            .readonly()
+            .as_array()
+            .to_owned();
+        let mut out = ndarray::Array2::<i64>::zeros(s.dim());
+        for (i, row) in s.rows().into_iter().enumerate() {
+            let r = rgd_core::rank(row.as_slice().unwrap_or(&row.to_vec()));
+            for (k, m) in r.into_iter().enumerate() {
+                out[[i, k]] = m as i64;
+            }
+        }
+        Ok(out.into_pyarray(py))
     }
 
     /// Rank the pool for one query text (embedded with the artifact's embedder): a list of

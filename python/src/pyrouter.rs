@@ -209,22 +209,13 @@ impl Router for PyRouter {
 }
 
 /// A trained Python router: its class's name, the pool and the state its `state()` returned.
-#[derive(Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct TrainedPy {
     class: String,
     models: Vec<String>,
     state: serde_json::Value,
     #[serde(skip)]
     instance: OnceLock<Py<PyAny>>,
-}
-
-impl std::fmt::Debug for TrainedPy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrainedPy")
-            .field("class", &self.class)
-            .field("models", &self.models)
-            .finish_non_exhaustive()
-    }
 }
 
 impl TrainedPy {

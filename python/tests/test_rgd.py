@@ -31,22 +31,13 @@ WORLD = {
 
 def test_run_from_a_dict_a_toml_string_and_a_file_gives_the_same_numbers(tmp_path):
     a = rgd.run(WORLD, progress=False)
-    toml_text = """
-seed = 3
-[data]
-type = "simulated"
-subjects = 4
-models = 4
-train_per_subject = 120
-test_per_subject = 60
-seed = 5
-[routers.cascal]
-type = "cascal"
-[routers.knn]
-type = "knn"
-[routers.best]
-type = "best_single"
-"""
+    # the same pipeline as TOML text (written here from the dict: tables after the top level)
+    top = "\n".join(f"{k} = {v}" for k, v in WORLD.items() if not isinstance(v, dict))
+    data = "\n".join(f"{k} = {json.dumps(v)}" for k, v in WORLD["data"].items())
+    routers = "\n".join(
+        f'[routers.{n}]\ntype = "{t["type"]}"' for n, t in WORLD["routers"].items()
+    )
+    toml_text = f"{top}\n[data]\n{data}\n{routers}\n"
     b = rgd.run(toml_text, progress=False)
     f = tmp_path / "p.toml"
     f.write_text(toml_text)

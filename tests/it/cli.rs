@@ -346,40 +346,31 @@ fn training_sources_side_by_side_with_the_drop_from_real_data() {
 #[test]
 fn bench_scale_prints_each_stage_per_world_size() {
     let t = tempfile::tempdir().unwrap();
-    let o = rgd(
-        t.path(),
-        &[
-            "bench",
-            "scale",
-            "--sizes",
-            "700,1400",
-            "--routers",
-            "best_single,cascal",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        out.contains("| stage | 700 train") && out.contains("1400 train"),
-        "{out}"
-    );
-    for stage in [
+    let args = "bench scale --sizes 700,1400 --routers best_single,cascal";
+    let o = rgd(t.path(), &args.split(' ').collect::<Vec<_>>());
+    let table = String::from_utf8_lossy(&o.stdout);
+    let rows = [
         "simulate",
         "train cascal",
         "route cascal",
         "train best_single",
-    ] {
-        assert!(out.contains(&format!("| {stage} |")), "{stage}: {out}");
-    }
-    // an unknown router type is named, not a panic
-    let o = rgd(
-        t.path(),
-        &["bench", "scale", "--sizes", "700", "--routers", "nope"],
-    );
-    assert!(!o.status.success());
+    ];
+    let missing: Vec<&&str> = rows
+        .iter()
+        .filter(|r| !table.contains(&format!("| {r} |")))
+        .collect();
     assert!(
-        stderr(&o).contains("unknown router type `nope`"),
-        "{}",
+        o.status.success() && missing.is_empty(),
+        "{missing:?} {table} {}",
         stderr(&o)
     );
+    assert!(table.contains("| stage | 700 train") && table.contains("1400 train"));
+    // an unknown router type is named, not a panic
+    let bad = rgd(
+        t.path(),
+        &"bench scale --sizes 700 --routers nope"
+            .split(' ')
+            .collect::<Vec<_>>(),
+    );
+    assert!(!bad.status.success() && stderr(&bad).contains("unknown router type `nope`"));
 }

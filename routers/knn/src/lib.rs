@@ -297,41 +297,35 @@ impl KnnConfig {
     }
 }
 
-impl Router for Knn {
-    fn check(&self) -> rgd_core::Result<()> {
-        self.0.check()
-    }
-    fn train(
-        &self,
-        train: &Split,
-        models: &[String],
-        _ctx: &Context,
-    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        let labels = rgd_labelers::Correctness::default().label(train)?;
-        Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
-    }
-    fn supervision(&self) -> Supervision {
-        Supervision::QueryAnswer
-    }
+/// The two kNN routers differ only in the labels they average and what that learns from.
+macro_rules! knn_router {
+    ($router:ty, $labeler:ty, $supervision:expr) => {
+        impl Router for $router {
+            fn check(&self) -> rgd_core::Result<()> {
+                self.0.check()
+            }
+            fn train(
+                &self,
+                train: &Split,
+                models: &[String],
+                _ctx: &Context,
+            ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+                let labels = <$labeler>::default().label(train)?;
+                Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
+            }
+            fn supervision(&self) -> Supervision {
+                $supervision
+            }
+        }
+    };
 }
 
-impl Router for ConsensusKnn {
-    fn check(&self) -> rgd_core::Result<()> {
-        self.0.check()
-    }
-    fn train(
-        &self,
-        train: &Split,
-        models: &[String],
-        _ctx: &Context,
-    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        let labels = rgd_labelers::Consensus::default().label(train)?;
-        Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
-    }
-    fn supervision(&self) -> Supervision {
-        Supervision::QueryOnly
-    }
-}
+knn_router!(Knn, rgd_labelers::Correctness, Supervision::QueryAnswer);
+knn_router!(
+    ConsensusKnn,
+    rgd_labelers::Consensus,
+    Supervision::QueryOnly
+);
 
 rgd_core::register!(router, "knn", Knn);
 rgd_core::register!(router, "consensus_knn", ConsensusKnn);

@@ -469,30 +469,16 @@ mod tests {
         let p = t.path().join("c.sqlite");
         let c = CallCache::open(&p, CacheMode::ReadWrite).unwrap();
         let mut calls = 0;
-        let v: Vec<f64> = c
-            .call(
-                "m#abc",
-                "score",
-                &("q", 1),
-                |_| Ok(()),
-                || {
-                    calls += 1;
-                    Ok(vec![1.0, 2.0])
-                },
-            )
-            .unwrap();
-        let w: Vec<f64> = c
-            .call(
-                "m#abc",
-                "score",
-                &("q", 1),
-                |_| Ok(()),
-                || {
-                    calls += 1;
-                    Ok(vec![9.0])
-                },
-            )
-            .unwrap();
+        let mut call = |answer: Vec<f64>| -> Vec<f64> {
+            let compute = || {
+                calls += 1;
+                Ok(answer)
+            };
+            c.call("m#abc", "score", &("q", 1), |_| Ok(()), compute)
+                .unwrap()
+        };
+        let v = call(vec![1.0, 2.0]);
+        let w = call(vec![9.0]);
         assert_eq!((v.clone(), w, calls), (vec![1.0, 2.0], vec![1.0, 2.0], 1));
         assert_eq!(c.stats(), (1, 1));
         let out = t.path().join("rec.jsonl.gz");
