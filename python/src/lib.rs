@@ -205,6 +205,20 @@ struct Router {
     path: PathBuf,
 }
 
+impl Router {
+    /// The router's batched scores of `embeddings`, computed with the GIL released.
+    fn score_array(
+        &self,
+        py: Python<'_>,
+        embeddings: PyReadonlyArray2<'_, f32>,
+    ) -> PyResult<ndarray::Array2<f64>> {
+        let view = embeddings.as_array();
+        let trained = self.trained.as_ref();
+        py.detach(|| arrays::score_embeddings(trained, view))
+            .map_err(err)
+    }
+}
+
 #[pymethods]
 impl Router {
     /// The pool models, in score column order.
@@ -219,12 +233,7 @@ impl Router {
         py: Python<'py>,
         embeddings: PyReadonlyArray2<'py, f32>,
     ) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let view = embeddings.as_array();
-        let trained = self.trained.as_ref();
-        let scores = py
-            .detach(|| arrays::score_embeddings(trained, view))
-            .map_err(err)?;
-        Ok(scores.into_pyarray(py))
+        Ok(self.score_array(py, embeddings)?.into_pyarray(py))
     }
 
     /// Model indices best first for each query embedding (int64, `[query, rank]`).
@@ -233,11 +242,7 @@ impl Router {
         py: Python<'py>,
         embeddings: PyReadonlyArray2<'py, f32>,
     ) -> PyResult<Bound<'py, PyArray2<i64>>> {
-        let s = self
-            .scores(py, embeddings)?
-            .readonly()
-            .as_array()
-            .to_owned();
+        let s = self.score_array(py, embeddings)?;
         let mut out = ndarray::Array2::<i64>::zeros(s.dim());
         for (i, row) in s.rows().into_iter().enumerate() {
             let r = rgd_core::rank(row.as_slice().unwrap_or(&row.to_vec()));
