@@ -51,19 +51,6 @@ struct BenchOut {
     oracle: f64,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// Peak resident memory of this process (VmHWM), in MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
-
 fn time<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut times = Vec::new();
     let mut last = None;
@@ -72,7 +59,8 @@ fn time<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
         last = Some(f());
         times.push(t.elapsed().as_secs_f64());
     }
-    (median(times), last.expect("at least one run"))
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], last.expect("at least one run"))
 }
 
 /// Run the benchmark.
@@ -124,7 +112,7 @@ pub fn bench_cascal(a: &BenchArgs) -> Result<()> {
         infer_all_s: infer_s,
         single_query_p50_us: per[per.len() / 2],
         single_query_p99_us: per[(per.len() * 99 / 100).min(per.len() - 1)],
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: rgd_experiment::scale::peak_rss_mib(),
         top1: ev.overall.top1,
         top3_vote: ev.overall.top3_vote,
         best_single: refs.overall.best_single,
@@ -510,4 +498,53 @@ pub fn bench_generate(a: &GenerateBenchArgs) -> Result<()> {
         total.dropped
     );
     Ok(())
+}
+
+/// `rgd bench` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCmd {
+    /// CASCAL consensus, training and inference times on a simulated world.
+    Cascal(BenchArgs),
+    /// The local pool on real MMLU questions: accuracy (raw and prior-corrected), speed.
+    Pool(PoolBenchArgs),
+    /// Embedder throughput on MMLU question texts.
+    Embed(EmbedBenchArgs),
+    /// Overhead of a call-cache hit.
+    Cache,
+    /// The cost–quality sweep of every router on the CASCAL-sized simulated world.
+    Cost(CostBenchArgs),
+    /// The `llm` generator on a local model: tokens/s, questions/minute, parse success.
+    Generate(GenerateBenchArgs),
+    /// Each stage's time and peak memory on simulated worlds of growing training data.
+    Scale {
+        /// Training questions of each world (14 subjects, 6 models, 384-d, 7,000 test queries).
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        sizes: Vec<usize>,
+        /// Router types to run.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "cascal,knn,mlp,best_single"
+        )]
+        routers: Vec<String>,
+    },
+}
+
+/// Run the benchmark asked for.
+pub fn run(registry: &rgd_core::Registry, what: &BenchCmd) -> Result<()> {
+    match what {
+        BenchCmd::Cascal(a) => bench_cascal(a),
+        BenchCmd::Pool(a) => bench_pool(a),
+        BenchCmd::Embed(a) => bench_embed(a),
+        BenchCmd::Cache => bench_cache(),
+        BenchCmd::Cost(a) => bench_cost(registry, a),
+        BenchCmd::Generate(a) => bench_generate(a),
+        BenchCmd::Scale { sizes, routers } => {
+            let rows = rgd_experiment::scale::scale(registry, sizes, routers, &mut |r| {
+                eprintln!("  {} train, {}: {:.2} s", r.n_train, r.stage, r.seconds)
+            })?;
+            print!("{}", rgd_experiment::scale::table(&rows));
+            Ok(())
+        }
+    }
 }

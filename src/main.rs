@@ -214,36 +214,7 @@ enum Cmd {
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
-        what: BenchCmd,
-    },
-}
-
-#[derive(Subcommand, Debug)]
-enum BenchCmd {
-    /// CASCAL consensus, training and inference times on a simulated world.
-    Cascal(bench::BenchArgs),
-    /// The local pool on real MMLU questions: accuracy (raw and prior-corrected), speed.
-    Pool(bench::PoolBenchArgs),
-    /// Embedder throughput on MMLU question texts.
-    Embed(bench::EmbedBenchArgs),
-    /// Overhead of a call-cache hit.
-    Cache,
-    /// The cost–quality sweep of every router on the CASCAL-sized simulated world.
-    Cost(bench::CostBenchArgs),
-    /// The `llm` generator on a local model: tokens/s, questions/minute, parse success.
-    Generate(bench::GenerateBenchArgs),
-    /// Each stage's time and peak memory on simulated worlds of growing training data.
-    Scale {
-        /// Training questions of each world (14 subjects, 6 models, 384-d, 7,000 test queries).
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
-        sizes: Vec<usize>,
-        /// Router types to run.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "cascal,knn,mlp,best_single"
-        )]
-        routers: Vec<String>,
+        what: bench::BenchCmd,
     },
 }
 
@@ -411,33 +382,7 @@ fn main() -> ExitCode {
                 println!("wrote {} (task {})", out.display(), ds.task);
                 Ok(())
             }
-            Cmd::Bench {
-                what: BenchCmd::Cascal(a),
-            } => bench::bench_cascal(a),
-            Cmd::Bench {
-                what: BenchCmd::Pool(a),
-            } => bench::bench_pool(a),
-            Cmd::Bench {
-                what: BenchCmd::Embed(a),
-            } => bench::bench_embed(a),
-            Cmd::Bench {
-                what: BenchCmd::Cache,
-            } => bench::bench_cache(),
-            Cmd::Bench {
-                what: BenchCmd::Cost(a),
-            } => bench::bench_cost(&registry, a),
-            Cmd::Bench {
-                what: BenchCmd::Generate(a),
-            } => bench::bench_generate(a),
-            Cmd::Bench {
-                what: BenchCmd::Scale { sizes, routers },
-            } => {
-                let rows = rgd_experiment::scale::scale(&registry, sizes, routers, &mut |r| {
-                    eprintln!("  {} train, {}: {:.2} s", r.n_train, r.stage, r.seconds)
-                })?;
-                print!("{}", rgd_experiment::scale::table(&rows));
-                Ok(())
-            }
+            Cmd::Bench { what } => bench::run(&registry, what),
             Cmd::Assets { what } => store::assets(what, cli.quiet),
             Cmd::Cache { what } => store::cache(what),
         }
