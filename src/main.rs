@@ -14,6 +14,7 @@ mod sweep;
 use rgd_backend_llamacpp as _;
 use rgd_backend_openai as _;
 use rgd_benchmarks as _;
+use rgd_files as _;
 use rgd_embedders as _;
 use rgd_process as _;
 use rgd_reference_layout as _;

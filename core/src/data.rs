@@ -91,15 +91,42 @@ pub struct Responses {
     /// Seconds each answer took, when measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Array2<f64>>,
+    /// Whether each answer was right, when the data records only that (a routing benchmark's
+    /// 0/1 score matrix) instead of the chosen letters: it then decides correctness and
+    /// `choice` is all abstentions. Routers that learn from the pool's letters (CASCAL) cannot
+    /// run on such data; routers that learn from correctness can.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct: Option<Array2<bool>>,
+    /// What each answer cost (in the data's own unit, e.g. dollars), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Array2<f64>>,
 }
 
 impl Responses {
-    /// Is model `m`'s answer to question `q` equal to `key`?
+    /// Responses given as letters and confidences only.
+    pub fn letters(choice: Array2<Option<Letter>>, confidence: Array2<f64>) -> Self {
+        Responses {
+            choice,
+            confidence,
+            latency: None,
+            correct: None,
+            cost: None,
+        }
+    }
+    /// Is model `m`'s answer to question `q` right: equal to `key`, or, when the data records
+    /// correctness only, marked right there.
     pub fn is_correct(&self, q: usize, m: usize, key: Option<Letter>) -> bool {
+        if let Some(c) = &self.correct {
+            return c[[q, m]];
+        }
         match (self.choice[[q, m]], key) {
             (Some(c), Some(k)) => c == k,
             _ => false,
         }
+    }
+    /// Whether the chosen letters are known (false for correctness-only data).
+    pub fn has_letters(&self) -> bool {
+        self.correct.is_none()
     }
 }
 
@@ -155,6 +182,16 @@ impl Split {
                     .latency
                     .as_ref()
                     .map(|l| l.select(ndarray::Axis(0), keep)),
+                correct: self
+                    .responses
+                    .correct
+                    .as_ref()
+                    .map(|c| c.select(ndarray::Axis(0), keep)),
+                cost: self
+                    .responses
+                    .cost
+                    .as_ref()
+                    .map(|c| c.select(ndarray::Axis(0), keep)),
             },
             embeddings: self.embeddings.select(ndarray::Axis(0), keep),
             generator_answer: self
@@ -193,6 +230,17 @@ impl Split {
                 "responses are {:?} but the split has {n} questions x {n_models} models",
                 self.responses.choice.dim()
             )));
+        }
+        for (what, dim) in [
+            ("latency", self.responses.latency.as_ref().map(|a| a.dim())),
+            ("correct", self.responses.correct.as_ref().map(|a| a.dim())),
+            ("cost", self.responses.cost.as_ref().map(|a| a.dim())),
+        ] {
+            if let Some(d) = dim.filter(|d| *d != (n, n_models)) {
+                return Err(ctx(format!(
+                    "{what} is {d:?} but the split has {n} questions x {n_models} models"
+                )));
+            }
         }
         if self.embeddings.nrows() != n {
             return Err(ctx(format!(
@@ -272,7 +320,9 @@ impl Dataset {
                 self.test.name
             )));
         }
-        if self.test.questions.iter().all(|q| q.answer.is_none()) {
+        if self.test.responses.has_letters()
+            && self.test.questions.iter().all(|q| q.answer.is_none())
+        {
             return Err(Error::Data(format!(
                 "split `{}`: no test question has a gold answer, so no accuracy can be computed",
                 self.test.name
@@ -306,11 +356,11 @@ impl Dataset {
                     ));
                 }
             }
-            let keyed = split
-                .questions
-                .iter()
-                .filter(|q| q.answer.is_some())
-                .count();
+            let keyed = if split.responses.has_letters() {
+                split.questions.iter().filter(|q| q.answer.is_some()).count()
+            } else {
+                split.len()
+            };
             let right = (0..split.len())
                 .filter(|&q| {
                     (0..self.models.len())
@@ -330,7 +380,11 @@ impl Dataset {
             .iter()
             .filter(|q| q.answer.is_none())
             .count();
-        if unkeyed > 0 {
+        if !self.test.responses.has_letters() {
+            out.push(
+                "the data records only whether each answer was right, not the letter chosen: routers that learn from the pool's letters (cascal, dawid_skene) cannot run, and the top-3 vote (which needs letters) reads 0".into(),
+            );
+        } else if unkeyed > 0 {
             out.push(format!(
                 "{unkeyed} of the {} test questions have no gold answer: they count as wrong for every router",
                 self.test.len()
@@ -361,4 +415,82 @@ pub fn rank(scores: &[f64]) -> Vec<usize> {
             .then(a.cmp(&b))
     });
     idx
+}
+
+/// Which part of each subject a question source draws from.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// Everything not held out.
+    #[default]
+    Main,
+    /// The held-out share (e.g. a labeled validation set).
+    Heldout,
+}
+
+/// Deterministic sampling of a question source: each subject's questions are shuffled with
+/// the seed, the first `holdout` share forms part `heldout` and the rest part `main`, and
+/// `per_subject` questions are taken from the chosen part, so a validation source
+/// (`heldout`) and a test source (`main`) with the same seed and holdout never share a
+/// question.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sampling {
+    /// Questions per subject (0: all of the part).
+    pub per_subject: usize,
+    /// Share of each subject held out as part `heldout`, in [0, 1).
+    pub holdout: f64,
+    /// Which part to draw from.
+    pub part: Part,
+    /// The seed.
+    pub seed: u64,
+}
+
+impl Sampling {
+    /// `holdout` is in [0, 1).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if (0.0..1.0).contains(&self.holdout) {
+            Ok(())
+        } else {
+            Err(format!("holdout must be in [0, 1), got {}", self.holdout))
+        }
+    }
+
+    /// The sample of one subject's questions.
+    pub fn subject(&self, subject: &str, mut qs: Vec<Question>) -> Vec<Question> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed ^ fnv(subject));
+        qs.shuffle(&mut rng);
+        let k = (self.holdout * qs.len() as f64).round() as usize;
+        let mut part: Vec<Question> = match self.part {
+            Part::Heldout => qs.drain(..k).collect(),
+            Part::Main => qs.split_off(k),
+        };
+        if self.per_subject > 0 {
+            part.truncate(self.per_subject);
+        }
+        part
+    }
+
+    /// The sample of every subject, subjects in name order.
+    pub fn apply(&self, qs: Vec<Question>) -> std::result::Result<Vec<Question>, String> {
+        self.check()?;
+        let mut by: BTreeMap<String, Vec<Question>> = BTreeMap::new();
+        for q in qs {
+            by.entry(q.subject.clone()).or_default().push(q);
+        }
+        Ok(by
+            .into_iter()
+            .flat_map(|(s, qs)| self.subject(&s, qs))
+            .collect())
+    }
+}
+
+/// FNV-1a of a string: a stable per-subject seed offset.
+pub fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }

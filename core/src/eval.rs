@@ -290,6 +290,8 @@ mod tests {
                 }),
                 confidence: Array2::from_shape_fn((n, 3), |(q, m)| conf[q][m]),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: Array2::zeros((n, 1)),
             generator_answer: None,

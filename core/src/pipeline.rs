@@ -98,8 +98,15 @@ pub fn check_name(name: &str) -> std::result::Result<(), String> {
 #[derive(Clone, Debug)]
 #[allow(clippy::large_enum_variant)] // built once per run
 pub enum DataSpec {
-    /// `[data]`: a data source that provides everything (questions, responses, embeddings).
-    Source(Located),
+    /// `[data]`: a data source that provides the questions and the pool's responses, and the
+    /// embeddings unless `[embedder]` is given: then the questions the source left without an
+    /// embedding are embedded by it (through the call cache).
+    Source {
+        /// The `[data]` table.
+        data: Located,
+        /// The `[embedder]` table, when given.
+        embedder: Option<Located>,
+    },
     /// Questions answered by a pool of models and embedded here:
     /// `[questions.train]` (or `[generate]`), `[questions.test]`, `[pool.NAME]`...,
     /// `[embedder]`.
@@ -441,15 +448,15 @@ impl Pipeline {
                 parse_generate(l)
             })
             .transpose()?;
-        let answered_keys = !questions.is_empty()
-            || !pool.is_empty()
-            || raw.embedder.is_some()
-            || generate.is_some();
+        let answered_keys = !questions.is_empty() || !pool.is_empty() || generate.is_some();
         let data = match (raw.data, answered_keys) {
-            (Some(d), false) => DataSpec::Source(locate(d, "data")),
+            (Some(d), false) => DataSpec::Source {
+                data: locate(d, "data"),
+                embedder: raw.embedder.map(|e| locate(e, "embedder")),
+            },
             (Some(_), true) => {
                 return Err(err(
-                    "give either [data] or [questions.train] + [questions.test] + [pool.NAME] + [embedder], not both"
+                    "give either [data] (with an optional [embedder]) or [questions.train] + [questions.test] + [pool.NAME] + [embedder], not both"
                         .into(),
                 ));
             }
@@ -510,7 +517,10 @@ impl Pipeline {
     pub fn with_train(&self, source: &Located) -> Result<Pipeline> {
         let mut p = self.clone();
         p.data = match &self.data {
-            DataSpec::Source(_) => DataSpec::Source(source.clone()),
+            DataSpec::Source { embedder, .. } => DataSpec::Source {
+                data: source.clone(),
+                embedder: embedder.clone(),
+            },
             DataSpec::Answered {
                 test,
                 pool,
@@ -580,6 +590,7 @@ impl Pipeline {
                 quiet,
                 backends: Default::default(),
                 interrupt: Default::default(),
+                warnings: Default::default(),
             },
             costs: self.costs.clone(),
         })

@@ -25,6 +25,9 @@ pub struct Context {
     pub backends: BTreeMap<String, Arc<dyn LlmBackend>>,
     /// Set to stop the run at its next step (Ctrl-C in a notebook); long loops check it.
     pub interrupt: Arc<std::sync::atomic::AtomicBool>,
+    /// Warnings components said while loading (rows skipped and counted, abstentions filled
+    /// in), which the run shows and keeps in its results.
+    pub warnings: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Context {
@@ -48,7 +51,23 @@ impl Context {
             quiet: false,
             backends: BTreeMap::new(),
             interrupt: Default::default(),
+            warnings: Default::default(),
         }
+    }
+    /// Record a warning for the run's results (and say it unless quiet).
+    pub fn warn(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        self.info(format!("warning: {msg}"));
+        if let Ok(mut w) = self.warnings.lock() {
+            w.push(msg);
+        }
+    }
+    /// The warnings said so far, emptied.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
     }
     /// The backend named `name` in `[backends.NAME]`.
     pub fn backend(&self, name: &str) -> Result<Arc<dyn LlmBackend>> {

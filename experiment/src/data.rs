@@ -96,7 +96,7 @@ pub fn pool_members(
             .iter()
             .map(|(n, l)| member(registry, n, l, cache))
             .collect(),
-        DataSpec::Source(_) => Err(crate::Error::Invalid(format!(
+        DataSpec::Source { .. } => Err(crate::Error::Invalid(format!(
             "{}: this pipeline has no [pool] (its data comes from a data source); serve with a pipeline whose [pool.NAME] tables name the models",
             p.path.display()
         ))),
@@ -303,7 +303,27 @@ fn generate(
     Ok((generated.questions, self_answers, report))
 }
 
-/// Load or build the dataset.
+/// Embed the questions of a split that a data source gave without embeddings (a split whose
+/// embedding matrix has no column), in batches through the call cache.
+fn embed_missing(split: &mut rgd_core::Split, emb: &dyn rgd_core::Embedder, ctx: &Context) -> Result<()> {
+    if split.is_empty() || split.embeddings.ncols() > 0 {
+        return Ok(());
+    }
+    let texts: Vec<&str> = split.questions.iter().map(|q| q.text.as_str()).collect();
+    let mut rows = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(256) {
+        ctx.check_interrupt()?;
+        rows.push(
+            emb.embed(chunk)
+                .with_context(|| format!("embedding the questions of split `{}`", split.name))?,
+        );
+    }
+    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    split.embeddings = ndarray::concatenate(ndarray::Axis(0), &views)
+        .map_err(|e| crate::Error::Invalid(format!("split `{}`: embeddings: {e}", split.name)))?;
+    Ok(())
+}
+
 /// Load the data of `p`. `generator` is the pipeline's generator when already built (a run
 /// builds it once, before any data loads); otherwise it is built here (a training source).
 pub fn load(
@@ -314,9 +334,26 @@ pub fn load(
     generator: Option<&dyn Generator>,
 ) -> Result<(Dataset, Option<CallCache>, DataReport)> {
     match &p.data {
-        DataSpec::Source(l) => {
-            let src = registry.build_data_source(l.table.clone(), &l.context)?;
-            Ok((src.load(ctx)?, None, DataReport::default()))
+        DataSpec::Source { data, embedder } => {
+            let src = registry.build_data_source(data.table.clone(), &data.context)?;
+            let mut ds = src.load(ctx)?;
+            let Some(embedder) = embedder else {
+                return Ok((ds, None, DataReport::default()));
+            };
+            let cache = session.open_cache(p, ctx)?;
+            let emb = CachedEmbedder {
+                inner: registry.build_embedder(embedder.table.clone(), &embedder.context)?,
+                cache: cache.clone(),
+            };
+            crate::recording::check_components(
+                session,
+                &cache,
+                vec![("embedder".into(), emb.identity(), embedder.table.clone())],
+            )?;
+            for split in [&mut ds.train, &mut ds.test] {
+                embed_missing(split, &emb, ctx)?;
+            }
+            Ok((ds, Some(cache), DataReport::default()))
         }
         DataSpec::Answered {
             train,

@@ -59,6 +59,12 @@ pub fn train_and_evaluate(
     train_stats: &[LocScale],
     ctx: &Context,
 ) -> rgd_core::Result<Evaluated> {
+    if router.supervision() == rgd_core::Supervision::QueryOnly && !train.responses.has_letters() {
+        return Err(rgd_core::Error::Data(format!(
+            "this router learns from the letters the pool chose, but split `{}` records only whether each answer was right; on such data run routers that learn from correctness (knn, knn_emb, mlp, best_single, ...)",
+            train.name
+        )));
+    }
     let t0 = Instant::now();
     let trained = router.train(train, models, ctx)?;
     let train_seconds = t0.elapsed().as_secs_f64();

@@ -82,7 +82,11 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let pipeline = &r.pipeline;
     let ctx = &r.ctx;
     let routers_dir = out.map(|o| o.join("routers"));
-    if let (Some(dir), DataSpec::Answered { embedder, .. }) = (&routers_dir, &pipeline.data) {
+    let embedder = match &pipeline.data {
+        DataSpec::Answered { embedder, .. } => Some(embedder),
+        DataSpec::Source { embedder, .. } => embedder.as_ref(),
+    };
+    if let (Some(dir), Some(embedder)) = (&routers_dir, embedder) {
         // `rgd route` embeds queries with the same embedder
         crate::artifact::save_embedder(dir, &embedder.table)?;
     } else if let Some(dir) = &routers_dir {
@@ -91,9 +95,11 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
 
     let stage = session.stage("load data");
     let (mut ds, cache, data_report) = load_data(r, session)?;
-    let warnings = ds.warnings();
-    for w in &warnings {
-        session.warn(w);
+    // what the components said while loading (already shown), then the dataset's own checks
+    let mut warnings = ctx.take_warnings();
+    for w in ds.warnings() {
+        session.warn(&w);
+        warnings.push(w);
     }
     let unfiltered_train = (!pipeline.ablate_filters.is_empty()).then(|| ds.train.clone());
     let training = crate::training::process(&mut ds, data_report, &r.filters, &[], ctx, out)?;

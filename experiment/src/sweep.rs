@@ -53,7 +53,7 @@ pub fn sweep(
     on_run: &mut dyn FnMut(usize, usize, f64, f64, u64),
 ) -> Result<Vec<Cell>> {
     let data = match &pipeline.data {
-        DataSpec::Source(l)
+        DataSpec::Source { data: l, .. }
             if l.table.get("type").and_then(|t| t.as_str()) == Some("simulated") =>
         {
             l
@@ -77,7 +77,9 @@ pub fn sweep(
                 d.table.insert("key_accuracy".into(), ka.into());
                 d.table.insert("easy_share".into(), es.into());
                 d.table.insert("seed".into(), (seed as i64).into());
-                p.data = DataSpec::Source(d);
+                if let DataSpec::Source { data, .. } = &mut p.data {
+                    *data = d;
+                }
                 let resolved = Resolved::new(registry, p, true)?;
                 let dir = out.map(|o| o.join(format!("runs/ka{ka}_es{es}_seed{seed}")));
                 let r = crate::run(&resolved, &Session::default(), dir.as_deref())?;

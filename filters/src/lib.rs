@@ -365,6 +365,8 @@ mod tests {
                 }),
                 confidence: Array2::from_elem((n, m), -0.5),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: Array2::from_shape_fn((n, 2), |(i, k)| {
                 emb.get(i).map(|e| e[k]).unwrap_or(1.0)

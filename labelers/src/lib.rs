@@ -143,6 +143,9 @@ impl Correctness {
     /// Label a split.
     pub fn compute(&self, split: &Split) -> Result<Array2<f64>, LabelError> {
         let (n, m) = split.responses.choice.dim();
+        if let Some(c) = &split.responses.correct {
+            return Ok(c.mapv(|r| f64::from(r as u8)));
+        }
         let mut out = Array2::zeros((n, m));
         for (q, question) in split.questions.iter().enumerate() {
             let key = question
@@ -189,6 +192,8 @@ mod tests {
                 }),
                 confidence: Array2::from_shape_fn((1, m), |(_, j)| conf[j]),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: Array2::zeros((1, 2)),
             generator_answer: None,

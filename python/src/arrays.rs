@@ -26,6 +26,8 @@ pub fn query_split(embeddings: ArrayView2<'_, f32>, n_models: usize) -> Split {
             choice: Array2::from_elem((n, n_models), None),
             confidence: Array2::from_elem((n, n_models), f64::NAN),
             latency: None,
+            correct: None,
+            cost: None,
         },
         // the one copy: a split owns its embeddings; the router's batched path reads them
         embeddings: embeddings.to_owned(),

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rgd_backend_llamacpp as _;
 use rgd_backend_openai as _;
 use rgd_benchmarks as _;
+use rgd_files as _;
 use rgd_embedders as _;
 use rgd_filters as _;
 use rgd_generator_llm as _;

@@ -192,6 +192,8 @@ mod tests {
                 choice: Array2::from_shape_fn((4, 2), |(q, m)| Letter::from_index(ch[q][m])),
                 confidence: Array2::from_elem((4, 2), -0.5),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: Array2::zeros((4, 2)),
             generator_answer: None,

@@ -307,6 +307,8 @@ mod tests {
                 choice,
                 confidence,
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: emb,
             generator_answer: None,

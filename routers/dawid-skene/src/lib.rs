@@ -328,6 +328,8 @@ mod tests {
                 choice,
                 confidence: Array2::from_elem((n, 5), -1.0),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: Array2::from_elem((n, 2), 1.0),
             generator_answer: None,

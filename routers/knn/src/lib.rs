@@ -370,6 +370,8 @@ mod tests {
                 choice,
                 confidence: Array2::from_elem((n, 3), -0.5),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: emb,
             generator_answer: None,

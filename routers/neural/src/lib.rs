@@ -499,6 +499,8 @@ mod tests {
                 choice,
                 confidence: Array2::from_elem((n, 2), -1.0),
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings: emb,
             generator_answer: None,

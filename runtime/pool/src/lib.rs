@@ -262,6 +262,8 @@ pub fn answer_until(
             choice,
             confidence,
             latency: Some(latency),
+            correct: None,
+            cost: None,
         },
         report,
     ))

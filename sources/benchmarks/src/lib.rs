@@ -43,16 +43,7 @@ pub enum BenchError {
 
 rgd_core::component_error!(BenchError, "question source benchmark");
 
-/// Which part of each subject to draw from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Part {
-    /// Everything not held out.
-    #[default]
-    Main,
-    /// The held-out share (e.g. a labeled validation set).
-    Heldout,
-}
+pub use rgd_core::data::Part;
 
 /// Real benchmark questions with gold answers (MMLU; MedMCQA, ARC-Easy/Challenge,
 /// CommonsenseQA, OpenBookQA, SciQ), sampled per subject with disjoint parts.
@@ -267,12 +258,13 @@ pub fn load_all(name: &str) -> Result<(Vec<Question>, usize), BenchError> {
 impl Benchmark {
     /// Select the questions.
     pub fn select(&self) -> Result<(Vec<Question>, usize), BenchError> {
-        if !(0.0..1.0).contains(&self.holdout) {
-            return Err(BenchError::Select(format!(
-                "holdout must be in [0, 1), got {}",
-                self.holdout
-            )));
-        }
+        let sampling = rgd_core::data::Sampling {
+            per_subject: self.per_subject,
+            holdout: self.holdout,
+            part: self.part,
+            seed: self.seed,
+        };
+        sampling.check().map_err(BenchError::Select)?;
         let names = self.name.list();
         if names.is_empty() {
             return Err(BenchError::Select("`name` lists no benchmark".into()));
@@ -312,23 +304,11 @@ impl Benchmark {
             }
         }
         let mut out = Vec::new();
-        for ((bench, subject), mut qs) in by {
+        for ((bench, subject), qs) in by {
             if !wanted(&bench, &subject) {
                 continue;
             }
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ fnv(&subject));
-            qs.shuffle(&mut rng);
-            let k = (self.holdout * qs.len() as f64).round() as usize;
-            let part: Vec<Question> = match self.part {
-                Part::Heldout => qs.drain(..k).collect(),
-                Part::Main => qs.split_off(k),
-            };
-            let take = if self.per_subject == 0 {
-                part.len()
-            } else {
-                self.per_subject.min(part.len())
-            };
-            for mut q in part.into_iter().take(take) {
+            for mut q in sampling.subject(&subject, qs) {
                 if self.prefix_subjects {
                     q.subject = format!("{bench}/{}", q.subject);
                 }
@@ -337,12 +317,6 @@ impl Benchmark {
         }
         Ok((out, bad))
     }
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    })
 }
 
 impl QuestionSource for Benchmark {

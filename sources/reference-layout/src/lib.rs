@@ -305,6 +305,8 @@ impl ReferenceLayout {
                 choice,
                 confidence,
                 latency: None,
+                correct: None,
+                cost: None,
             },
             embeddings,
             generator_answer: None,

@@ -411,6 +411,8 @@ impl Simulated {
                 choice,
                 confidence,
                 latency,
+                correct: None,
+                cost: None,
             },
             embeddings,
             generator_answer: None,
