@@ -348,7 +348,9 @@ impl Dataset {
                 continue;
             }
             for (m, name) in self.models.iter().enumerate() {
-                if split.responses.choice.column(m).iter().all(|c| c.is_none()) {
+                if split.responses.has_letters()
+                    && split.responses.choice.column(m).iter().all(|c| c.is_none())
+                {
                     out.push(format!(
                         "model `{name}` answered none of the {} questions of split `{}`",
                         split.len(),
@@ -357,7 +359,11 @@ impl Dataset {
                 }
             }
             let keyed = if split.responses.has_letters() {
-                split.questions.iter().filter(|q| q.answer.is_some()).count()
+                split
+                    .questions
+                    .iter()
+                    .filter(|q| q.answer.is_some())
+                    .count()
             } else {
                 split.len()
             };

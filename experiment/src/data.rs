@@ -305,7 +305,11 @@ fn generate(
 
 /// Embed the questions of a split that a data source gave without embeddings (a split whose
 /// embedding matrix has no column), in batches through the call cache.
-fn embed_missing(split: &mut rgd_core::Split, emb: &dyn rgd_core::Embedder, ctx: &Context) -> Result<()> {
+fn embed_missing(
+    split: &mut rgd_core::Split,
+    emb: &dyn rgd_core::Embedder,
+    ctx: &Context,
+) -> Result<()> {
     if split.is_empty() || split.embeddings.ncols() > 0 {
         return Ok(());
     }

@@ -61,7 +61,7 @@ pub fn train_and_evaluate(
 ) -> rgd_core::Result<Evaluated> {
     if router.supervision() == rgd_core::Supervision::QueryOnly && !train.responses.has_letters() {
         return Err(rgd_core::Error::Data(format!(
-            "this router learns from the letters the pool chose, but split `{}` records only whether each answer was right; on such data run routers that learn from correctness (knn, knn_emb, mlp, best_single, ...)",
+            "this router learns from the letters the pool chose, but split `{}` records only whether each answer was right; on such data run routers that learn from correctness (knn, mlp, mf, ranker, best_single)",
             train.name
         )));
     }

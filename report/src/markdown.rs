@@ -37,6 +37,13 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         }
         let _ = writeln!(s);
     }
+    if !r.warnings.is_empty() {
+        let _ = writeln!(s, "## Data warnings\n");
+        for w in &r.warnings {
+            let _ = writeln!(s, "- {}", w.replace('\n', " "));
+        }
+        let _ = writeln!(s);
+    }
     let refs = &r.references;
     let _ = writeln!(s, "## Routers (test split, accuracy %)\n");
     let _ = writeln!(

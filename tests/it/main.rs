@@ -16,6 +16,7 @@ mod common;
 mod cost;
 mod fake_openai;
 mod fixture;
+mod formats;
 mod generation;
 mod library;
 mod openai;

@@ -136,11 +136,12 @@ impl Skipped {
     pub fn total(&self) -> usize {
         self.reasons.values().map(|(n, _)| n).sum()
     }
-    /// One line for the run's warnings, if anything was skipped.
+    /// One line for the run's warnings, if anything was counted: `what` says what the count
+    /// is (`row(s) skipped`).
     pub fn line(&self, what: &str) -> Option<String> {
         (self.total() > 0).then(|| {
             format!(
-                "{}: {} {what} skipped ({})",
+                "{}: {} {what} ({})",
                 self.path.display(),
                 self.total(),
                 self.reasons
@@ -153,7 +154,7 @@ impl Skipped {
     }
     /// Say the line as a run warning.
     pub fn warn(&self, ctx: &rgd_core::Context) {
-        if let Some(l) = self.line("row(s)") {
+        if let Some(l) = self.line("row(s) skipped") {
             ctx.warn(l);
         }
     }

@@ -73,13 +73,10 @@ pub fn task_of(file: &Path) -> Option<String> {
     let name = file.file_name()?.to_str()?;
     let stem = name.strip_prefix("samples_")?.strip_suffix(".jsonl")?;
     // the timestamp starts at the last `_` followed by a year
-    let cut = stem
-        .match_indices('_')
-        .map(|(i, _)| i)
-        .rfind(|&i| {
-            let rest = &stem[i + 1..];
-            rest.len() > 5 && rest[..4].bytes().all(|b| b.is_ascii_digit()) && &rest[4..5] == "-"
-        })?;
+    let cut = stem.match_indices('_').map(|(i, _)| i).rfind(|&i| {
+        let rest = &stem[i + 1..];
+        rest.len() > 5 && rest[..4].bytes().all(|b| b.is_ascii_digit()) && &rest[4..5] == "-"
+    })?;
     Some(stem[..cut].to_string())
 }
 
@@ -106,7 +103,10 @@ fn sample_files(path: &Path) -> Result<IndexMap<String, PathBuf>, FileError> {
     let mut out: IndexMap<String, PathBuf> = IndexMap::new();
     for f in files {
         let task = task_of(&f).ok_or_else(|| {
-            FileError::invalid(&f, "not named like a samples file (samples_<task>_<timestamp>.jsonl)")
+            FileError::invalid(
+                &f,
+                "not named like a samples file (samples_<task>_<timestamp>.jsonl)",
+            )
         })?;
         if let Some(prev) = out.get(&task) {
             return Err(FileError::invalid(
@@ -145,9 +145,10 @@ fn pairs(args: &serde_json::Value) -> Option<Vec<(String, String)>> {
                 m.get("arg_0")?.as_str()?.to_string(),
                 m.get("arg_1")?.as_str()?.to_string(),
             )),
-            serde_json::Value::Array(a) => {
-                Some((a.first()?.as_str()?.to_string(), a.get(1)?.as_str()?.to_string()))
-            }
+            serde_json::Value::Array(a) => Some((
+                a.first()?.as_str()?.to_string(),
+                a.get(1)?.as_str()?.to_string(),
+            )),
             _ => None,
         }
     };
@@ -210,12 +211,24 @@ fn read_samples(
                 other => number(other),
             })
             .collect();
-        let Some(loglik) = loglik.filter(|l| l.len() == args.len() && l.iter().all(|x| x.is_finite())) else {
-            skipped.add(at, "not a multiple-choice sample (no finite log-likelihood per option)");
+        let Some(loglik) =
+            loglik.filter(|l| l.len() == args.len() && l.iter().all(|x| x.is_finite()))
+        else {
+            skipped.add(
+                at,
+                "not a multiple-choice sample (no finite log-likelihood per option)",
+            );
             continue;
         };
         if args.len() < 2 || args.len() > rgd_core::N_LETTERS {
-            skipped.add(at, format!("{} options (rgd takes 2 to {})", args.len(), rgd_core::N_LETTERS));
+            skipped.add(
+                at,
+                format!(
+                    "{} options (rgd takes 2 to {})",
+                    args.len(),
+                    rgd_core::N_LETTERS
+                ),
+            );
             continue;
         }
         let options: Vec<String> = args.iter().map(|(_, c)| c.trim().to_string()).collect();
@@ -253,7 +266,10 @@ impl LmEval {
     /// Load the dataset; the lines to warn about.
     pub fn load_with_warnings(&self, ctx: &Context) -> Result<(Dataset, Vec<String>), FileError> {
         if self.models.is_empty() {
-            return Err(FileError::invalid(&ctx.base_dir, "[data] type = \"lm_eval\": `models` names no model"));
+            return Err(FileError::invalid(
+                &ctx.base_dir,
+                "[data] type = \"lm_eval\": `models` names no model",
+            ));
         }
         if !(self.test_share > 0.0 && self.test_share < 1.0) {
             return Err(FileError::invalid(
@@ -309,7 +325,7 @@ impl LmEval {
                     };
                     answers.insert(a.question.id, (q, a.loglik));
                 }
-                warnings.extend(skipped.line("sample(s)"));
+                warnings.extend(skipped.line("sample(s) skipped"));
             }
             let _ = m;
             per_model.push(answers);
@@ -388,7 +404,10 @@ mod tests {
             t("out/m/samples_arc_easy_2026-11-30T03-07-52.875296.jsonl").as_deref(),
             Some("arc_easy")
         );
-        assert_eq!(t("samples_mmlu_2024-01-01T00-00-00.jsonl").as_deref(), Some("mmlu"));
+        assert_eq!(
+            t("samples_mmlu_2024-01-01T00-00-00.jsonl").as_deref(),
+            Some("mmlu")
+        );
         assert_eq!(t("results_2024-01-01T00-00-00.json"), None);
         assert_eq!(t("samples_x.jsonl"), None);
     }

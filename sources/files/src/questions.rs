@@ -145,7 +145,10 @@ impl Mapping {
                 if cs.len() < 2 || cs.len() > N_LETTERS {
                     return Err(FileError::invalid(
                         &t.path,
-                        format!("`options` names {} columns: give 2 to {N_LETTERS}", cs.len()),
+                        format!(
+                            "`options` names {} columns: give 2 to {N_LETTERS}",
+                            cs.len()
+                        ),
                     ));
                 }
                 Some(cs.iter().map(|c| t.column(c)).collect::<Result<_, _>>()?)
@@ -223,14 +226,14 @@ impl Columns<'_> {
             None | Some(Cell::Null) => return Err(format!("no `{}`", self.answer_name)),
             Some(cell) => {
                 let labels = self.labels.and_then(|l| l[i].text_list());
-                Some(resolve_answer(cell, &options, labels.as_deref(), format).ok_or_else(
-                    || {
+                Some(
+                    resolve_answer(cell, &options, labels.as_deref(), format).ok_or_else(|| {
                         format!(
                             "answer {} names no option",
                             cell.text().unwrap_or_else(|| "(a list)".into())
                         )
-                    },
-                )?)
+                    })?,
+                )
             }
         };
         let subject = self

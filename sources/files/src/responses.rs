@@ -232,7 +232,9 @@ impl ResponseMatrix {
                 if v.as_ref().is_some_and(|t| !t.contains("{model}")) {
                     return Err(FileError::invalid(
                         path,
-                        format!("wide layout: `{k}` must be a template containing `{{model}}`, e.g. \"{{model}}|{k}\""),
+                        format!(
+                            "wide layout: `{k}` must be a template containing `{{model}}`, e.g. \"{{model}}|{k}\""
+                        ),
                     ));
                 }
             }
@@ -344,7 +346,9 @@ impl ResponseMatrix {
                     "cannot tell the models from a bare `{model}` template: list them in `models`",
                 )
             })?;
-        let (pre, post) = template.split_once("{model}").expect("checked: has {model}");
+        let (pre, post) = template
+            .split_once("{model}")
+            .expect("checked: has {model}");
         let found: Vec<String> = t
             .names()
             .into_iter()
@@ -393,10 +397,13 @@ impl ResponseMatrix {
             c.embeddings.push(emb.and_then(|e| e[i].number_list()));
             c.questions.push(question);
         }
-        let warnings = [skipped.line("row(s)"), bad.line("answer(s) (abstentions there)")]
-            .into_iter()
-            .flatten()
-            .collect();
+        let warnings = [
+            skipped.line("row(s) skipped"),
+            bad.line("answer(s) unreadable, abstentions there"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         Ok((c, warnings))
     }
 
@@ -420,8 +427,11 @@ impl ResponseMatrix {
         let mut first_row: Vec<usize> = Vec::new();
         let mut questions: Vec<Question> = Vec::new();
         let mut models: Vec<String> = self.models.clone();
-        let mut mindex: HashMap<String, usize> =
-            models.iter().enumerate().map(|(i, m)| (m.clone(), i)).collect();
+        let mut mindex: HashMap<String, usize> = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.clone(), i))
+            .collect();
         let mut row_of: Vec<Option<(usize, usize)>> = vec![None; t.n_rows];
         for i in 0..t.n_rows {
             let Some(model) = model_col[i].text() else {
@@ -462,7 +472,8 @@ impl ResponseMatrix {
             return Err(FileError::invalid(&t.path, "no model has a row"));
         }
         let mut c = Collected::new(models, &cols, questions.len());
-        let mut seen: Array2<usize> = Array2::from_elem((questions.len(), c.models.len()), usize::MAX);
+        let mut seen: Array2<usize> =
+            Array2::from_elem((questions.len(), c.models.len()), usize::MAX);
         let mut bad = Skipped::new(&t.path);
         for (i, qm) in row_of.iter().enumerate() {
             let Some((q, m)) = *qm else { continue };
@@ -475,14 +486,28 @@ impl ResponseMatrix {
                 });
             }
             seen[[q, m]] = i;
-            c.put(q, m, &cols, i, &questions[q], self.answer_format, t, &mut bad);
+            c.put(
+                q,
+                m,
+                &cols,
+                i,
+                &questions[q],
+                self.answer_format,
+                t,
+                &mut bad,
+            );
         }
         let mut missing = Skipped::new(&t.path);
         for m in 0..c.models.len() {
-            let n = (0..questions.len()).filter(|&q| seen[[q, m]] == usize::MAX).count();
+            let n = (0..questions.len())
+                .filter(|&q| seen[[q, m]] == usize::MAX)
+                .count();
             if n > 0 {
                 for q in (0..questions.len()).filter(|&q| seen[[q, m]] == usize::MAX) {
-                    missing.add(format!("question `{}`", questions[q].id), format!("model `{}` has no row", c.models[m]));
+                    missing.add(
+                        format!("question `{}`", questions[q].id),
+                        format!("model `{}` has no row", c.models[m]),
+                    );
                 }
             }
         }
@@ -492,9 +517,9 @@ impl ResponseMatrix {
             .collect();
         c.questions = questions;
         let warnings = [
-            skipped.line("row(s)"),
-            bad.line("answer(s) (abstentions there)"),
-            missing.line("answer(s) missing (abstentions there)"),
+            skipped.line("row(s) skipped"),
+            bad.line("answer(s) unreadable, abstentions there"),
+            missing.line("answer(s) missing, abstentions there"),
         ]
         .into_iter()
         .flatten()
@@ -554,7 +579,8 @@ impl Collected {
         bad: &mut Skipped,
     ) {
         let pick = |v: &Option<Vec<&[Cell]>>| -> Option<Cell> {
-            v.as_ref().map(|c| c[if c.len() == 1 { 0 } else { m }][i].clone())
+            v.as_ref()
+                .map(|c| c[if c.len() == 1 { 0 } else { m }][i].clone())
         };
         let model = &self.models[m];
         if let Some(cell) = pick(&cols.choice).filter(|c| !c.is_null()) {
@@ -569,9 +595,7 @@ impl Collected {
         if let (Some(c), Some(cell)) = (self.correct.as_mut(), pick(&cols.correct)) {
             match cell.number() {
                 Some(x) if x == 0.0 || x == 1.0 => c[[q, m]] = x == 1.0,
-                None if cell.is_null() => {
-                    bad.add(t.at(i), format!("model `{model}`: no score"))
-                }
+                None if cell.is_null() => bad.add(t.at(i), format!("model `{model}`: no score")),
                 _ => bad.add(
                     t.at(i),
                     format!("model `{model}`: a score that is not 0 or 1"),
@@ -581,7 +605,10 @@ impl Collected {
         if let Some(x) = pick(&cols.confidence).and_then(|c| c.number()) {
             self.confidence[[q, m]] = x;
         }
-        if let (Some(a), Some(x)) = (self.cost.as_mut(), pick(&cols.cost).and_then(|c| c.number())) {
+        if let (Some(a), Some(x)) = (
+            self.cost.as_mut(),
+            pick(&cols.cost).and_then(|c| c.number()),
+        ) {
             a[[q, m]] = x;
         }
         if let (Some(a), Some(x)) = (
@@ -600,7 +627,10 @@ impl Collected {
             embeddings: keep.iter().map(|&i| self.embeddings[i].clone()).collect(),
             choice: self.choice.select(ndarray::Axis(0), keep),
             confidence: rows(&self.confidence),
-            correct: self.correct.as_ref().map(|c| c.select(ndarray::Axis(0), keep)),
+            correct: self
+                .correct
+                .as_ref()
+                .map(|c| c.select(ndarray::Axis(0), keep)),
             cost: self.cost.as_ref().map(rows),
             latency: self.latency.as_ref().map(rows),
         }
@@ -632,7 +662,10 @@ impl Collected {
                 let v = v.as_ref().ok_or_else(|| {
                     FileError::invalid(
                         path,
-                        format!("question `{}` has no embedding (others do)", self.questions[q].id),
+                        format!(
+                            "question `{}` has no embedding (others do)",
+                            self.questions[q].id
+                        ),
                     )
                 })?;
                 if v.len() != dim {
@@ -645,7 +678,8 @@ impl Collected {
                         ),
                     ));
                 }
-                e.row_mut(q).assign(&ndarray::ArrayView1::from(v.as_slice()));
+                e.row_mut(q)
+                    .assign(&ndarray::ArrayView1::from(v.as_slice()));
             }
             e
         };
@@ -668,7 +702,11 @@ impl Collected {
 
 /// Split question indices per subject: the first `share` of each subject's questions,
 /// shuffled with `seed`, go to test.
-pub(crate) fn split_by_subject(questions: &[Question], share: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn split_by_subject(
+    questions: &[Question],
+    share: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
     let mut by: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();

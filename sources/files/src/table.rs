@@ -157,7 +157,9 @@ impl Table {
         if let Some((_, ty)) = self.unsupported.iter().find(|(n, _)| n == name) {
             return Err(FileError::invalid(
                 &self.path,
-                format!("column `{name}` has type {ty}, which rgd does not read (text, numbers, booleans, lists of those, structs)"),
+                format!(
+                    "column `{name}` has type {ty}, which rgd does not read (text, numbers, booleans, lists of those, structs)"
+                ),
             ));
         }
         Err(FileError::MissingColumn {
@@ -176,12 +178,7 @@ impl Table {
 }
 
 /// Flatten one JSON value into dotted columns of row `row`.
-fn put_json(
-    cols: &mut IndexMap<String, Vec<Cell>>,
-    row: usize,
-    key: String,
-    v: serde_json::Value,
-) {
+fn put_json(cols: &mut IndexMap<String, Vec<Cell>>, row: usize, key: String, v: serde_json::Value) {
     use serde_json::Value;
     let cell = match v {
         Value::Object(m) => {
