@@ -500,6 +500,50 @@ pub fn bench_generate(a: &GenerateBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `rgd bench matrix`: write a wide Parquet response matrix, then run a pipeline reading it
+/// (best_single only, so the run is the load) and report the run's own load time.
+fn bench_matrix(
+    registry: &rgd_core::Registry,
+    n: usize,
+    models: usize,
+    dim: usize,
+    repeats: usize,
+) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("matrix.parquet");
+    let t0 = Instant::now();
+    rgd_files::synth::write_wide_parquet(&file, n, models, dim, 0)?;
+    let size = std::fs::metadata(&file)?.len() as f64 / 1e6;
+    eprintln!(
+        "wrote {} ({size:.1} MB) in {:.2} s",
+        file.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    let toml = "[data]\ntype = \"responses\"\nlayout = \"wide\"\npath = \"matrix.parquet\"\nchoice = \"{model}|choice\"\nconfidence = \"{model}|confidence\"\n\n[routers.best_single]\ntype = \"best_single\"\n";
+    let pipeline = dir.path().join("matrix.toml");
+    std::fs::write(&pipeline, toml)?;
+    let resolved = rgd_experiment::Resolved::from_file(registry, &pipeline, true)?;
+    let mut best = f64::INFINITY;
+    for i in 0..repeats.max(1) {
+        let t = Instant::now();
+        let r = rgd_experiment::run(&resolved, &rgd_experiment::Session::default(), None)?;
+        eprintln!(
+            "  run {}: load {:.3} s, whole run {:.3} s ({} train + {} test questions, {} models)",
+            i + 1,
+            r.load_seconds,
+            t.elapsed().as_secs_f64(),
+            r.n_train,
+            r.n_test,
+            r.models.len()
+        );
+        best = best.min(r.load_seconds);
+    }
+    println!(
+        "wide Parquet, {n} questions x {models} models, {dim}-d embeddings ({size:.1} MB): load {best:.3} s (best of {repeats})"
+    );
+    Ok(())
+}
+
 /// `rgd bench` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCmd {
@@ -515,6 +559,21 @@ pub enum BenchCmd {
     Cost(CostBenchArgs),
     /// The `llm` generator on a local model: tokens/s, questions/minute, parse success.
     Generate(GenerateBenchArgs),
+    /// Loading a wide Parquet response matrix (written here first) through `rgd run`.
+    Matrix {
+        /// Questions in the file.
+        #[arg(long, default_value_t = 100_000)]
+        questions: usize,
+        /// Models (columns `m{i}|choice`, `m{i}|confidence`).
+        #[arg(long, default_value_t = 10)]
+        models: usize,
+        /// Embedding dimension stored in the file.
+        #[arg(long, default_value_t = 384)]
+        dim: usize,
+        /// Timed runs (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+    },
     /// Each stage's time and peak memory on simulated worlds of growing training data.
     Scale {
         /// Training questions of each world (14 subjects, 6 models, 384-d, 7,000 test queries).
@@ -539,6 +598,12 @@ pub fn run(registry: &rgd_core::Registry, what: &BenchCmd) -> Result<()> {
         BenchCmd::Cache => bench_cache(),
         BenchCmd::Cost(a) => bench_cost(registry, a),
         BenchCmd::Generate(a) => bench_generate(a),
+        BenchCmd::Matrix {
+            questions,
+            models,
+            dim,
+            repeats,
+        } => bench_matrix(registry, *questions, *models, *dim, *repeats),
         BenchCmd::Scale { sizes, routers } => {
             let rows = rgd_experiment::scale::scale(registry, sizes, routers, &mut |r| {
                 eprintln!("  {} train, {}: {:.2} s", r.n_train, r.stage, r.seconds)

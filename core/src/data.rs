@@ -250,7 +250,7 @@ impl Split {
         }
         if n > 0 && self.embeddings.ncols() == 0 {
             return Err(ctx(
-                "the embeddings have no dimension (0 values per question)".into(),
+                "the embeddings have no dimension (0 values per question): the data gives none, so add an [embedder] table to the pipeline (or give the data an embedding column)".into(),
             ));
         }
         let mut seen = std::collections::HashSet::new();

@@ -11,6 +11,7 @@ use rgd_router_neural as _;
 
 mod assets;
 mod bad_input;
+mod bigbench;
 mod cli;
 mod common;
 mod cost;

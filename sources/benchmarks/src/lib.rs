@@ -115,6 +115,7 @@ pub const BENCHMARKS: &[&str] = &[
     "csqa",
     "openbookqa",
     "sciq",
+    "bigbench",
 ];
 
 fn read_lines(asset: &str, file: &str) -> Result<(String, Vec<String>), BenchError> {
@@ -138,8 +139,95 @@ fn read_lines(asset: &str, file: &str) -> Result<(String, Vec<String>), BenchErr
     Ok((path.display().to_string(), lines))
 }
 
+#[derive(Deserialize)]
+struct BbTask {
+    #[serde(default)]
+    examples: Vec<BbExample>,
+}
+
+#[derive(Deserialize)]
+struct BbExample {
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(default)]
+    target_scores: Option<indexmap::IndexMap<String, f64>>,
+}
+
+/// The BIG-bench tasks (`tasks.tar` of the `bigbench` asset) whose name `wanted` accepts:
+/// every example with `target_scores` (a multiple-choice example) becomes a question, its
+/// options shuffled with a seed per example (the source often lists the right answer first);
+/// examples with one option, more than 20, or no single best-scored option are skipped and
+/// counted. A task with no multiple-choice example gives no question. Also every task's name.
+pub fn load_bigbench(
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<Question>, usize, Vec<String>), BenchError> {
+    use std::io::Read;
+    let path = rgd_assets::file("bigbench", "tasks.tar")?;
+    let read_err = |msg: String| BenchError::Read {
+        path: path.display().to_string(),
+        msg,
+    };
+    let f = std::fs::File::open(&path).map_err(|e| read_err(e.to_string()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(f));
+    let (mut out, mut bad, mut names) = (Vec::new(), 0, Vec::new());
+    for e in archive.entries().map_err(|e| read_err(e.to_string()))? {
+        let mut e = e.map_err(|e| read_err(e.to_string()))?;
+        let member = e
+            .path()
+            .map_err(|e| read_err(e.to_string()))?
+            .to_string_lossy()
+            .into_owned();
+        let parts: Vec<&str> = member.split('/').collect();
+        let Some(task) = parts.len().checked_sub(2).map(|i| parts[i].to_string()) else {
+            continue;
+        };
+        names.push(task.clone());
+        if !wanted(&task) {
+            continue;
+        }
+        let mut text = String::new();
+        e.read_to_string(&mut text)
+            .map_err(|e| read_err(format!("{member}: {e}")))?;
+        let t: BbTask = serde_json::from_str(&text)
+            .map_err(|e| read_err(format!("{member}: not a BIG-bench task: {e}")))?;
+        for (i, ex) in t.examples.into_iter().enumerate() {
+            let Some(scores) = ex.target_scores else {
+                continue;
+            };
+            let input = ex.input.unwrap_or_default();
+            let top = scores.values().copied().fold(f64::NEG_INFINITY, f64::max);
+            let n_top = scores.values().filter(|&&v| v == top).count();
+            if input.trim().is_empty()
+                || scores.len() < 2
+                || scores.len() > rgd_core::N_LETTERS
+                || n_top != 1
+            {
+                bad += 1;
+                continue;
+            }
+            let mut options: Vec<(String, f64)> = scores.into_iter().collect();
+            let mut rng = ChaCha8Rng::seed_from_u64(rgd_core::data::fnv(&task) ^ i as u64);
+            options.shuffle(&mut rng);
+            let gold = options.iter().position(|(_, v)| *v == top).expect("one top");
+            out.push(Question {
+                id: format!("bigbench:{task}:{i}"),
+                subject: task.clone(),
+                text: input.trim().to_string(),
+                options: options.into_iter().map(|(o, _)| o).collect(),
+                answer: Letter::from_index(gold),
+                source: Some("bigbench (PyPI 1.0.0)".into()),
+            });
+        }
+    }
+    Ok((out, bad, names))
+}
+
 /// Every question of a benchmark, and the number of bad rows skipped.
 pub fn load_all(name: &str) -> Result<(Vec<Question>, usize), BenchError> {
+    if name == "bigbench" {
+        let (qs, bad, _) = load_bigbench(&|_| true)?;
+        return Ok((qs, bad));
+    }
     let mut out = Vec::new();
     let mut bad = 0;
     match name {
@@ -272,8 +360,20 @@ impl Benchmark {
         // (benchmark, subject) -> questions; subjects of different benchmarks stay apart
         let mut by: BTreeMap<(String, String), Vec<Question>> = BTreeMap::new();
         let mut bad = 0;
+        let mut bigbench_tasks = Vec::new();
         for name in &names {
-            let (all, b) = load_all(name)?;
+            let (all, b) = if *name == "bigbench" {
+                // 331 MB of task files: parse only the subjects asked for
+                let wanted = |t: &str| {
+                    self.subjects.is_empty()
+                        || self.subjects.iter().any(|s| s == t || *s == format!("bigbench/{t}"))
+                };
+                let (qs, bad, names) = load_bigbench(&wanted)?;
+                bigbench_tasks = names;
+                (qs, bad)
+            } else {
+                load_all(name)?
+            };
             bad += b;
             for q in all {
                 by.entry((name.to_string(), q.subject.clone()))
@@ -293,13 +393,12 @@ impl Benchmark {
                 .keys()
                 .any(|(b, sub)| s == sub || *s == format!("{b}/{sub}"))
             {
+                let mut known: Vec<String> = by.keys().map(|(_, s)| s.clone()).collect();
+                known.extend(bigbench_tasks.iter().cloned());
                 return Err(BenchError::Select(format!(
-                    "benchmark `{}` has no subject `{s}`; its subjects: {}",
+                    "benchmark `{}` has no subject `{s}` with multiple-choice questions; its subjects: {}",
                     self.name,
-                    by.keys()
-                        .map(|(_, s)| s.clone())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    known.join(", ")
                 )));
             }
         }

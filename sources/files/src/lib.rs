@@ -11,6 +11,7 @@
 pub mod lmeval;
 pub mod questions;
 pub mod responses;
+pub mod synth;
 pub mod table;
 
 pub use lmeval::LmEval;
