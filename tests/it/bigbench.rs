@@ -18,7 +18,10 @@ fn every_multiple_choice_task_is_a_subject_with_the_counts_python_finds() {
     // the options are shuffled: the gold answer is not always first
     let first = qs.iter().filter(|q| q.answer.unwrap().index() == 0).count();
     assert!(first < qs.len() / 2, "{first} of {}", qs.len());
-    assert!(qs.iter().all(|q| q.answer.unwrap().index() < q.options.len()));
+    assert!(
+        qs.iter()
+            .all(|q| q.answer.unwrap().index() < q.options.len())
+    );
 }
 
 #[test]
@@ -32,10 +35,20 @@ fn subjects_sample_with_disjoint_parts_and_an_unknown_task_lists_the_known_ones(
         seed: 1,
         prefix_subjects: false,
     };
-    let (train, _) = b(Part::Heldout, &["navigate", "sports_understanding"]).select().unwrap();
-    let (test, _) = b(Part::Main, &["navigate", "sports_understanding"]).select().unwrap();
+    let (train, _) = b(Part::Heldout, &["navigate", "sports_understanding"])
+        .select()
+        .unwrap();
+    let (test, _) = b(Part::Main, &["navigate", "sports_understanding"])
+        .select()
+        .unwrap();
     assert_eq!((train.len(), test.len()), (20, 20));
     assert!(train.iter().all(|a| test.iter().all(|t| t.id != a.id)));
-    let e = b(Part::Main, &["navigat"]).select().unwrap_err().to_string();
-    assert!(e.contains("no subject `navigat`") && e.contains("navigate"), "{e}");
+    let e = b(Part::Main, &["navigat"])
+        .select()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("no subject `navigat`") && e.contains("navigate"),
+        "{e}"
+    );
 }

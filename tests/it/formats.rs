@@ -176,3 +176,59 @@ fn lm_eval_sample_logs_give_the_harness_own_accuracy_per_model() {
         );
     }
 }
+
+#[test]
+fn question_files_answered_by_real_models_run_cascal_knn_and_best_single() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("calls.sqlite");
+    let r = run(
+        t.path(),
+        &format!(
+            "[cache]\npath = \"{}\"\n\n[questions.train]\ntype = \"file\"\npath = \"FORMATS/questions/abcd.csv\"\noptions = [\"A\", \"B\", \"C\", \"D\"]\nanswer_format = \"letter\"\nper_subject = 3\nseed = 2\n\n[questions.test]\ntype = \"file\"\npath = \"FORMATS/questions/mmlu-style.parquet\"\npreset = \"mmlu\"\nper_subject = 3\nseed = 2\n\n[pool.smollm2]\ntype = \"llamacpp\"\nmodel = \"smollm2-135m\"\n\n[pool.gemma]\ntype = \"llamacpp\"\nmodel = \"gemma3-270m\"\n\n[embedder]\ntype = \"minilm\"\n{ROUTERS}",
+            cache.display()
+        ),
+    );
+    assert_eq!(
+        (r["n_train"].as_u64(), r["n_test"].as_u64()),
+        (Some(6), Some(6))
+    );
+    for router in ["cascal", "knn", "best_single"] {
+        let x = top1(&r, router);
+        assert!((0.0..=1.0).contains(&x), "{router}: {x}");
+    }
+    // by hand: best single is the better of the two models' own test accuracies
+    let single = &r["references"]["single"];
+    let best = single["smollm2"]
+        .as_f64()
+        .unwrap()
+        .max(single["gemma"].as_f64().unwrap());
+    assert_eq!(r["references"]["best_single"].as_f64().unwrap(), best);
+    assert_eq!(top1(&r, "best_single"), best);
+    // the CSV's row answering `E` was skipped and counted, naming its line
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("abcd.csv: 1 row(s) skipped") && warnings.contains("line 34"),
+        "{warnings}"
+    );
+    // the test questions are the Parquet file's, with the gold option it says
+    let o = rgd(t.path(), &["export", "p.toml", "--out", "layout", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(t.path().join("layout/Data/p/test.json")).unwrap(),
+    )
+    .unwrap();
+    for q in &test {
+        let text = q["question"].as_str().unwrap();
+        let gold = q["options"]
+            [q["answer"].as_str().unwrap().as_bytes()[0] as usize - b'A' as usize]
+            .as_str()
+            .unwrap();
+        if let Some((a, b)) = text
+            .strip_prefix("What is ")
+            .and_then(|r| r.trim_end_matches('?').split_once(" + "))
+        {
+            let sum = a.parse::<u32>().unwrap() + b.parse::<u32>().unwrap();
+            assert_eq!(gold, sum.to_string(), "{text}");
+        }
+    }
+}

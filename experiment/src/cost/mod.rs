@@ -57,13 +57,16 @@ pub enum CostFrom {
     Table,
     /// Mean seconds per question measured by the run (training split).
     Latency,
+    /// Mean cost per answer recorded in the data (training split), e.g. RouterBench's
+    /// `{model}|total_cost`.
+    Data,
 }
 
 /// The `[costs]` table of a pipeline: model costs and how to analyse them.
 ///
 /// ```toml
 /// [costs]
-/// from = "latency"        # or "table" (default): give every model's cost below
+/// from = "latency"        # or "data" (costs recorded in the data), or "table" (default)
 /// unit = "s"              # how costs are stated in the report
 /// rule = "penalty"        # or "within"
 /// points = 50             # parameter values swept per router
@@ -103,8 +106,9 @@ pub struct CostSettings {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CostsTable {
-    /// `"table"` (default: every model's cost in `[costs.models]`) or `"latency"` (mean
-    /// measured seconds per training question).
+    /// `"table"` (default: every model's cost in `[costs.models]`), `"latency"` (mean
+    /// measured seconds per training question) or `"data"` (mean recorded cost per training
+    /// answer, from a response matrix's `cost`).
     #[serde(default)]
     pub from: Option<String>,
     /// How costs are stated in the report (default `s` for latency, else `cost units`).
@@ -172,9 +176,10 @@ impl CostSettings {
         let from = match t.from.as_deref() {
             None | Some("table") => CostFrom::Table,
             Some("latency") => CostFrom::Latency,
+            Some("data") => CostFrom::Data,
             Some(other) => {
                 return Err(err(format!(
-                    "`from` must be \"table\" or \"latency\", got \"{other}\""
+                    "`from` must be \"table\", \"latency\" or \"data\", got \"{other}\""
                 )));
             }
         };
@@ -199,7 +204,7 @@ impl CostSettings {
         };
         let unit = t.unit.unwrap_or_else(|| match from {
             CostFrom::Latency => "s".into(),
-            CostFrom::Table => "cost units".into(),
+            CostFrom::Table | CostFrom::Data => "cost units".into(),
         });
         let points = match &t.points {
             None => 50,
@@ -276,6 +281,13 @@ impl CostSettings {
             CostFrom::Latency => Some(mean_latency(train).ok_or_else(|| {
                 err("`from = \"latency\"`: this run's data records no latency; give each model's cost instead in [costs.models] (model name = cost per query)".into())
             })?),
+            CostFrom::Data => Some(train.responses.cost.as_ref().map(column_means).ok_or_else(|| {
+                err("`from = \"data\"`: this run's data records no cost per answer (a response matrix's `cost` column); give each model's cost in [costs.models]".into())
+            })?),
+        };
+        let what = match self.from {
+            CostFrom::Data => ("cost", "mean recorded cost per training answer"),
+            _ => ("latency", "mean seconds per training question, measured"),
         };
         let mut per_model = Vec::with_capacity(models.len());
         let mut source = Vec::with_capacity(models.len());
@@ -286,11 +298,12 @@ impl CostSettings {
             } else if let Some(lat) = &measured {
                 if !lat[j].is_finite() {
                     return Err(err(format!(
-                        "no latency measured for model `{m}`; give its cost in [costs.models] (`{m} = ...`)"
+                        "no {} recorded for model `{m}`; give its cost in [costs.models] (`{m} = ...`)",
+                        what.0
                     )));
                 }
                 per_model.push(lat[j]);
-                source.push("mean seconds per training question, measured".to_string());
+                source.push(what.1.to_string());
             } else {
                 return Err(err(format!(
                     "no cost for model `{m}`: give every pool model a cost in [costs.models] (`{m} = ...`) or set `from = \"latency\"`"
@@ -308,9 +321,13 @@ impl CostSettings {
 
 /// Mean latency per model over a split (`None` without latency; NaN cells are skipped).
 pub fn mean_latency(split: &Split) -> Option<Vec<f64>> {
-    let lat = split.responses.latency.as_ref()?;
-    Some(
-        lat.columns()
+    split.responses.latency.as_ref().map(column_means)
+}
+
+/// Mean of each column over its finite cells (NaN for a column with none).
+fn column_means(a: &ndarray::Array2<f64>) -> Vec<f64> {
+    {
+        a.columns()
             .into_iter()
             .map(|c| {
                 let v: Vec<f64> = c.iter().copied().filter(|x| x.is_finite()).collect();
@@ -320,8 +337,8 @@ pub fn mean_latency(split: &Split) -> Option<Vec<f64>> {
                     v.iter().sum::<f64>() / v.len() as f64
                 }
             })
-            .collect(),
-    )
+            .collect()
+    }
 }
 
 /// The cost per query of each pool model.

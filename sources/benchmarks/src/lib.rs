@@ -208,7 +208,10 @@ pub fn load_bigbench(
             let mut options: Vec<(String, f64)> = scores.into_iter().collect();
             let mut rng = ChaCha8Rng::seed_from_u64(rgd_core::data::fnv(&task) ^ i as u64);
             options.shuffle(&mut rng);
-            let gold = options.iter().position(|(_, v)| *v == top).expect("one top");
+            let gold = options
+                .iter()
+                .position(|(_, v)| *v == top)
+                .expect("one top");
             out.push(Question {
                 id: format!("bigbench:{task}:{i}"),
                 subject: task.clone(),
@@ -366,7 +369,10 @@ impl Benchmark {
                 // 331 MB of task files: parse only the subjects asked for
                 let wanted = |t: &str| {
                     self.subjects.is_empty()
-                        || self.subjects.iter().any(|s| s == t || *s == format!("bigbench/{t}"))
+                        || self
+                            .subjects
+                            .iter()
+                            .any(|s| s == t || *s == format!("bigbench/{t}"))
                 };
                 let (qs, bad, names) = load_bigbench(&wanted)?;
                 bigbench_tasks = names;

@@ -26,7 +26,9 @@ pub fn write_wide_parquet(
     let mut cols: Vec<(String, ArrayRef)> = vec![
         (
             "id".into(),
-            Arc::new(StringArray::from_iter_values((0..n).map(|i| format!("q{i}")))),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("q{i}")),
+            )),
         ),
         (
             "subject".into(),
@@ -36,9 +38,9 @@ pub fn write_wide_parquet(
         ),
         (
             "question".into(),
-            Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| format!("Synthetic question number {i}: which option is right?")),
-            )),
+            Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                format!("Synthetic question number {i}: which option is right?")
+            }))),
         ),
     ];
     let mut options = ListBuilder::new(StringBuilder::new());
@@ -51,7 +53,9 @@ pub fn write_wide_parquet(
     cols.push(("options".into(), Arc::new(options.finish())));
     cols.push((
         "answer".into(),
-        Arc::new(StringArray::from_iter_values(answers.iter().map(|&a| letters[a]))),
+        Arc::new(StringArray::from_iter_values(
+            answers.iter().map(|&a| letters[a]),
+        )),
     ));
     let mut emb = ListBuilder::new(Float32Builder::with_capacity(n * dim));
     for i in 0..n {
@@ -69,7 +73,11 @@ pub fn write_wide_parquet(
         let mut conf = Vec::with_capacity(n);
         for &a in &answers {
             let right = rng.random_bool(p);
-            let c = if right { a } else { (a + rng.random_range(1..4)) % 4 };
+            let c = if right {
+                a
+            } else {
+                (a + rng.random_range(1..4)) % 4
+            };
             choice.push(letters[c]);
             conf.push(if right { -0.2 } else { -1.2 } + 0.1 * rng.random::<f64>());
         }
@@ -77,10 +85,13 @@ pub fn write_wide_parquet(
             format!("m{m}|choice"),
             Arc::new(StringArray::from_iter_values(choice)),
         ));
-        cols.push((format!("m{m}|confidence"), Arc::new(Float64Array::from(conf))));
+        cols.push((
+            format!("m{m}|confidence"),
+            Arc::new(Float64Array::from(conf)),
+        ));
     }
-    let batch = RecordBatch::try_from_iter(cols)
-        .map_err(|e| FileError::invalid(path, e.to_string()))?;
+    let batch =
+        RecordBatch::try_from_iter(cols).map_err(|e| FileError::invalid(path, e.to_string()))?;
     let f = std::fs::File::create(path).map_err(|e| FileError::io(path, e))?;
     let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None)
         .map_err(|e| FileError::invalid(path, e.to_string()))?;
