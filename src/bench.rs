@@ -519,6 +519,15 @@ fn bench_matrix(
         file.display(),
         t0.elapsed().as_secs_f64()
     );
+    let t = Instant::now();
+    let table = rgd_files::Table::read(&file, None)?;
+    eprintln!(
+        "  reading the table alone: {:.3} s ({} rows, {} columns)",
+        t.elapsed().as_secs_f64(),
+        table.n_rows,
+        table.names().len()
+    );
+    drop(table);
     let toml = "[data]\ntype = \"responses\"\nlayout = \"wide\"\npath = \"matrix.parquet\"\nchoice = \"{model}|choice\"\nconfidence = \"{model}|confidence\"\n\n[routers.best_single]\ntype = \"best_single\"\n";
     let pipeline = dir.path().join("matrix.toml");
     std::fs::write(&pipeline, toml)?;

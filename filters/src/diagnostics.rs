@@ -7,7 +7,7 @@ use rgd_core::{GenerationStats, Split};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use crate::{near_duplicates, plurality};
+use crate::{EXACT_MAX, SAMPLE, near_duplicates_sampled, plurality};
 
 /// Parse counts of a generator.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -45,7 +45,8 @@ pub struct GroupDiagnostics {
     pub accuracy_sd: f64,
     /// Share of questions on which the answering models do not all agree.
     pub disagreement_share: f64,
-    /// Share of questions that near-duplicate (cosine >= 0.95) an earlier one of the subject.
+    /// Share of questions that near-duplicate (cosine >= 0.95) an earlier one of the subject
+    /// (exact up to 4,096 questions per subject; above, estimated on 1,024 sampled questions).
     pub near_duplicate_rate: f64,
 }
 
@@ -73,7 +74,12 @@ fn parse_diag(s: &GenerationStats) -> ParseDiagnostics {
     }
 }
 
-fn group(split: &Split, models: &[String], idx: &[usize], dup: &[bool]) -> GroupDiagnostics {
+fn group(
+    split: &Split,
+    models: &[String],
+    idx: &[usize],
+    dup: &[Option<bool>],
+) -> GroupDiagnostics {
     let n = idx.len();
     let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
     let acc: Vec<f64> = (0..models.len())
@@ -113,7 +119,29 @@ fn group(split: &Split, models: &[String], idx: &[usize], dup: &[bool]) -> Group
                 })
                 .count(),
         ),
-        near_duplicate_rate: frac(idx.iter().filter(|&&q| dup[q]).count()),
+        near_duplicate_rate: {
+            // each subject's rate over its questions checked (all of a small subject, a sample
+            // of a large one), weighted by the subject's size
+            let mut per: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
+            for &q in idx {
+                let e = per.entry(split.questions[q].subject.as_str()).or_default();
+                e.0 += 1;
+                if let Some(d) = dup[q] {
+                    e.1 += 1;
+                    e.2 += d as usize;
+                }
+            }
+            let rate: f64 = per
+                .values()
+                .filter(|(_, checked, _)| *checked > 0)
+                .map(|&(n, checked, dups)| n as f64 * dups as f64 / checked as f64)
+                .sum();
+            if idx.is_empty() {
+                0.0
+            } else {
+                rate / idx.len() as f64
+            }
+        },
     }
 }
 
@@ -124,7 +152,7 @@ pub fn diagnose(
     models: &[String],
     stats: Option<&BTreeMap<String, GenerationStats>>,
 ) -> Diagnostics {
-    let dup = near_duplicates(split, 0.95, true);
+    let dup = near_duplicates_sampled(split, 0.95, EXACT_MAX, SAMPLE, 0);
     let all: Vec<usize> = (0..split.len()).collect();
     let mut overall = group(split, models, &all, &dup);
     let mut per_subject: BTreeMap<String, GroupDiagnostics> = split

@@ -255,6 +255,79 @@ pub fn near_duplicates(split: &Split, threshold: f32, within_subject: bool) -> V
     dup
 }
 
+/// Groups of at most this many questions get the exact near-duplicate diagnostic; larger ones
+/// a sampled estimate (see [`near_duplicates_sampled`]).
+pub const EXACT_MAX: usize = 4_096;
+/// Questions sampled per group above [`EXACT_MAX`].
+pub const SAMPLE: usize = 1_024;
+
+/// Near-duplicate flags for the training-data diagnostics, linear in the group's size: the
+/// exact [`near_duplicates`] answer for groups (subjects) of at most `exact_max` questions;
+/// for a larger group, a seeded sample of `sample` questions, each checked against every
+/// earlier question of its group (one matrix product of the sample against the group), and
+/// `None` for the questions not sampled. A sampled question counts when any earlier question
+/// is within the threshold (the exact rule counts only earlier questions that were kept;
+/// chains of near-duplicates are where the two differ). The estimate's error against the
+/// exact answer is measured in this crate's tests.
+pub fn near_duplicates_sampled(
+    split: &Split,
+    threshold: f32,
+    exact_max: usize,
+    sample: usize,
+    seed: u64,
+) -> Vec<Option<bool>> {
+    use rand::SeedableRng;
+    use rand::seq::index;
+    use rayon::prelude::*;
+    let d = split.embeddings.ncols();
+    // subjects are independent: one per core
+    let per_subject: Vec<Vec<(usize, bool)>> = split
+        .by_subject()
+        .into_par_iter()
+        .map(|(subject, g)| {
+            if g.len() <= exact_max.max(sample) {
+                let sub = split.select(&g);
+                return near_duplicates(&sub, threshold, false)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, dup)| (g[k], dup))
+                    .collect();
+            }
+            let mut x = ndarray::Array2::<f32>::zeros((g.len(), d));
+            for (r, &i) in g.iter().enumerate() {
+                let e = split.embedding(i);
+                let n = e.dot(&e).sqrt();
+                if n > 0.0 {
+                    x.row_mut(r).assign(&e.mapv(|v| v / n));
+                }
+            }
+            let mut rng =
+                rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ rgd_core::data::fnv(&subject));
+            let mut picked = index::sample(&mut rng, g.len(), sample).into_vec();
+            picked.sort_unstable();
+            let s = x.select(ndarray::Axis(0), &picked);
+            let sims = s.dot(&x.t());
+            picked
+                .iter()
+                .enumerate()
+                .map(|(k, &r)| {
+                    let row = sims.row(k);
+                    let e = split.embedding(g[r]);
+                    let dup = (0..r).any(|c| {
+                        row[c] >= threshold - 1e-4 && cosine(e, split.embedding(g[c])) >= threshold
+                    });
+                    (g[r], dup)
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = vec![None; split.len()];
+    for (i, dup) in per_subject.into_iter().flatten() {
+        out[i] = Some(dup);
+    }
+    out
+}
+
 /// Drop near-duplicates by embedding cosine; the first of each group is kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -540,5 +613,80 @@ mod tests {
             assert_eq!(fast, near_duplicates_naive(&s, t), "threshold {t}");
             assert!(fast.iter().any(|d| *d), "threshold {t} found no duplicate");
         }
+    }
+}
+
+#[cfg(test)]
+mod sampled_tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+    use rgd_core::{Question, Responses};
+
+    /// `n` questions of one subject in 16-d: random directions, a share of them copies (with
+    /// a tiny perturbation) of an earlier one.
+    fn world(n: usize, dup_share: f64, seed: u64) -> Split {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut e = Array2::<f32>::zeros((n, 16));
+        for i in 0..n {
+            if i > 0 && rng.random_bool(dup_share) {
+                let j = rng.random_range(0..i);
+                let src = e.row(j).to_owned();
+                for k in 0..16 {
+                    e[[i, k]] = src[k] + 0.001 * rng.random::<f32>();
+                }
+            } else {
+                for k in 0..16 {
+                    e[[i, k]] = rng.random::<f32>() - 0.5;
+                }
+            }
+        }
+        Split {
+            name: "train".into(),
+            questions: (0..n)
+                .map(|i| Question {
+                    id: i.to_string(),
+                    subject: "s".into(),
+                    text: String::new(),
+                    options: vec![],
+                    answer: None,
+                    source: None,
+                })
+                .collect(),
+            responses: Responses::letters(
+                Array2::from_elem((n, 1), None),
+                Array2::from_elem((n, 1), f64::NAN),
+            ),
+            embeddings: e,
+            generator_answer: None,
+            call_failures: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_sampled_near_duplicate_rate_is_within_three_points_of_the_exact_one() {
+        for (share, seed) in [(0.02, 1), (0.1, 2), (0.3, 3)] {
+            let s = world(20_000, share, seed);
+            let exact = near_duplicates(&s, 0.95, true);
+            let exact_rate = exact.iter().filter(|&&d| d).count() as f64 / s.len() as f64;
+            let sampled = near_duplicates_sampled(&s, 0.95, EXACT_MAX, SAMPLE, 0);
+            let checked: Vec<bool> = sampled.iter().flatten().copied().collect();
+            assert_eq!(checked.len(), SAMPLE);
+            let est = checked.iter().filter(|&&d| d).count() as f64 / checked.len() as f64;
+            eprintln!("share {share}: exact {exact_rate:.4}, sampled {est:.4}");
+            // the standard error of a rate on 1,024 draws is at most 1.6 points
+            assert!(
+                (est - exact_rate).abs() < 0.03,
+                "share {share}: exact {exact_rate:.4}, sampled {est:.4}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_subjects_get_the_exact_answer() {
+        let s = world(3_000, 0.2, 9);
+        let exact = near_duplicates(&s, 0.95, true);
+        let sampled = near_duplicates_sampled(&s, 0.95, EXACT_MAX, SAMPLE, 0);
+        assert_eq!(sampled, exact.into_iter().map(Some).collect::<Vec<_>>());
     }
 }

@@ -118,6 +118,23 @@ def test_load_dataset_gives_numpy_splits():
     assert np.array_equal(c, ds.test.correct)
 
 
+def test_a_response_matrix_loads_with_its_correctness_and_runs_from_python():
+    # tests/fixtures/formats: alpha knows arithmetic, beta geography, gamma nothing
+    pipeline = REPO / "examples" / "pipelines" / "routerbench.toml"
+    ds = rgd.load_dataset(pipeline)
+    assert ds.models == ["alpha", "beta", "gamma"]
+    assert len(ds.train) == 16 and len(ds.test) == 16
+    arith = np.array([s == "arithmetic" for s in ds.test.subjects])
+    assert np.array_equal(ds.test.correct[:, 0], arith)
+    assert np.array_equal(ds.test.correct[:, 1], ~arith)
+    assert not ds.test.correct[:, 2].any()
+    r = rgd.run(pipeline, progress=False)
+    routers = r.to_pandas()["routers"].set_index("router")
+    assert routers.loc["knn", "top1"] == 1.0 and routers.loc["best_single", "top1"] == 0.5
+    assert routers.loc["cascal", "status"] == "failed"
+    assert "only whether each answer was right" in routers.loc["cascal", "error"]
+
+
 class Centroid:
     """Scores a model by the cosine of the query to the centroid of the questions it got right."""
 

@@ -394,7 +394,9 @@ impl ResponseMatrix {
             for m in 0..c.models.len() {
                 c.put(q, m, &cols, i, &question, self.answer_format, t, &mut bad);
             }
-            c.embeddings.push(emb.and_then(|e| e[i].number_list()));
+            c.embeddings
+                .push(emb.and_then(|e| e[i].number_list().map(|v| v.into_owned())));
+
             c.questions.push(question);
         }
         let warnings = [
@@ -513,7 +515,7 @@ impl ResponseMatrix {
         }
         c.embeddings = first_row
             .iter()
-            .map(|&i| emb.and_then(|e| e[i].number_list()))
+            .map(|&i| emb.and_then(|e| e[i].number_list().map(|v| v.into_owned())))
             .collect();
         c.questions = questions;
         let warnings = [
@@ -567,24 +569,23 @@ impl Collected {
     /// Fill answer `(q, m)` from row `i` (`which`: the model's column index in `cols`, 0 for
     /// long tables, ignored when `cols` hold one column each).
     #[allow(clippy::too_many_arguments)]
-    fn put(
+    fn put<'t>(
         &mut self,
         q: usize,
         m: usize,
-        cols: &AnswerColumns<'_>,
+        cols: &AnswerColumns<'t>,
         i: usize,
         question: &Question,
         format: AnswerFormat,
         t: &Table,
         bad: &mut Skipped,
     ) {
-        let pick = |v: &Option<Vec<&[Cell]>>| -> Option<Cell> {
-            v.as_ref()
-                .map(|c| c[if c.len() == 1 { 0 } else { m }][i].clone())
+        let pick = |v: &Option<Vec<&'t [Cell]>>| -> Option<&'t Cell> {
+            v.as_ref().map(|c| &c[if c.len() == 1 { 0 } else { m }][i])
         };
         let model = &self.models[m];
         if let Some(cell) = pick(&cols.choice).filter(|c| !c.is_null()) {
-            match resolve_answer(&cell, &question.options, None, format) {
+            match resolve_answer(cell, &question.options, None, format) {
                 Some(l) => self.choice[[q, m]] = Some(l),
                 None => bad.add(
                     t.at(i),
@@ -765,7 +766,7 @@ fn read_embeddings(
             });
         }
         first.insert(key.to_string(), i);
-        out.insert(key.into_owned(), v);
+        out.insert(key.into_owned(), v.into_owned());
     }
     Ok(out)
 }

@@ -95,10 +95,12 @@ impl Cell {
         }
     }
     /// The value as a list of numbers; a text holding a JSON array of numbers counts.
-    pub fn number_list(&self) -> Option<Vec<f32>> {
+    pub fn number_list(&self) -> Option<Cow<'_, [f32]>> {
         match self {
-            Cell::NumberList(v) => Some(v.clone()),
-            Cell::Text(s) if s.trim_start().starts_with('[') => serde_json::from_str(s).ok(),
+            Cell::NumberList(v) => Some(Cow::Borrowed(v)),
+            Cell::Text(s) if s.trim_start().starts_with('[') => {
+                serde_json::from_str::<Vec<f32>>(s).ok().map(Cow::Owned)
+            }
             _ => None,
         }
     }
