@@ -568,6 +568,39 @@ fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_res
 }
 
 #[test]
+fn the_bigbench_example_replays_32_subjects_answered_by_two_local_models() {
+    let root = repo();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let o = rgd(
+        &root,
+        &[
+            "run",
+            "examples/bigbench/bigbench.toml",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = results(&out);
+    assert_eq!(r["calls"]["model_calls"], 0, "a replay calls no model");
+    assert_eq!(
+        (r["n_train"].as_u64(), r["n_test"].as_u64()),
+        (Some(320), Some(320))
+    );
+    assert_eq!(r["models"], serde_json::json!(["qwen05", "gemma"]));
+    let subjects = r["routers"]["cascal"]["per_subject"].as_object().unwrap();
+    assert_eq!(subjects.len(), 32);
+    let committed = numbers(&root.join("examples/bigbench/out"));
+    assert_eq!(
+        first_diff(&numbers(&out), &committed, ""),
+        None,
+        "the replay differs from examples/bigbench/out/results.json"
+    );
+}
+
+#[test]
 fn the_default_pipeline_runs_live_at_a_tiny_scale_records_and_replays() {
     let root = repo();
     let t = tempfile::tempdir().unwrap();

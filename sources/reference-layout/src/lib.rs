@@ -185,7 +185,36 @@ impl ReferenceLayout {
             .join("Data")
             .join(&self.task)
             .join(format!("{split}.json"));
-        let raw: Vec<RawQuestion> = read_json(&data_path, "the questions of the split")?;
+        let resp_path = |m: &str| {
+            root.join("Model_Responses")
+                .join(format!("{}-{split}", self.task))
+                .join(format!("{m}.json"))
+        };
+        let emb_path = root
+            .join("embeddings")
+            .join(format!("{}-{split}.json", self.task));
+        // every file of the split parsed at once, one per core (parsing is the whole cost)
+        use rayon::prelude::*;
+        let (raw, (responses, emb)) = rayon::join(
+            || read_json::<Vec<RawQuestion>>(&data_path, "the questions of the split"),
+            || {
+                rayon::join(
+                    || {
+                        models
+                            .par_iter()
+                            .map(|m| {
+                                read_json::<Vec<RawResponse>>(
+                                    &resp_path(m),
+                                    "the model's responses",
+                                )
+                            })
+                            .collect::<rgd_core::Result<Vec<_>>>()
+                    },
+                    || read_json::<HashMap<String, Vec<f32>>>(&emb_path, "{question_id: [floats]}"),
+                )
+            },
+        );
+        let (raw, responses, emb) = (raw?, responses?, emb?);
         let mut index: HashMap<String, usize> = HashMap::with_capacity(raw.len());
         let mut questions = Vec::with_capacity(raw.len());
         for (i, r) in raw.into_iter().enumerate() {
@@ -220,12 +249,8 @@ impl ReferenceLayout {
         let n = questions.len();
         let mut choice = Array2::from_elem((n, models.len()), None);
         let mut confidence = Array2::from_elem((n, models.len()), f64::NAN);
-        for (j, m) in models.iter().enumerate() {
-            let path = root
-                .join("Model_Responses")
-                .join(format!("{}-{split}", self.task))
-                .join(format!("{m}.json"));
-            let resp: Vec<RawResponse> = read_json(&path, "the model's responses")?;
+        for (j, (m, resp)) in models.iter().zip(responses).enumerate() {
+            let path = resp_path(m);
             let mut seen = vec![false; n];
             for r in resp {
                 let id = r.question_id.key();
@@ -261,10 +286,6 @@ impl ReferenceLayout {
                 .into());
             }
         }
-        let emb_path = root
-            .join("embeddings")
-            .join(format!("{}-{split}.json", self.task));
-        let emb: HashMap<String, Vec<f32>> = read_json(&emb_path, "{question_id: [floats]}")?;
         let dim = questions
             .first()
             .and_then(|q| emb.get(&q.id))
@@ -329,8 +350,11 @@ impl DataSource for ReferenceLayout {
             Some(m) if !m.is_empty() => m.clone(),
             _ => self.list_models(&root)?,
         };
-        let train = self.load_split(&root, &self.train_split, &models)?;
-        let test = self.load_split(&root, &self.test_split, &models)?;
+        let (train, test) = rayon::join(
+            || self.load_split(&root, &self.train_split, &models),
+            || self.load_split(&root, &self.test_split, &models),
+        );
+        let (train, test) = (train?, test?);
         for (j, m) in models.iter().enumerate() {
             let answered = train.responses.choice.column(j).iter().flatten().count()
                 + test.responses.choice.column(j).iter().flatten().count();
