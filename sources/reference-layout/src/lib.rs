@@ -146,6 +146,69 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> rgd_cor
     })
 }
 
+/// `{question_id: [floats]}`, parsed in pieces on every core when the file is large: the
+/// object is cut after an entry's closing `]` into `{...}` pieces that serde_json parses on
+/// their own. (No JSON library parses one document in parallel; this only chooses where to cut,
+/// and any piece that does not parse on its own sends the whole file through
+/// [`read_json`], whose errors name the line.)
+fn read_embeddings(path: &Path) -> rgd_core::Result<HashMap<String, Vec<f32>>> {
+    read_embeddings_in_pieces(path, 16 << 20)
+}
+
+fn read_embeddings_in_pieces(
+    path: &Path,
+    piece_bytes: usize,
+) -> rgd_core::Result<HashMap<String, Vec<f32>>> {
+    use rayon::prelude::*;
+    let piece = piece_bytes.max(1);
+    let what = "{question_id: [floats]}";
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return read_json(path, what);
+    };
+    let body = text.trim();
+    let inner = match body.strip_prefix('{').and_then(|b| b.strip_suffix('}')) {
+        Some(inner) if inner.len() > 2 * piece => inner,
+        _ => return read_json(path, what),
+    };
+    // cut points: the first `],` after each piece bytes, followed by the next key's quote
+    let bytes = inner.as_bytes();
+    let mut cuts = vec![0];
+    let mut at = piece;
+    while at < bytes.len() {
+        let Some(k) = inner[at..].find("],") else {
+            break;
+        };
+        let end = at + k + 1; // just after `]`
+        let next = inner[end + 1..].trim_start();
+        if next.starts_with('"') {
+            cuts.push(end + 1); // just after the `,`
+            at = end + piece;
+        } else {
+            at = end + 1;
+        }
+    }
+    cuts.push(bytes.len() + 1);
+    let pieces: Option<Vec<HashMap<String, Vec<f32>>>> = cuts
+        .windows(2)
+        .collect::<Vec<_>>()
+        .par_iter()
+        .map(|w| {
+            let piece = &inner[w[0]..w[1] - 1];
+            serde_json::from_str(&format!("{{{piece}}}")).ok()
+        })
+        .collect();
+    match pieces {
+        Some(pieces) => {
+            let mut out = HashMap::with_capacity(pieces.iter().map(HashMap::len).sum());
+            for p in pieces {
+                out.extend(p);
+            }
+            Ok(out)
+        }
+        None => read_json(path, what),
+    }
+}
+
 fn letter_of(v: &Option<serde_json::Value>) -> Option<Letter> {
     match v {
         Some(serde_json::Value::String(s)) => Letter::parse(s),
@@ -210,7 +273,7 @@ impl ReferenceLayout {
                             })
                             .collect::<rgd_core::Result<Vec<_>>>()
                     },
-                    || read_json::<HashMap<String, Vec<f32>>>(&emb_path, "{question_id: [floats]}"),
+                    || read_embeddings(&emb_path),
                 )
             },
         );
@@ -481,4 +544,34 @@ fn finite(x: f64) -> serde_json::Value {
 pub fn export(dataset: &Dataset, root: &Path) -> rgd_core::Result<()> {
     export_split(root, &dataset.task, &dataset.models, &dataset.train)?;
     export_split(root, &dataset.task, &dataset.models, &dataset.test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_parsed_in_pieces_equal_one_parse_even_when_a_key_looks_like_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.json");
+        let mut entries: Vec<String> = (0..500)
+            .map(|i| format!("\"q{i}\": [{}, -0.5, 1e-3]", i as f32 / 7.0))
+            .collect();
+        entries.insert(250, "\"odd],\\\"key\": [1.0, 2.0, 3.0]".into());
+        for sep in [",", ", ", ",\n  "] {
+            std::fs::write(&p, format!("{{{}}}", entries.join(sep))).unwrap();
+            let whole: HashMap<String, Vec<f32>> =
+                serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            for piece in [1, 100, 1000, 1 << 20] {
+                assert_eq!(
+                    read_embeddings_in_pieces(&p, piece).unwrap(),
+                    whole,
+                    "piece {piece}"
+                );
+            }
+        }
+        std::fs::write(&p, "{\"a\": [1, 2], \"b\": [3, NaN]}").unwrap();
+        let e = read_embeddings_in_pieces(&p, 1).unwrap_err().to_string();
+        assert!(e.contains("e.json") && e.contains("NaN"), "{e}");
+    }
 }
