@@ -427,14 +427,13 @@ impl DataSource for ReferenceLayout {
                 ));
             }
         }
-        let ds = Dataset {
+        // validated where it enters the run (`rgd_experiment::run::load_data`)
+        Ok(Dataset {
             task: self.task.clone(),
             models,
             train,
             test,
-        };
-        ds.validate()?;
-        Ok(ds)
+        })
     }
 }
 
