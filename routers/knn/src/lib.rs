@@ -97,6 +97,20 @@ fn top_k(sims: &[f32], k: usize, skip: Option<usize>) -> Vec<usize> {
     idx
 }
 
+/// Offer training row `i` with similarity `s` to the `k` best kept in `best` (sorted best
+/// first). Rows come in increasing `i`, so a tie with a kept row loses, as in [`top_k`].
+fn keep_best(best: &mut Vec<(f32, usize)>, k: usize, s: f32, i: usize) {
+    if k == 0 {
+        return;
+    }
+    if best.len() == k && s.total_cmp(&best[k - 1].0) != std::cmp::Ordering::Greater {
+        return;
+    }
+    let at = best.partition_point(|(b, _)| b.total_cmp(&s) != std::cmp::Ordering::Less);
+    best.insert(at, (s, i));
+    best.truncate(k);
+}
+
 /// Mean label per model over `nbrs`.
 fn mean_labels(labels: &Array2<f64>, nbrs: &[usize], out: &mut [f64]) {
     out.iter_mut().for_each(|o| *o = 0.0);
@@ -240,26 +254,47 @@ impl TrainedRouter for TrainedKnn {
             return rgd_core::score_each(self, split);
         }
         let test = normalize(split.embeddings.clone());
+        let n_train = self.embeddings.nrows();
+        // Each task takes QUERIES test rows and streams the training rows through it in
+        // products of TRAIN rows, keeping each query's k best so far: memory stays at one
+        // QUERIES x TRAIN block per core however large the training set, and both cores work
+        // (one task each), where one product of all queries against all training rows ran on
+        // one core. Same neighbours, same order as `top_k`: best first, ties to the lower index.
+        const QUERIES: usize = 256;
+        const TRAIN: usize = 32_768;
+        let starts: Vec<usize> = (0..split.len()).step_by(QUERIES).collect();
+        let blocks: Vec<Vec<Vec<f64>>> = starts
+            .into_par_iter()
+            .map(|start| {
+                let end = (start + QUERIES).min(split.len());
+                let q = test.slice_axis(Axis(0), ndarray::Slice::from(start..end));
+                let mut best: Vec<Vec<(f32, usize)>> =
+                    vec![Vec::with_capacity(self.k + 1); end - start];
+                for t0 in (0..n_train).step_by(TRAIN) {
+                    let t1 = (t0 + TRAIN).min(n_train);
+                    let e = self
+                        .embeddings
+                        .slice_axis(Axis(0), ndarray::Slice::from(t0..t1));
+                    let sims = q.dot(&e.t());
+                    for (b, row) in best.iter_mut().zip(sims.rows()) {
+                        for (j, &s) in row.iter().enumerate() {
+                            keep_best(b, self.k, s, t0 + j);
+                        }
+                    }
+                }
+                best.into_iter()
+                    .map(|b| {
+                        let nbrs: Vec<usize> = b.into_iter().map(|(_, i)| i).collect();
+                        let mut buf = vec![0.0; self.models.len()];
+                        mean_labels(&self.labels, &nbrs, &mut buf);
+                        buf
+                    })
+                    .collect()
+            })
+            .collect();
         let mut out = Array2::zeros((split.len(), self.models.len()));
-        let chunk = 512;
-        for start in (0..split.len()).step_by(chunk) {
-            let end = (start + chunk).min(split.len());
-            let block: ArrayView2<f32> = test.slice_axis(Axis(0), ndarray::Slice::from(start..end));
-            let sims = block.dot(&self.embeddings.t());
-            let rows: Vec<Vec<f64>> = (0..end - start)
-                .into_par_iter()
-                .map(|i| {
-                    let row = sims.row(i);
-                    let nbrs = top_k(row.as_slice().unwrap_or(&row.to_vec()), self.k, None);
-                    let mut buf = vec![0.0; self.models.len()];
-                    mean_labels(&self.labels, &nbrs, &mut buf);
-                    buf
-                })
-                .collect();
-            for (i, r) in rows.into_iter().enumerate() {
-                out.row_mut(start + i)
-                    .assign(&ndarray::ArrayView1::from(&r[..]));
-            }
+        for (i, r) in blocks.into_iter().flatten().enumerate() {
+            out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));
         }
         Ok(out)
     }
@@ -334,6 +369,24 @@ rgd_core::register!(router, "consensus_knn", ConsensusKnn);
 mod tests {
     use super::*;
     use rgd_core::{Letter, Question, Responses};
+
+    #[test]
+    fn streaming_the_k_best_gives_top_k_exactly_ties_included() {
+        use rand::Rng;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for k in [0, 1, 3, 10, 200] {
+            // few distinct values: many ties
+            let sims: Vec<f32> = (0..150)
+                .map(|_| rng.random_range(0..8) as f32 / 8.0)
+                .collect();
+            let mut best = Vec::new();
+            for (i, &s) in sims.iter().enumerate() {
+                keep_best(&mut best, k, s, i);
+            }
+            let streamed: Vec<usize> = best.into_iter().map(|(_, i)| i).collect();
+            assert_eq!(streamed, top_k(&sims, k, None), "k = {k}");
+        }
+    }
 
     /// Two regions of embedding space; model 0 is right in the first, model 1 in the second.
     fn world(n: usize, seed: u64) -> Split {
