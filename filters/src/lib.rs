@@ -203,6 +203,19 @@ pub fn cosine(a: ndarray::ArrayView1<'_, f32>, b: ndarray::ArrayView1<'_, f32>) 
     }
 }
 
+/// The embeddings of questions `g`, scaled to unit length (a zero row stays zero).
+fn unit_rows(split: &Split, g: &[usize]) -> ndarray::Array2<f32> {
+    let mut x = ndarray::Array2::<f32>::zeros((g.len(), split.embeddings.ncols()));
+    for (r, &i) in g.iter().enumerate() {
+        let e = split.embedding(i);
+        let n = e.dot(&e).sqrt();
+        if n > 0.0 {
+            x.row_mut(r).assign(&e.mapv(|v| v / n));
+        }
+    }
+    x
+}
+
 /// For each question, whether it is a near-duplicate (cosine >= `threshold`) of an earlier
 /// question kept (within its subject, or across the split).
 ///
@@ -219,15 +232,7 @@ pub fn near_duplicates(split: &Split, threshold: f32, within_subject: bool) -> V
         vec![(0..split.len()).collect()]
     };
     for g in groups {
-        let d = split.embeddings.ncols();
-        let mut x = ndarray::Array2::<f32>::zeros((g.len(), d));
-        for (r, &i) in g.iter().enumerate() {
-            let e = split.embedding(i);
-            let n = e.dot(&e).sqrt();
-            if n > 0.0 {
-                x.row_mut(r).assign(&e.mapv(|v| v / n));
-            }
-        }
+        let x = unit_rows(split, &g);
         let mut kept = vec![false; g.len()];
         for b0 in (0..g.len()).step_by(BLOCK) {
             let b1 = (b0 + BLOCK).min(g.len());
@@ -279,7 +284,6 @@ pub fn near_duplicates_sampled(
     use rand::SeedableRng;
     use rand::seq::index;
     use rayon::prelude::*;
-    let d = split.embeddings.ncols();
     // subjects are independent: one per core
     let per_subject: Vec<Vec<(usize, bool)>> = split
         .by_subject()
@@ -293,14 +297,7 @@ pub fn near_duplicates_sampled(
                     .map(|(k, dup)| (g[k], dup))
                     .collect();
             }
-            let mut x = ndarray::Array2::<f32>::zeros((g.len(), d));
-            for (r, &i) in g.iter().enumerate() {
-                let e = split.embedding(i);
-                let n = e.dot(&e).sqrt();
-                if n > 0.0 {
-                    x.row_mut(r).assign(&e.mapv(|v| v / n));
-                }
-            }
+            let x = unit_rows(split, &g);
             let mut rng =
                 rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ rgd_core::data::fnv(&subject));
             let mut picked = index::sample(&mut rng, g.len(), sample).into_vec();

@@ -537,54 +537,37 @@ fn repo() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
-#[test]
-fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_results() {
+/// Replay `examples/<dir>/<dir>.toml` from its recording into a temporary folder; check that
+/// no model ran and the numbers equal the committed `examples/<dir>/out`; the results.
+fn replays_as_committed(dir: &str) -> Value {
     let root = repo();
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
+    let pipeline = format!("examples/{dir}/{dir}.toml");
     let o = rgd(
         &root,
-        &[
-            "run",
-            "examples/default/default.toml",
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(
-        results(&out)["calls"]["model_calls"],
-        0,
-        "a replay calls no model"
-    );
-    let got = numbers(&out);
-    let committed = numbers(&root.join("examples/default/out"));
-    assert_eq!(
-        first_diff(&got, &committed, ""),
-        None,
-        "the replay differs from examples/default/out/results.json"
-    );
-}
-
-#[test]
-fn the_bigbench_example_replays_32_subjects_answered_by_two_local_models() {
-    let root = repo();
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("out");
-    let o = rgd(
-        &root,
-        &[
-            "run",
-            "examples/bigbench/bigbench.toml",
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ],
+        &["run", &pipeline, "--out", out.to_str().unwrap(), "--quiet"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = results(&out);
     assert_eq!(r["calls"]["model_calls"], 0, "a replay calls no model");
+    let committed = numbers(&root.join(format!("examples/{dir}/out")));
+    assert_eq!(
+        first_diff(&numbers(&out), &committed, ""),
+        None,
+        "the replay differs from examples/{dir}/out/results.json"
+    );
+    r
+}
+
+#[test]
+fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_results() {
+    replays_as_committed("default");
+}
+
+#[test]
+fn the_bigbench_example_replays_32_subjects_answered_by_two_local_models() {
+    let r = replays_as_committed("bigbench");
     assert_eq!(
         (r["n_train"].as_u64(), r["n_test"].as_u64()),
         (Some(320), Some(320))
@@ -592,12 +575,6 @@ fn the_bigbench_example_replays_32_subjects_answered_by_two_local_models() {
     assert_eq!(r["models"], serde_json::json!(["qwen05", "gemma"]));
     let subjects = r["routers"]["cascal"]["per_subject"].as_object().unwrap();
     assert_eq!(subjects.len(), 32);
-    let committed = numbers(&root.join("examples/bigbench/out"));
-    assert_eq!(
-        first_diff(&numbers(&out), &committed, ""),
-        None,
-        "the replay differs from examples/bigbench/out/results.json"
-    );
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! scores (query-only). With `k = 0`, `k` is chosen by cross-validation on the training data:
 //! the candidate whose held-out routing picks the model with the best label most often.
 
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
