@@ -284,7 +284,7 @@ impl LmEval {
         let mut questions: Vec<Question> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut tasks: Vec<String> = self.tasks.clone();
-        for (m, (name, path)) in self.models.iter().enumerate() {
+        for (name, path) in &self.models {
             let root = ctx.resolve(path);
             let files = sample_files(&root)?;
             if tasks.is_empty() {
@@ -308,10 +308,9 @@ impl LmEval {
                                 return Err(FileError::invalid(
                                     file,
                                     format!(
-                                        "document `{}` has {} options here but {n} for model `{}`",
+                                        "document `{}` has {} options here but {n} in an earlier model's samples: the models ran different versions of the task",
                                         a.question.id,
                                         a.loglik.len(),
-                                        names[0]
                                     ),
                                 ));
                             }
@@ -327,7 +326,6 @@ impl LmEval {
                 }
                 warnings.extend(skipped.line("sample(s) skipped"));
             }
-            let _ = m;
             per_model.push(answers);
         }
         let n = questions.len();
