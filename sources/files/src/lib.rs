@@ -8,6 +8,7 @@
 //! and counted, and the count reaches the run's warnings; a model with no row for a question
 //! abstains there, counted; an id seen twice is an error naming both places.
 
+mod collected;
 pub mod lmeval;
 pub mod questions;
 pub mod responses;

@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::collected::{Collected, split_by_subject};
 use crate::questions::{AnswerFormat, resolve_answer};
-use crate::responses::{Collected, split_by_subject};
 use crate::table::Cell;
 use crate::{FileError, Skipped};
 

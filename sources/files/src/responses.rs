@@ -13,13 +13,14 @@
 //! `embedding` columns), or, when neither is given, from the pipeline's `[embedder]`.
 
 use ndarray::Array2;
-use rgd_core::{Context, DataSource, Dataset, Letter, Question, Responses, Split};
+use rgd_core::{Context, DataSource, Dataset, Question};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::questions::{AnswerFormat, Mapping, Options, read_questions, resolve_answer};
+use crate::collected::{AnswerColumns, Collected, read_embeddings, split_by_subject};
+use crate::questions::{AnswerFormat, Mapping, Options, read_questions};
 use crate::table::{Cell, Format, Table};
 use crate::{FileError, Skipped};
 
@@ -138,18 +139,6 @@ struct Resolved {
     confidence: Option<String>,
     cost: Option<String>,
     latency: Option<String>,
-}
-
-/// One file's questions and answers, before the split.
-pub(crate) struct Collected {
-    pub(crate) models: Vec<String>,
-    pub(crate) questions: Vec<Question>,
-    pub(crate) embeddings: Vec<Option<Vec<f32>>>,
-    pub(crate) choice: Array2<Option<Letter>>,
-    pub(crate) confidence: Array2<f64>,
-    pub(crate) correct: Option<Array2<bool>>,
-    pub(crate) cost: Option<Array2<f64>>,
-    pub(crate) latency: Option<Array2<f64>>,
 }
 
 impl ResponseMatrix {
@@ -538,237 +527,6 @@ impl ResponseMatrix {
             _ => Ok(None),
         }
     }
-}
-
-/// The answer columns of a table: per model (wide) or one each (long).
-struct AnswerColumns<'t> {
-    choice: Option<Vec<&'t [Cell]>>,
-    correct: Option<Vec<&'t [Cell]>>,
-    confidence: Option<Vec<&'t [Cell]>>,
-    cost: Option<Vec<&'t [Cell]>>,
-    latency: Option<Vec<&'t [Cell]>>,
-}
-
-impl Collected {
-    fn new(models: Vec<String>, cols: &AnswerColumns<'_>, n: usize) -> Self {
-        let k = models.len();
-        let nan = || Array2::from_elem((n, k), f64::NAN);
-        Collected {
-            models,
-            questions: Vec::with_capacity(n),
-            embeddings: Vec::with_capacity(n),
-            choice: Array2::from_elem((n, k), None),
-            confidence: nan(),
-            // letters decide when the file has them; else the 0/1 column does
-            correct: (cols.choice.is_none()).then(|| Array2::from_elem((n, k), false)),
-            cost: cols.cost.as_ref().map(|_| nan()),
-            latency: cols.latency.as_ref().map(|_| nan()),
-        }
-    }
-
-    /// Fill answer `(q, m)` from row `i` (`which`: the model's column index in `cols`, 0 for
-    /// long tables, ignored when `cols` hold one column each).
-    #[allow(clippy::too_many_arguments)]
-    fn put<'t>(
-        &mut self,
-        q: usize,
-        m: usize,
-        cols: &AnswerColumns<'t>,
-        i: usize,
-        question: &Question,
-        format: AnswerFormat,
-        t: &Table,
-        bad: &mut Skipped,
-    ) {
-        let pick = |v: &Option<Vec<&'t [Cell]>>| -> Option<&'t Cell> {
-            v.as_ref().map(|c| &c[if c.len() == 1 { 0 } else { m }][i])
-        };
-        let model = &self.models[m];
-        if let Some(cell) = pick(&cols.choice).filter(|c| !c.is_null()) {
-            match resolve_answer(cell, &question.options, None, format) {
-                Some(l) => self.choice[[q, m]] = Some(l),
-                None => bad.add(
-                    t.at(i),
-                    format!("model `{model}`: a choice that names no option"),
-                ),
-            }
-        }
-        if let (Some(c), Some(cell)) = (self.correct.as_mut(), pick(&cols.correct)) {
-            match cell.number() {
-                Some(x) if x == 0.0 || x == 1.0 => c[[q, m]] = x == 1.0,
-                None if cell.is_null() => bad.add(t.at(i), format!("model `{model}`: no score")),
-                _ => bad.add(
-                    t.at(i),
-                    format!("model `{model}`: a score that is not 0 or 1"),
-                ),
-            }
-        }
-        if let Some(x) = pick(&cols.confidence).and_then(|c| c.number()) {
-            self.confidence[[q, m]] = x;
-        }
-        if let (Some(a), Some(x)) = (
-            self.cost.as_mut(),
-            pick(&cols.cost).and_then(|c| c.number()),
-        ) {
-            a[[q, m]] = x;
-        }
-        if let (Some(a), Some(x)) = (
-            self.latency.as_mut(),
-            pick(&cols.latency).and_then(|c| c.number()),
-        ) {
-            a[[q, m]] = x;
-        }
-    }
-
-    pub(crate) fn select(&self, keep: &[usize]) -> Collected {
-        let rows = |a: &Array2<f64>| a.select(ndarray::Axis(0), keep);
-        Collected {
-            models: self.models.clone(),
-            questions: keep.iter().map(|&i| self.questions[i].clone()).collect(),
-            embeddings: keep.iter().map(|&i| self.embeddings[i].clone()).collect(),
-            choice: self.choice.select(ndarray::Axis(0), keep),
-            confidence: rows(&self.confidence),
-            correct: self
-                .correct
-                .as_ref()
-                .map(|c| c.select(ndarray::Axis(0), keep)),
-            cost: self.cost.as_ref().map(rows),
-            latency: self.latency.as_ref().map(rows),
-        }
-    }
-
-    pub(crate) fn into_split(
-        self,
-        name: &str,
-        path: &Path,
-        external: Option<&HashMap<String, Vec<f32>>>,
-    ) -> Result<Split, FileError> {
-        let n = self.questions.len();
-        let mut vectors: Vec<Option<Vec<f32>>> = self.embeddings;
-        if let Some(ext) = external {
-            vectors = self
-                .questions
-                .iter()
-                .map(|q| ext.get(&q.id).cloned())
-                .collect();
-        }
-        let have = vectors.iter().filter(|v| v.is_some()).count();
-        let embeddings = if have == 0 {
-            // none given: the pipeline's [embedder] fills them in
-            Array2::zeros((n, 0))
-        } else {
-            let dim = vectors.iter().flatten().next().map(Vec::len).unwrap_or(0);
-            let mut e = Array2::zeros((n, dim));
-            for (q, v) in vectors.iter().enumerate() {
-                let v = v.as_ref().ok_or_else(|| {
-                    FileError::invalid(
-                        path,
-                        format!(
-                            "question `{}` has no embedding (others do)",
-                            self.questions[q].id
-                        ),
-                    )
-                })?;
-                if v.len() != dim {
-                    return Err(FileError::invalid(
-                        path,
-                        format!(
-                            "question `{}`: a {}-d embedding, but the first is {dim}-d",
-                            self.questions[q].id,
-                            v.len()
-                        ),
-                    ));
-                }
-                e.row_mut(q)
-                    .assign(&ndarray::ArrayView1::from(v.as_slice()));
-            }
-            e
-        };
-        Ok(Split {
-            name: name.into(),
-            questions: self.questions,
-            responses: Responses {
-                choice: self.choice,
-                confidence: self.confidence,
-                latency: self.latency,
-                correct: self.correct,
-                cost: self.cost,
-            },
-            embeddings,
-            generator_answer: None,
-            call_failures: Default::default(),
-        })
-    }
-}
-
-/// Split question indices per subject: the first `share` of each subject's questions,
-/// shuffled with `seed`, go to test.
-pub(crate) fn split_by_subject(
-    questions: &[Question],
-    share: f64,
-    seed: u64,
-) -> (Vec<usize>, Vec<usize>) {
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
-    let mut by: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
-    for (i, q) in questions.iter().enumerate() {
-        by.entry(&q.subject).or_default().push(i);
-    }
-    let (mut train, mut test) = (Vec::new(), Vec::new());
-    for (s, mut idx) in by {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ rgd_core::data::fnv(s));
-        idx.shuffle(&mut rng);
-        let k = ((share * idx.len() as f64).round() as usize).min(idx.len());
-        test.extend_from_slice(&idx[..k]);
-        train.extend_from_slice(&idx[k..]);
-    }
-    train.sort_unstable();
-    test.sort_unstable();
-    (train, test)
-}
-
-/// An embeddings table: id -> vector.
-fn read_embeddings(
-    path: &Path,
-    format: Option<Format>,
-    id: &str,
-    column: &str,
-) -> Result<HashMap<String, Vec<f32>>, FileError> {
-    let t = Table::read(path, format)?;
-    let ids = t.column(id)?;
-    let vs = t.column(column)?;
-    let mut out = HashMap::with_capacity(t.n_rows);
-    let mut first: HashMap<String, usize> = HashMap::new();
-    for i in 0..t.n_rows {
-        let key = ids[i].text().ok_or_else(|| FileError::Parse {
-            path: path.to_path_buf(),
-            at: t.at(i),
-            msg: format!("no `{id}`"),
-        })?;
-        let v = vs[i].number_list().ok_or_else(|| FileError::Parse {
-            path: path.to_path_buf(),
-            at: t.at(i),
-            msg: format!("`{column}` is not a list of numbers"),
-        })?;
-        if let Some(bad) = v.iter().find(|x| !x.is_finite()) {
-            return Err(FileError::Parse {
-                path: path.to_path_buf(),
-                at: t.at(i),
-                msg: format!("a non-finite value ({bad}) in `{column}`"),
-            });
-        }
-        if let Some(&f) = first.get(key.as_ref()) {
-            return Err(FileError::Duplicate {
-                path: path.to_path_buf(),
-                id: key.into_owned(),
-                first: t.at(f),
-                second: t.at(i),
-            });
-        }
-        first.insert(key.to_string(), i);
-        out.insert(key.into_owned(), v.into_owned());
-    }
-    Ok(out)
 }
 
 impl DataSource for ResponseMatrix {
