@@ -26,7 +26,7 @@ pub struct Context {
     /// Set to stop the run at its next step (Ctrl-C in a notebook); long loops check it.
     pub interrupt: Arc<std::sync::atomic::AtomicBool>,
     /// Warnings components said while loading (rows skipped and counted, abstentions filled
-    /// in), which the run shows and keeps in its results.
+    /// in); the data stage takes them, shows them and keeps them in the run's results.
     pub warnings: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
@@ -54,15 +54,13 @@ impl Context {
             warnings: Default::default(),
         }
     }
-    /// Record a warning for the run's results (and say it unless quiet).
+    /// Record a warning for the run's results (the data stage shows it).
     pub fn warn(&self, msg: impl Into<String>) {
-        let msg = msg.into();
-        self.info(format!("warning: {msg}"));
         if let Ok(mut w) = self.warnings.lock() {
-            w.push(msg);
+            w.push(msg.into());
         }
     }
-    /// The warnings said so far, emptied.
+    /// The warnings recorded so far, emptied.
     pub fn take_warnings(&self) -> Vec<String> {
         self.warnings
             .lock()

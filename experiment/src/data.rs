@@ -139,6 +139,9 @@ pub struct GenerationReport {
 pub struct DataReport {
     /// With `[generate]`.
     pub generation: Option<GenerationReport>,
+    /// What the components said while loading (rows skipped and counted, abstentions), each
+    /// already shown through the session.
+    pub warnings: Vec<String>,
 }
 
 /// Build the pipeline's named backends (each behind the call cache).
@@ -330,7 +333,26 @@ fn embed_missing(
 
 /// Load the data of `p`. `generator` is the pipeline's generator when already built (a run
 /// builds it once, before any data loads); otherwise it is built here (a training source).
+/// The warnings the components record while loading are shown through `session` and
+/// returned in the report.
 pub fn load(
+    registry: &Registry,
+    p: &Pipeline,
+    ctx: &Context,
+    session: &Session,
+    generator: Option<&dyn Generator>,
+) -> Result<(Dataset, Option<CallCache>, DataReport)> {
+    // a load that failed earlier may have left some behind
+    ctx.take_warnings();
+    let (ds, cache, mut report) = load_parts(registry, p, ctx, session, generator)?;
+    report.warnings = ctx.take_warnings();
+    for w in &report.warnings {
+        session.warn(w);
+    }
+    Ok((ds, cache, report))
+}
+
+fn load_parts(
     registry: &Registry,
     p: &Pipeline,
     ctx: &Context,

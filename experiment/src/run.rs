@@ -96,7 +96,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let stage = session.stage("load data");
     let (mut ds, cache, data_report) = load_data(r, session)?;
     // what the components said while loading (already shown), then the dataset's own checks
-    let mut warnings = ctx.take_warnings();
+    let mut warnings = data_report.warnings.clone();
     for w in ds.warnings() {
         session.warn(&w);
         warnings.push(w);

@@ -224,7 +224,6 @@ fn unit_rows(split: &Split, g: &[usize]) -> ndarray::Array2<f32> {
 /// within 1e-4 of the threshold is confirmed with [`cosine`] — so the answer is the one the
 /// one-pair-at-a-time definition gives, at a small fraction of its cost.
 pub fn near_duplicates(split: &Split, threshold: f32, within_subject: bool) -> Vec<bool> {
-    const BLOCK: usize = 512;
     let mut dup = vec![false; split.len()];
     let groups: Vec<Vec<usize>> = if within_subject {
         split.by_subject().into_iter().map(|(_, g)| g).collect()
@@ -232,28 +231,38 @@ pub fn near_duplicates(split: &Split, threshold: f32, within_subject: bool) -> V
         vec![(0..split.len()).collect()]
     };
     for g in groups {
-        let x = unit_rows(split, &g);
-        let mut kept = vec![false; g.len()];
-        for b0 in (0..g.len()).step_by(BLOCK) {
-            let b1 = (b0 + BLOCK).min(g.len());
-            // similarities of the block's rows with every row up to the block's end
-            // (`slice_axis`, not `s![]`: the macro expands to unsafe code, forbidden here)
-            let rows =
-                |r: std::ops::Range<usize>| x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(r));
-            let sims = rows(b0..b1).dot(&rows(0..b1).t());
-            for r in b0..b1 {
-                let row = sims.row(r - b0);
-                let e = split.embedding(g[r]);
-                let is_dup = (0..r).any(|c| {
-                    kept[c]
-                        && row[c] >= threshold - 1e-4
-                        && cosine(e, split.embedding(g[c])) >= threshold
-                });
-                if is_dup {
-                    dup[g[r]] = true;
-                } else {
-                    kept[r] = true;
-                }
+        for (&i, d) in g.iter().zip(near_duplicates_in(split, &g, threshold)) {
+            dup[i] = d;
+        }
+    }
+    dup
+}
+
+/// [`near_duplicates`] within one group of questions `g`: a flag per member, in `g`'s order.
+fn near_duplicates_in(split: &Split, g: &[usize], threshold: f32) -> Vec<bool> {
+    const BLOCK: usize = 512;
+    let x = unit_rows(split, g);
+    let mut kept = vec![false; g.len()];
+    let mut dup = vec![false; g.len()];
+    for b0 in (0..g.len()).step_by(BLOCK) {
+        let b1 = (b0 + BLOCK).min(g.len());
+        // similarities of the block's rows with every row up to the block's end
+        // (`slice_axis`, not `s![]`: the macro expands to unsafe code, forbidden here)
+        let rows =
+            |r: std::ops::Range<usize>| x.slice_axis(ndarray::Axis(0), ndarray::Slice::from(r));
+        let sims = rows(b0..b1).dot(&rows(0..b1).t());
+        for r in b0..b1 {
+            let row = sims.row(r - b0);
+            let e = split.embedding(g[r]);
+            let is_dup = (0..r).any(|c| {
+                kept[c]
+                    && row[c] >= threshold - 1e-4
+                    && cosine(e, split.embedding(g[c])) >= threshold
+            });
+            if is_dup {
+                dup[r] = true;
+            } else {
+                kept[r] = true;
             }
         }
     }
@@ -290,12 +299,8 @@ pub fn near_duplicates_sampled(
         .into_par_iter()
         .map(|(subject, g)| {
             if g.len() <= exact_max.max(sample) {
-                let sub = split.select(&g);
-                return near_duplicates(&sub, threshold, false)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, dup)| (g[k], dup))
-                    .collect();
+                let dup = near_duplicates_in(split, &g, threshold);
+                return g.iter().copied().zip(dup).collect();
             }
             let x = unit_rows(split, &g);
             let mut rng =

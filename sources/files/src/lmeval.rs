@@ -279,8 +279,8 @@ impl LmEval {
         }
         let names: Vec<String> = self.models.keys().cloned().collect();
         let mut warnings = Vec::new();
-        // (model, task) -> answers by id
-        let mut per_model: Vec<HashMap<String, (usize, Vec<f64>)>> = Vec::new();
+        // per model: question id -> its log-likelihood per option
+        let mut per_model: Vec<HashMap<String, Vec<f64>>> = Vec::new();
         let mut questions: Vec<Question> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut tasks: Vec<String> = self.tasks.clone();
@@ -301,7 +301,7 @@ impl LmEval {
                 };
                 let mut skipped = Skipped::new(file);
                 for a in read_samples(file, task, &mut skipped)? {
-                    let q = match index.get(&a.question.id) {
+                    match index.get(&a.question.id) {
                         Some(&q) => {
                             let n = questions[q].options.len();
                             if a.loglik.len() != n {
@@ -314,15 +314,13 @@ impl LmEval {
                                     ),
                                 ));
                             }
-                            q
                         }
                         None => {
+                            index.insert(a.question.id.clone(), questions.len());
                             questions.push(a.question.clone());
-                            index.insert(a.question.id.clone(), questions.len() - 1);
-                            questions.len() - 1
                         }
-                    };
-                    answers.insert(a.question.id, (q, a.loglik));
+                    }
+                    answers.insert(a.question.id, a.loglik);
                 }
                 warnings.extend(skipped.line("sample(s) skipped"));
             }
@@ -335,7 +333,7 @@ impl LmEval {
         for (m, answers) in per_model.iter().enumerate() {
             let mut missing = 0;
             for (q, question) in questions.iter().enumerate() {
-                let Some((_, ll)) = answers.get(&question.id) else {
+                let Some(ll) = answers.get(&question.id) else {
                     missing += 1;
                     continue;
                 };
