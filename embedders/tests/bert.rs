@@ -1,0 +1,67 @@
+//! The MiniLM forward pass against candle's BERT (what rgd ran before): the same vectors, to
+//! float rounding, on real MMLU questions (needs the `minilm` and `mmlu` assets).
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rgd_core::Embedder;
+
+/// candle's BERT on one text at a time (no padding), mean-pooled and normalized.
+fn reference(texts: &[String]) -> Vec<Vec<f32>> {
+    let w = rgd_assets::file("minilm", "model.safetensors").unwrap();
+    let c = rgd_assets::file("minilm", "config.json").unwrap();
+    let t = rgd_assets::file("minilm", "tokenizer.json").unwrap();
+    let cfg: Config = serde_json::from_str(&std::fs::read_to_string(c).unwrap()).unwrap();
+    let vb =
+        VarBuilder::from_buffered_safetensors(std::fs::read(w).unwrap(), DType::F32, &Device::Cpu)
+            .unwrap();
+    let model = BertModel::load(vb, &cfg).unwrap();
+    let mut tok = tokenizers::Tokenizer::from_file(t).unwrap();
+    tok.with_padding(None); // the file pads to 128 tokens
+    tok.with_truncation(Some(tokenizers::TruncationParams {
+        max_length: 256,
+        ..Default::default()
+    }))
+    .unwrap();
+    texts
+        .iter()
+        .map(|text| {
+            let ids = tok.encode(text.as_str(), true).unwrap().get_ids().to_vec();
+            let n = ids.len();
+            let ids = Tensor::from_vec(ids, (1, n), &Device::Cpu).unwrap();
+            let types = ids.zeros_like().unwrap();
+            let out = model.forward(&ids, &types, None).unwrap(); // [1, n, d]
+            let mean = out.mean(1).unwrap().squeeze(0).unwrap();
+            let v = mean.to_vec1::<f32>().unwrap();
+            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+            v.iter().map(|a| a / norm).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn matches_candle_bert_on_mmlu_questions_short_and_truncated_texts() {
+    let (mut all, _) = rgd_benchmarks::load_all("mmlu").unwrap();
+    all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(11));
+    let mut texts: Vec<String> = all.iter().take(96).map(|q| q.text.clone()).collect();
+    texts.push("a".into());
+    texts.push(String::new());
+    texts.push("the mitochondria ".repeat(200)); // past 256 tokens: truncated
+    let e = rgd_embedders::MiniLm {
+        batch_size: 7, // batches of mixed lengths
+        max_tokens: 256,
+    }
+    .open();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let got = e.embed(&refs).unwrap();
+    let want = reference(&texts);
+    let mut worst = 1f32;
+    for (i, w) in want.iter().enumerate() {
+        let cos: f32 = got.row(i).iter().zip(w).map(|(a, b)| a * b).sum();
+        worst = worst.min(cos);
+        assert!(cos >= 0.9999, "text {i} ({:?}): cosine {cos}", &texts[i]);
+    }
+    eprintln!("lowest cosine over {} texts: {worst}", texts.len());
+}
