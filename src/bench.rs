@@ -615,7 +615,13 @@ pub fn run(registry: &rgd_core::Registry, what: &BenchCmd) -> Result<()> {
         } => bench_matrix(registry, *questions, *models, *dim, *repeats),
         BenchCmd::Scale { sizes, routers } => {
             let rows = rgd_experiment::scale::scale(registry, sizes, routers, &mut |r| {
-                eprintln!("  {} train, {}: {:.2} s", r.n_train, r.stage, r.seconds)
+                let top1 = r
+                    .top1
+                    .map_or(String::new(), |t| format!(", top-1 {:.2} %", 100.0 * t));
+                eprintln!(
+                    "  {} train, {}: {:.2} s{top1}",
+                    r.n_train, r.stage, r.seconds
+                )
             })?;
             print!("{}", rgd_experiment::scale::table(&rows));
             Ok(())

@@ -149,7 +149,25 @@ pub fn majority_vote(test: &Split, train_stats: &[LocScale]) -> f64 {
 /// A 95% percentile-bootstrap interval of the mean of `correct` (resampling questions with
 /// replacement, `resamples` times, deterministic for `seed`).
 pub fn bootstrap_ci(correct: &[bool], resamples: usize, seed: u64) -> [f64; 2] {
-    let n = correct.len();
+    let v: Vec<f64> = correct.iter().map(|&c| if c { 1.0 } else { 0.0 }).collect();
+    bootstrap_mean_ci(&v, resamples, seed)
+}
+
+/// A 95% *paired* bootstrap interval of mean(`a`) − mean(`b`) over the same questions: each
+/// resample draws questions once and scores both on them, so what the two share (easy and
+/// hard questions) cancels out of the difference.
+pub fn paired_bootstrap_ci(a: &[bool], b: &[bool], resamples: usize, seed: u64) -> [f64; 2] {
+    let v: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| f64::from(u8::from(x)) - f64::from(u8::from(y)))
+        .collect();
+    bootstrap_mean_ci(&v, resamples, seed)
+}
+
+/// The percentile-bootstrap interval of the mean of `v`.
+fn bootstrap_mean_ci(v: &[f64], resamples: usize, seed: u64) -> [f64; 2] {
+    let n = v.len();
     if n == 0 {
         return [0.0, 0.0];
     }
@@ -163,12 +181,7 @@ pub fn bootstrap_ci(correct: &[bool], resamples: usize, seed: u64) -> [f64; 2] {
         z ^ (z >> 31)
     };
     let mut means: Vec<f64> = (0..resamples.max(1))
-        .map(|_| {
-            let hits = (0..n)
-                .filter(|_| correct[(next() % n as u64) as usize])
-                .count();
-            hits as f64 / n as f64
-        })
+        .map(|_| (0..n).map(|_| v[(next() % n as u64) as usize]).sum::<f64>() / n as f64)
         .collect();
     means.sort_by(f64::total_cmp);
     let at = |p: f64| means[((p * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
@@ -333,6 +346,31 @@ mod tests {
         // abstentions do not vote
         let s = split(&[[None, None, Some(3)]], &[[0.0, 0.0, -5.0]], 3);
         assert_eq!(vote(&s, 0, &[0, 1, 2], 3, &stats), Letter::from_index(3));
+    }
+
+    #[test]
+    fn the_paired_interval_is_exact_at_the_extremes_and_narrower_than_the_unpaired_one() {
+        let n = 400;
+        let a: Vec<bool> = (0..n).map(|i| i % 3 != 0).collect();
+        assert_eq!(paired_bootstrap_ci(&a, &a, 500, 1), [0.0, 0.0]);
+        let right = vec![true; n];
+        let wrong = vec![false; n];
+        assert_eq!(paired_bootstrap_ci(&right, &wrong, 500, 1), [1.0, 1.0]);
+        // b is a right on the same questions, plus 20 more: a difference of -0.05 that the
+        // pairing sees exactly where unpaired intervals overlap widely
+        let b: Vec<bool> = (0..n).map(|i| a[i] || i % 20 == 0).collect();
+        let d = paired_bootstrap_ci(&a, &b, 1000, 2);
+        let extra = b.iter().zip(&a).filter(|(x, y)| **x && !**y).count() as f64 / n as f64;
+        assert!(
+            d[0] <= -extra && -extra <= d[1] && d[1] < 0.0,
+            "{d:?}, {extra}"
+        );
+        let (ia, ib) = (bootstrap_ci(&a, 1000, 2), bootstrap_ci(&b, 1000, 2));
+        assert!(
+            ia[1] > ib[0],
+            "the unpaired intervals overlap: {ia:?} {ib:?}"
+        );
+        assert!(d[1] - d[0] < 0.5 * (ia[1] - ia[0]), "{d:?} vs {ia:?}");
     }
 
     #[test]

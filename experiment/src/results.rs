@@ -66,6 +66,9 @@ pub struct RouterResult {
     pub calls_per_query: Calls,
     /// Share of the oracle gap closed.
     pub oracle_gap_closed: GapClosed,
+    /// Top-1 against the best single model in hindsight, on the same test questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs_best_single: Option<PairedDiff>,
     /// Training and routing seconds.
     pub seconds: BTreeMap<String, f64>,
     /// Per subject accuracies.
@@ -86,6 +89,18 @@ pub struct RouterResult {
     /// Calibrated points and the rest of the cost analysis (with `[costs]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost: Option<crate::costs::CurveDetail>,
+}
+
+/// A router's top-1 minus a model's, with a paired bootstrap interval.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PairedDiff {
+    /// The model compared with (the best single model in hindsight).
+    pub model: String,
+    /// Router top-1 minus the model's accuracy.
+    pub top1: f64,
+    /// Its 95% paired bootstrap interval (the same resampled questions for both; 1,000
+    /// resamples, seeded).
+    pub top1_ci95: [f64; 2],
 }
 
 /// A router that failed, with why.

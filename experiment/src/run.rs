@@ -8,8 +8,8 @@ use crate::error::Result;
 use crate::evaluate::{Cell, Evaluated, mean_sd, on_dataset};
 use crate::resolve::{Named, Resolved};
 use crate::results::{
-    Calls, Calls2, Ci95, GapClosed, OverSeeds, ReferencesOut, RouterFailure, RouterResult,
-    RunResults,
+    Calls, Calls2, Ci95, GapClosed, OverSeeds, PairedDiff, ReferencesOut, RouterFailure,
+    RouterResult, RunResults,
 };
 use crate::session::Session;
 use rgd_core::eval::{confidence_stats, majority_vote, references};
@@ -112,6 +112,20 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let refs = references(&ds.test, &ds.models);
     let train_stats = confidence_stats(&ds.train);
     let (best, oracle) = (refs.overall.best_single, refs.overall.oracle);
+    // the best single model's correctness per test question, for paired comparisons
+    let best_correct: Option<Vec<bool>> = ds
+        .models
+        .iter()
+        .position(|m| *m == refs.overall.best_single_model)
+        .map(|j| {
+            (0..ds.test.len())
+                .map(|q| {
+                    ds.test
+                        .responses
+                        .is_correct(q, j, ds.test.questions[q].answer)
+                })
+                .collect()
+        });
     let majority = majority_vote(&ds.test, &train_stats);
     let analysis = r
         .costs
@@ -187,6 +201,17 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
                     top1: gap(overall.top1, best, oracle),
                     top3_vote: gap(overall.top3_vote, best, oracle),
                 },
+                vs_best_single: best_correct.as_ref().map(|b| {
+                    let a = &ev.eval.top1_correct;
+                    let mean = |v: &[bool]| {
+                        v.iter().filter(|&&c| c).count() as f64 / v.len().max(1) as f64
+                    };
+                    PairedDiff {
+                        model: refs.overall.best_single_model.clone(),
+                        top1: mean(a) - mean(b),
+                        top1_ci95: rgd_core::eval::paired_bootstrap_ci(a, b, 1000, pipeline.seed),
+                    }
+                }),
                 seconds: [
                     ("train".to_string(), ev.train_seconds),
                     ("route".to_string(), ev.route_seconds),

@@ -49,18 +49,21 @@ pub fn write_file(path: &Path, contents: &[u8]) -> Result<()> {
 /// One row per router (and per failed router), for spreadsheets and pandas.
 pub fn csv(r: &RunResults, order: &[String]) -> String {
     let mut s = String::from(
-        "router,type,supervision,status,top1,top1_lo,top1_hi,top3_vote,top3_vote_lo,top3_vote_hi,calls_top1,calls_top3,gap_closed_top1,gap_closed_top3,train_s,route_s,aiq\n",
+        "router,type,supervision,status,top1,top1_lo,top1_hi,top1_vs_best,top1_vs_best_lo,top1_vs_best_hi,top3_vote,top3_vote_lo,top3_vote_hi,calls_top1,calls_top3,gap_closed_top1,gap_closed_top3,train_s,route_s,aiq\n",
     );
     let f = |x: Option<f64>| x.map(|v| format!("{v:.6}")).unwrap_or_default();
     for name in order {
         if let Some(x) = r.routers.get(name) {
             s.push_str(&format!(
-                "{name},{},{},ok,{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{:.4},{:.4},{}\n",
+                "{name},{},{},ok,{:.6},{:.6},{:.6},{},{},{},{:.6},{:.6},{:.6},{},{},{},{},{:.4},{:.4},{}\n",
                 x.type_name,
                 x.supervision.label(),
                 x.top1,
                 x.ci95.top1[0],
                 x.ci95.top1[1],
+                f(x.vs_best_single.as_ref().map(|d| d.top1)),
+                f(x.vs_best_single.as_ref().map(|d| d.top1_ci95[0])),
+                f(x.vs_best_single.as_ref().map(|d| d.top1_ci95[1])),
                 x.top3_vote,
                 x.ci95.top3_vote[0],
                 x.ci95.top3_vote[1],
@@ -73,7 +76,7 @@ pub fn csv(r: &RunResults, order: &[String]) -> String {
                 f(x.aiq),
             ));
         } else if let Some(x) = r.failed.get(name) {
-            s.push_str(&format!("{name},{},,failed,,,,,,,,,,,,,\n", x.type_name));
+            s.push_str(&format!("{name},{},,failed,,,,,,,,,,,,,,,,\n", x.type_name));
         }
     }
     s

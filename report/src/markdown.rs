@@ -48,19 +48,25 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
     let _ = writeln!(s, "## Routers (test split, accuracy %)\n");
     let _ = writeln!(
         s,
-        "| router | type | learns from | top-1 [95% CI] | top-3 vote [95% CI] | oracle gap closed (top-1 / top-3) | calls/query (top-1 / top-3) | train s | route s |"
+        "| router | type | learns from | top-1 [95% CI] | top-1 − best single, points [paired 95% CI] | top-3 vote [95% CI] | oracle gap closed (top-1 / top-3) | calls/query (top-1 / top-3) | train s | route s |"
     );
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for name in order {
         if let Some(x) = r.routers.get(name) {
             let _ = writeln!(
                 s,
-                "| {name} | {} | {} | {} [{}, {}] | {} [{}, {}] | {} / {} | {} / {} | {:.3} | {:.3} |",
+                "| {name} | {} | {} | {} [{}, {}] | {} | {} [{}, {}] | {} / {} | {} / {} | {:.3} | {:.3} |",
                 x.type_name,
                 x.supervision.label(),
                 pct(x.top1),
                 pct(x.ci95.top1[0]),
                 pct(x.ci95.top1[1]),
+                x.vs_best_single.as_ref().map_or("–".into(), |d| format!(
+                    "{:+.1} [{:+.1}, {:+.1}]",
+                    100.0 * d.top1,
+                    100.0 * d.top1_ci95[0],
+                    100.0 * d.top1_ci95[1]
+                )),
                 pct(x.top3_vote),
                 pct(x.ci95.top3_vote[0]),
                 pct(x.ci95.top3_vote[1]),
@@ -74,7 +80,7 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         } else if let Some(f) = r.failed.get(name) {
             let _ = writeln!(
                 s,
-                "| {name} | {} | – | failed | failed | – | – | – | – |",
+                "| {name} | {} | – | failed | – | failed | – | – | – | – |",
                 f.type_name
             );
         }

@@ -218,6 +218,19 @@ fn zoo_reports_every_router_with_intervals_csv_and_plots_and_routes_one_query() 
     assert_eq!(o["top1"].as_array().unwrap().len(), 3);
     assert!(o["top1_sd"].as_f64().unwrap() >= 0.0);
     assert!(r["routers"]["dawid_skene"].get("over_seeds").is_none());
+    // each router against the best single model on the same questions, with a paired interval
+    for (name, x) in r["routers"].as_object().unwrap() {
+        let d = &x["vs_best_single"];
+        assert_eq!(d["model"], r["references"]["best_single_model"], "{name}");
+        let diff = d["top1"].as_f64().unwrap();
+        let want = x["top1"].as_f64().unwrap() - best;
+        assert!((diff - want).abs() < 1e-9, "{name}: {diff} vs {want}");
+        let ci: Vec<f64> = serde_json::from_value(d["top1_ci95"].clone()).unwrap();
+        assert!(
+            ci[0] <= diff && diff <= ci[1],
+            "{name}: {diff} outside {ci:?}"
+        );
+    }
     let csv = std::fs::read_to_string(t.path().join("z/results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 11);
     assert!(

@@ -53,6 +53,37 @@ fn sq_dists(x: ArrayView2<f32>, xn2: &[f32], c: ArrayView2<f32>) -> Array2<f32> 
     d
 }
 
+/// The nearest centre of each of `rows` of `x` (squared Euclidean; ties to the lower index),
+/// rows on every core.
+pub(crate) fn nearest_labels(x: ArrayView2<f32>, rows: &[usize], c: ArrayView2<f32>) -> Vec<usize> {
+    use rayon::prelude::*;
+    let cs: Vec<Vec<f32>> = c.rows().into_iter().map(|r| r.to_vec()).collect();
+    let cn2: Vec<f32> = cs.iter().map(|r| dot(r, r)).collect();
+    rows.par_iter()
+        .with_min_len(1024)
+        .map(|&q| {
+            let r = x.row(q);
+            let owned;
+            let xr = match r.to_slice() {
+                Some(s) => s,
+                None => {
+                    owned = r.to_vec();
+                    &owned
+                }
+            };
+            // |x|^2 is the same for every centre: the argmin of |c|^2 - 2 x.c
+            let mut best = (0, f32::INFINITY);
+            for (j, cj) in cs.iter().enumerate() {
+                let dd = cn2[j] - 2.0 * dot(xr, cj);
+                if dd < best.1 {
+                    best = (j, dd);
+                }
+            }
+            best.0
+        })
+        .collect()
+}
+
 /// Greedy k-means++ seeding with sample weights (sklearn's `_kmeans_plusplus`).
 fn kmeans_pp(
     x: ArrayView2<f32>,

@@ -84,6 +84,11 @@ pub struct Cascal {
     pub kmeans_max_iter: usize,
     /// k-means tolerance (scaled by the data's mean variance, as in scikit-learn).
     pub kmeans_tol: f64,
+    /// A model's proficient questions of one subject beyond this many: k (and the centroids)
+    /// are fitted on a seeded sample of this size, then every question is assigned to its
+    /// nearest centroid (0: always all of them). Exact below it; see the README's scale
+    /// section for the error above it.
+    pub kmeans_max_points: usize,
     /// Centroids closer than this cosine distance merge (0 disables merging).
     pub merge_threshold: f64,
     /// Fold clusters whose top models coincide.
@@ -128,6 +133,7 @@ impl Default for Cascal {
             silhouette_threshold: 0.05,
             kmeans_max_iter: 200,
             kmeans_tol: 1e-4,
+            kmeans_max_points: 4096,
             merge_threshold: 0.15,
             prune: true,
             prune_jaccard: 0.95,
@@ -315,6 +321,50 @@ mod tests {
             call_failures: Default::default(),
         };
         (split, models)
+    }
+
+    #[test]
+    fn k_means_on_a_sample_finds_the_clusters_of_all_the_points() {
+        use rand::Rng;
+        // 3 clusters of 2,000 noisy unit vectors in 16-d, beyond a sample cap of 600
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let n = 6000;
+        let mut x = Array2::<f32>::zeros((n, 16));
+        for (i, mut r) in x.rows_mut().into_iter().enumerate() {
+            r[i % 3] = 1.0;
+            r.mapv_inplace(|v| v + rng.random_range(-0.25..0.25));
+        }
+        let x = normalize_rows(x);
+        let rows: Vec<usize> = (0..n).collect();
+        let w = vec![1.0; n];
+        let fit = |cap: usize| {
+            let c = Cascal {
+                kmeans_max_points: cap,
+                ..Cascal::default()
+            };
+            c.auto_kmeans(x.view(), &rows, &w, 9)
+        };
+        let (c_all, l_all) = fit(0);
+        let (c_s, l_s) = fit(600);
+        assert_eq!((c_all.nrows(), c_s.nrows()), (3, 3));
+        // the same partition (labels may be permuted): each sampled label maps to one exact one
+        let mut pairs = std::collections::HashMap::new();
+        for (a, b) in l_all.iter().zip(&l_s) {
+            *pairs.entry((*a, *b)).or_insert(0usize) += 1;
+        }
+        let agree: usize = (0..3)
+            .map(|b| {
+                (0..3)
+                    .map(|a| pairs.get(&(a, b)).copied().unwrap_or(0))
+                    .max()
+                    .unwrap()
+            })
+            .sum();
+        assert!(agree as f64 >= 0.99 * n as f64, "{agree} of {n} agree");
+        // every point goes to its own generating cluster
+        for (i, &l) in l_s.iter().enumerate() {
+            assert_eq!(l, l_s[i % 3], "point {i}");
+        }
     }
 
     #[test]

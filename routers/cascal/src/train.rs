@@ -2,6 +2,7 @@
 //! k-means, merging and pruning of centroids, per-cluster model rankings.
 
 use super::*;
+use rand::seq::SliceRandom;
 
 pub(crate) fn round_to(x: f64, decimals: i32) -> f64 {
     if decimals < 0 {
@@ -136,22 +137,27 @@ impl Cascal {
         Ok(())
     }
 
-    /// Auto-k weighted k-means on the unit rows `xn`: (unit centroids, labels).
+    /// Auto-k weighted k-means on the unit rows `rows` of `xn` (weights `w`, one per row):
+    /// (unit centroids, each row's label).
     pub(crate) fn auto_kmeans(
         &self,
         xn: ArrayView2<f32>,
+        rows: &[usize],
         w: &[f64],
         seed: u64,
     ) -> (Array2<f32>, Vec<usize>) {
-        let n = xn.nrows();
-        let single = |wn: &[f64]| {
-            let mut c = Array1::<f64>::zeros(xn.ncols());
-            for (i, r) in xn.rows().into_iter().enumerate() {
-                c.scaled_add(wn[i], &r.mapv(|v| v as f64));
+        let n = rows.len();
+        // the normalized weighted mean of each label's rows
+        let centroids = |labels: &[usize], k: usize, wn: &[f64]| {
+            let mut c = Array2::<f64>::zeros((k, xn.ncols()));
+            for ((&q, &l), &wi) in rows.iter().zip(labels).zip(wn) {
+                for (a, &v) in c.row_mut(l).iter_mut().zip(xn.row(q)) {
+                    *a += wi * v as f64;
+                }
             }
-            let c = c.mapv(|v| v as f32);
-            (normalize_rows(c.insert_axis(Axis(0))), vec![0usize; n])
+            normalize_rows(c.mapv(|v| v as f32))
         };
+        let single = |wn: &[f64]| (centroids(&vec![0; n], 1, wn), vec![0usize; n]);
         if n <= 1 {
             return single(&vec![1.0; n]);
         }
@@ -164,10 +170,11 @@ impl Cascal {
         // distinct rows, counted only up to k_max + 1 (all that the choice of k needs)
         let cap = self.k_max + 1;
         let mut distinct: Vec<ArrayView1<f32>> = Vec::with_capacity(cap);
-        for r in xn.rows() {
+        for &q in rows {
             if distinct.len() >= cap {
                 break;
             }
+            let r = xn.row(q);
             if !distinct.contains(&r) {
                 distinct.push(r);
             }
@@ -176,25 +183,44 @@ impl Cascal {
         if n_unique == 1 {
             return single(&vec![1.0; n]);
         }
-        let max_k = self.k_max.min(n - 1).min(n_unique - 1).max(1);
-        let mut best: Option<(f64, usize, Vec<usize>)> = None;
-        let tol = kmeans::scaled_tol(xn, self.kmeans_tol);
+        // above `kmeans_max_points`, k and the centres come from a seeded sample
+        let sample: Option<Vec<usize>> = (self.kmeans_max_points > 0 && n > self.kmeans_max_points)
+            .then(|| {
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_5a3f_1e5a_3b1e));
+                order.truncate(self.kmeans_max_points);
+                order.sort_unstable();
+                order
+            });
+        let (xs, ws): (Array2<f32>, Vec<f64>) = match &sample {
+            Some(at) => {
+                let picked: Vec<usize> = at.iter().map(|&p| rows[p]).collect();
+                (
+                    xn.select(Axis(0), &picked),
+                    at.iter().map(|&p| wn[p]).collect(),
+                )
+            }
+            None => (xn.select(Axis(0), rows), wn.clone()),
+        };
+        let ns = xs.nrows();
+        let max_k = self.k_max.min(ns - 1).min(n_unique - 1).max(1);
+        let mut best: Option<(f64, usize, Array2<f32>, Vec<usize>)> = None;
+        let tol = kmeans::scaled_tol(xs.view(), self.kmeans_tol);
         for k in self.k_min.max(2)..=max_k {
             let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(k as u64));
-            let (_, labels) = kmeans(xn, &wn, k, self.kmeans_max_iter, tol, &mut rng);
-            let s = silhouette_cosine(xn, &labels, k);
-            if best.as_ref().is_none_or(|(bs, _, _)| s > *bs) {
-                best = Some((s, k, labels));
+            let (centers, labels) = kmeans(xs.view(), &ws, k, self.kmeans_max_iter, tol, &mut rng);
+            let s = silhouette_cosine(xs.view(), &labels, k);
+            if best.as_ref().is_none_or(|(bs, _, _, _)| s > *bs) {
+                best = Some((s, k, centers, labels));
             }
         }
         match best {
-            Some((s, k, labels)) if s >= self.silhouette_threshold => {
-                let mut c = Array2::<f64>::zeros((k, xn.ncols()));
-                for (i, &l) in labels.iter().enumerate() {
-                    c.row_mut(l)
-                        .scaled_add(wn[i], &xn.row(i).mapv(|v| v as f64));
-                }
-                (normalize_rows(c.mapv(|v| v as f32)), labels)
+            Some((s, k, centers, labels)) if s >= self.silhouette_threshold => {
+                let labels = match sample {
+                    Some(_) => kmeans::nearest_labels(xn, rows, centers.view()),
+                    None => labels,
+                };
+                (centroids(&labels, k, &wn), labels)
             }
             _ => single(&wn),
         }
@@ -220,9 +246,8 @@ impl Cascal {
             }
             let rows: Vec<usize> = set.iter().map(|(q, _)| *q).collect();
             let w: Vec<f64> = set.iter().map(|(_, w)| *w).collect();
-            let x = xn.select(Axis(0), &rows);
             let seed = fnv(&[subject, &models[j]], self.seed);
-            let (c, lab) = self.auto_kmeans(x.view(), &w, seed);
+            let (c, lab) = self.auto_kmeans(xn.view(), &rows, &w, seed);
             let mut counts = vec![0usize; c.nrows()];
             for l in lab {
                 counts[l] += 1;

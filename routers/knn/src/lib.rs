@@ -4,6 +4,7 @@
 //! scores (query-only). With `k = 0`, `k` is chosen by cross-validation on the training data:
 //! the candidate whose held-out routing picks the model with the best label most often.
 
+use candle_core::{Device, Tensor};
 use ndarray::{Array2, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -109,6 +110,10 @@ fn keep_best(best: &mut Vec<(f32, usize)>, k: usize, s: f32, i: usize) {
     let at = best.partition_point(|(b, _)| b.total_cmp(&s) != std::cmp::Ordering::Less);
     best.insert(at, (s, i));
     best.truncate(k);
+}
+
+fn product_error(e: impl std::fmt::Display) -> rgd_core::Error {
+    KnnError::Train(format!("similarity product: {e}")).into()
 }
 
 /// Mean label per model over `nbrs`.
@@ -257,41 +262,67 @@ impl TrainedRouter for TrainedKnn {
         let n_train = self.embeddings.nrows();
         // Each task takes QUERIES test rows and streams the training rows through it in
         // products of TRAIN rows, keeping each query's k best so far: memory stays at one
-        // QUERIES x TRAIN block per core however large the training set, and both cores work
-        // (one task each), where one product of all queries against all training rows ran on
-        // one core. Same neighbours, same order as `top_k`: best first, ties to the lower index.
+        // QUERIES x TRAIN block per core however large the training set, and both cores work.
+        // The products are candle's (the `gemm` crate's AVX-512 kernels where the CPU has
+        // them; ndarray's were AVX2). Same neighbours, same order as `top_k`: best first, ties
+        // to the lower index.
         const QUERIES: usize = 256;
         const TRAIN: usize = 32_768;
+        let flat = self
+            .embeddings
+            .as_slice()
+            .ok_or_else(|| KnnError::Train("training embeddings not contiguous".into()))?;
+        let chunks: Vec<(usize, Tensor)> = (0..n_train)
+            .step_by(TRAIN)
+            .map(|t0| {
+                let t1 = (t0 + TRAIN).min(n_train);
+                Tensor::from_slice(&flat[t0 * d..t1 * d], (t1 - t0, d), &Device::Cpu)
+                    .map(|t| (t0, t))
+            })
+            .collect::<candle_core::Result<_>>()
+            .map_err(product_error)?;
         let starts: Vec<usize> = (0..split.len()).step_by(QUERIES).collect();
         let blocks: Vec<Vec<Vec<f64>>> = starts
             .into_par_iter()
-            .map(|start| {
+            .map(|start| -> rgd_core::Result<Vec<Vec<f64>>> {
                 let end = (start + QUERIES).min(split.len());
                 let q = test.slice_axis(Axis(0), ndarray::Slice::from(start..end));
+                let q = q.as_standard_layout();
+                let q = Tensor::from_slice(
+                    q.as_slice().expect("standard layout"),
+                    (end - start, d),
+                    &Device::Cpu,
+                )
+                .map_err(product_error)?;
                 let mut best: Vec<Vec<(f32, usize)>> =
                     vec![Vec::with_capacity(self.k + 1); end - start];
-                for t0 in (0..n_train).step_by(TRAIN) {
-                    let t1 = (t0 + TRAIN).min(n_train);
-                    let e = self
-                        .embeddings
-                        .slice_axis(Axis(0), ndarray::Slice::from(t0..t1));
-                    let sims = q.dot(&e.t());
-                    for (b, row) in best.iter_mut().zip(sims.rows()) {
+                for (t0, e) in &chunks {
+                    let sims = e.t().and_then(|et| q.matmul(&et)).map_err(product_error)?;
+                    let (storage, layout) = sims.storage_and_layout();
+                    let candle_core::Storage::Cpu(cpu) = &*storage else {
+                        return Err(product_error("not on the CPU"));
+                    };
+                    let all = cpu.as_slice::<f32>().map_err(product_error)?;
+                    let cols = e.dims()[0];
+                    let from = layout.start_offset();
+                    let rows = all[from..from + (end - start) * cols].chunks_exact(cols);
+                    for (b, row) in best.iter_mut().zip(rows) {
                         for (j, &s) in row.iter().enumerate() {
                             keep_best(b, self.k, s, t0 + j);
                         }
                     }
                 }
-                best.into_iter()
+                Ok(best
+                    .into_iter()
                     .map(|b| {
                         let nbrs: Vec<usize> = b.into_iter().map(|(_, i)| i).collect();
                         let mut buf = vec![0.0; self.models.len()];
                         mean_labels(&self.labels, &nbrs, &mut buf);
                         buf
                     })
-                    .collect()
+                    .collect())
             })
-            .collect();
+            .collect::<rgd_core::Result<_>>()?;
         let mut out = Array2::zeros((split.len(), self.models.len()));
         for (i, r) in blocks.into_iter().flatten().enumerate() {
             out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));
