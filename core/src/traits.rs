@@ -433,6 +433,31 @@ pub struct ChoiceScores {
     pub seconds: f64,
 }
 
+/// Score each option's text as the continuation of a prompt ("cloze", as evaluation harnesses
+/// score small models): its log-likelihood given the conversation and `answer_prefix`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClozeRequest {
+    /// The conversation; an option's text comes next.
+    pub messages: Vec<Message>,
+    /// Text appended after the rendered conversation (e.g. `Answer:`).
+    #[serde(default)]
+    pub answer_prefix: String,
+    /// The option texts (each scored after a space).
+    pub options: Vec<String>,
+}
+
+/// Log-likelihoods of option texts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OptionScores {
+    /// Per option: the sum of its tokens' log-probabilities.
+    pub logprobs: Vec<f64>,
+    /// Per option: how many tokens it has (for per-token normalization).
+    pub tokens: Vec<usize>,
+    /// Seconds the model took.
+    #[serde(default)]
+    pub seconds: f64,
+}
+
 /// Sampled generation parameters.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {
@@ -474,6 +499,14 @@ pub trait LlmBackend: Send + Sync + Debug {
     fn score_choices(&self, req: &ScoreRequest) -> Result<ChoiceScores>;
     /// Generate a reply.
     fn generate(&self, req: &GenerateRequest) -> Result<Generation>;
+    /// Score each option's text after the prompt (`mode = "cloze"`). The default refuses:
+    /// it needs the model's log-probabilities of arbitrary text.
+    fn score_options(&self, _req: &ClozeRequest) -> Result<OptionScores> {
+        Err(crate::Error::Data(format!(
+            "{} cannot score option texts (`mode = \"cloze\"` needs a backend that gives the log-probability of any continuation, such as `llamacpp`)",
+            self.identity()
+        )))
+    }
     /// Generate a reply, handing its text to `on_text` piece by piece as it is produced
     /// (`rgd serve` streams it). The default generates the whole reply, then hands it over
     /// in one piece.
@@ -543,6 +576,9 @@ impl LlmBackend for Arc<dyn LlmBackend> {
     }
     fn generate(&self, req: &GenerateRequest) -> Result<Generation> {
         self.as_ref().generate(req)
+    }
+    fn score_options(&self, req: &ClozeRequest) -> Result<OptionScores> {
+        self.as_ref().score_options(req)
     }
     fn generate_stream(
         &self,

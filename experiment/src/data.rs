@@ -18,10 +18,15 @@ use std::sync::Arc;
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberTable {
-    /// `"score"` (default: letter log-probabilities, one forward pass) or `"generate"`
-    /// (free-text reasoning, the answer extracted).
+    /// `"score"` (default: letter log-probabilities, one forward pass), `"cloze"` (each
+    /// option's log-likelihood as the continuation) or `"generate"` (free-text reasoning, the
+    /// answer extracted).
     #[serde(default)]
     pub mode: Option<String>,
+    /// How a `cloze` member normalizes an option's log-likelihood: `"chars"` (default),
+    /// `"tokens"` or `"none"`.
+    #[serde(default)]
+    pub cloze_norm: Option<String>,
     /// Tokens a `generate` member may write (1 to 100000; default 512).
     #[serde(default)]
     pub max_tokens: Option<u64>,
@@ -60,15 +65,28 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
             .into());
         }
     };
+    let norm = match t.remove("cloze_norm") {
+        None => rgd_pool::ClozeNorm::Chars,
+        Some(toml::Value::String(m)) if m == "chars" => rgd_pool::ClozeNorm::Chars,
+        Some(toml::Value::String(m)) if m == "tokens" => rgd_pool::ClozeNorm::Tokens,
+        Some(toml::Value::String(m)) if m == "none" => rgd_pool::ClozeNorm::None,
+        Some(v) => {
+            return Err(bad(format!(
+                "`cloze_norm` must be \"chars\", \"tokens\" or \"none\", found {v}"
+            ))
+            .into());
+        }
+    };
     let mode = match t.remove("mode") {
         None => rgd_pool::AnswerMode::Score,
+        Some(toml::Value::String(m)) if m == "cloze" => rgd_pool::AnswerMode::Cloze { norm },
         Some(toml::Value::String(m)) if m == "score" => rgd_pool::AnswerMode::Score,
         Some(toml::Value::String(m)) if m == "generate" => {
             rgd_pool::AnswerMode::Generate { max_tokens }
         }
         Some(v) => {
             return Err(bad(format!(
-                "`mode` must be \"score\" (letter log-probs, one forward pass) or \"generate\" (free-text reasoning, answer extracted), found {v}"
+                "`mode` must be \"score\" (letter log-probs, one forward pass), \"cloze\" (each option's log-likelihood) or \"generate\" (free-text reasoning, answer extracted), found {v}"
             ))
             .into());
         }

@@ -489,6 +489,68 @@ fn gemma_answers_in_free_text_and_the_extractor_reads_its_letter() {
     assert!(answered >= 1, "{report:?}");
 }
 
+#[test]
+fn cloze_scores_each_option_after_one_prompt_and_smollm2_prefers_the_right_one_on_sciq() {
+    use rgd_core::{ClozeRequest, LlmBackend, Message};
+    let b = rgd_backend_llamacpp::LlamaCpp {
+        model: "smollm2-135m".into(),
+        n_ctx: 1024,
+        threads: 0,
+        chat_template: true,
+    }
+    .open()
+    .unwrap();
+    let req = |options: &[&str]| ClozeRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: "What is the capital city of France?".into(),
+        }],
+        answer_prefix: "Answer:".into(),
+        options: options.iter().map(|o| o.to_string()).collect(),
+    };
+    let all = b
+        .score_options(&req(&["Paris", "a green banana in the sea", "Berlin"]))
+        .unwrap();
+    assert_eq!(all.tokens.len(), 3);
+    assert!(all.tokens.iter().all(|&t| t >= 1) && all.tokens[1] > all.tokens[0]);
+    assert!(all.logprobs.iter().all(|&l| l < 0.0 && l.is_finite()));
+    assert!(all.logprobs[0] > all.logprobs[2], "{:?}", all.logprobs);
+    // the prompt's KV cache is reused and cleaned: each option alone, in another order, the same
+    for (i, o) in ["Paris", "a green banana in the sea", "Berlin"]
+        .iter()
+        .enumerate()
+    {
+        let one = b.score_options(&req(&[o])).unwrap();
+        assert!(
+            (one.logprobs[0] - all.logprobs[i]).abs() < 1e-3,
+            "{o}: {} alone vs {} among others",
+            one.logprobs[0],
+            all.logprobs[i]
+        );
+    }
+    // as a pool member: SciQ answered by the options' per-character likelihood, better than
+    // chance (4 options) on 24 questions
+    let (mut qs, _) = rgd_benchmarks::load_all("sciq").unwrap();
+    qs.truncate(24);
+    let member = rgd_pool::PoolMember {
+        name: "smollm2".into(),
+        backend: Box::new(b),
+        prior_correction: false,
+        mode: rgd_pool::AnswerMode::Cloze {
+            norm: rgd_pool::ClozeNorm::Chars,
+        },
+    };
+    let (r, report) = rgd_pool::answer(&qs, &[member], &mut |_, _, _| {}).unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
+    let right = qs
+        .iter()
+        .enumerate()
+        .filter(|(i, q)| r.choice[[*i, 0]].is_some() && r.choice[[*i, 0]] == q.answer)
+        .count();
+    assert!(right >= 12, "{right} of 24 right");
+    assert!(r.confidence.iter().all(|c| c.is_finite() && *c <= 0.0));
+}
+
 /// results.json without what varies from run to run (timings, the cache's path).
 fn numbers(out: &Path) -> Value {
     fn strip(v: &mut Value) {

@@ -15,7 +15,10 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use rgd_core::{ChoiceScores, GenerateRequest, Generation, LlmBackend, Message, ScoreRequest};
+use rgd_core::{
+    ChoiceScores, ClozeRequest, GenerateRequest, Generation, LlmBackend, Message, OptionScores,
+    ScoreRequest,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
@@ -342,6 +345,68 @@ impl LlmBackend for LlamaCppBackend {
             .collect();
         Ok(ChoiceScores {
             logprobs,
+            seconds: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The prompt is decoded once; each option's tokens are decoded after it, scored, and
+    /// removed from the KV cache again, so the prompt is never recomputed.
+    fn score_options(&self, req: &ClozeRequest) -> rgd_core::Result<OptionScores> {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let l = self.load()?;
+        let t0 = std::time::Instant::now();
+        let mut prompt = self.render(l, &req.messages, true)?;
+        prompt.push_str(&req.answer_prefix);
+        let toks = self.tokens(l, &prompt);
+        let vocab = l.model.vocab();
+        let conts: Vec<Vec<LlamaToken>> = req
+            .options
+            .iter()
+            .map(|o| vocab.tokenize(format!(" {}", o.trim()).as_bytes(), false, false))
+            .collect();
+        let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
+        if toks.is_empty() || toks.len() + longest > self.cfg.n_ctx as usize {
+            return Err(LlamaError::TooLong {
+                tokens: toks.len() + longest,
+                n_ctx: self.cfg.n_ctx,
+            }
+            .into());
+        }
+        let mut ctx = self.context(l, toks.len() + longest)?;
+        let mut batch = LlamaBatch::new(toks.len().max(longest), 1);
+        let last = toks.len() - 1;
+        for (i, t) in toks.iter().enumerate() {
+            batch.add(*t, i as i32, &[0], i == last).map_err(llama)?;
+        }
+        ctx.decode(&mut batch).map_err(llama)?;
+        let after_prompt = ctx.get_logits_ith(last as i32).to_vec();
+        let p = toks.len();
+        let mut logprobs = Vec::with_capacity(conts.len());
+        for cont in &conts {
+            let Some(&first) = cont.first() else {
+                return Err(LlamaError::Llama("an option with no tokens".into()).into());
+            };
+            let mut lp = log_softmax_at(&after_prompt, &[first])[0];
+            if cont.len() > 1 {
+                batch.clear();
+                for (k, t) in cont.iter().enumerate() {
+                    // logits of token k predict token k + 1
+                    batch
+                        .add(*t, (p + k) as i32, &[0], k + 1 < cont.len())
+                        .map_err(llama)?;
+                }
+                ctx.decode(&mut batch).map_err(llama)?;
+                for (k, next) in cont.iter().enumerate().skip(1) {
+                    lp += log_softmax_at(ctx.get_logits_ith((k - 1) as i32), &[*next])[0];
+                }
+                ctx.clear_kv_cache_seq(Some(0), Some(p as u32), None)
+                    .map_err(llama)?;
+            }
+            logprobs.push(lp);
+        }
+        Ok(OptionScores {
+            logprobs,
+            tokens: conts.iter().map(Vec::len).collect(),
             seconds: t0.elapsed().as_secs_f64(),
         })
     }

@@ -21,6 +21,29 @@ pub(crate) fn fits_score(req: &ScoreRequest, r: &ChoiceScores) -> Result<(), Str
     Ok(())
 }
 
+/// A stored option score fits its request: per option a finite log-likelihood <= 0 and at
+/// least one token.
+pub(crate) fn fits_options(req: &ClozeRequest, r: &OptionScores) -> Result<(), String> {
+    let n = req.options.len();
+    if r.logprobs.len() != n || r.tokens.len() != n {
+        return Err(format!(
+            "{} log-likelihoods and {} token counts for {n} options",
+            r.logprobs.len(),
+            r.tokens.len()
+        ));
+    }
+    if let Some(v) = r.logprobs.iter().find(|v| !v.is_finite() || **v > 1e-9) {
+        return Err(format!("log-likelihood {v} is not a finite number <= 0"));
+    }
+    if r.tokens.contains(&0) {
+        return Err("an option of 0 tokens".into());
+    }
+    if !(r.seconds >= 0.0 && r.seconds.is_finite()) {
+        return Err(format!("seconds {} is not a finite number >= 0", r.seconds));
+    }
+    Ok(())
+}
+
 /// A stored generation is well formed: a finite confidence <= 0, a non-negative duration.
 pub(crate) fn fits_generation(g: &Generation) -> Result<(), String> {
     if g.mean_logprob.is_nan() || g.mean_logprob > 1e-9 {
@@ -55,6 +78,15 @@ impl LlmBackend for CachedBackend {
             req,
             |r| fits_score(req, r),
             || self.inner.score_choices(req),
+        )
+    }
+    fn score_options(&self, req: &ClozeRequest) -> rgd_core::Result<OptionScores> {
+        self.cache.call(
+            &self.inner.identity(),
+            "cloze",
+            req,
+            |r| fits_options(req, r),
+            || self.inner.score_options(req),
         )
     }
     fn generate(&self, req: &GenerateRequest) -> rgd_core::Result<Generation> {

@@ -12,7 +12,10 @@
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use ndarray::Array2;
-use rgd_core::{ChoiceScores, Embedder, GenerateRequest, Generation, LlmBackend, ScoreRequest};
+use rgd_core::{
+    ChoiceScores, ClozeRequest, Embedder, GenerateRequest, Generation, LlmBackend, OptionScores,
+    ScoreRequest,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;

@@ -18,8 +18,8 @@ pub mod extract;
 
 use ndarray::Array2;
 use rgd_core::{
-    Context, Embedder, GenerateRequest, Letter, LlmBackend, Message, Question, Responses,
-    ScoreRequest, Split,
+    ChoiceScores, ClozeRequest, Context, Embedder, GenerateRequest, Letter, LlmBackend, Message,
+    OptionScores, Question, Responses, ScoreRequest, Split,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +65,54 @@ pub enum AnswerMode {
         /// Token budget of the reply.
         max_tokens: usize,
     },
+    /// Score each option's text as the continuation of the question (its log-likelihood after
+    /// "Answer:", the prompt's KV cache reused across options), normalized by `norm`; the
+    /// answer is the best option. Evaluation harnesses score small models this way: below
+    /// ~1B parameters letter scoring mostly measures a letter bias.
+    Cloze {
+        /// How an option's log-likelihood is normalized before the options are compared.
+        norm: ClozeNorm,
+    },
+}
+
+/// The normalization of a cloze score.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClozeNorm {
+    /// Per character of the option text (lm-evaluation-harness's `acc_norm`).
+    #[default]
+    Chars,
+    /// Per token.
+    Tokens,
+    /// The plain sum (favours short options).
+    None,
+}
+
+/// The cloze prompt of a question: the question alone, then `Answer:`; each option's text
+/// follows it.
+pub fn cloze_request(q: &Question) -> ClozeRequest {
+    ClozeRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: q.text.trim().to_string(),
+        }],
+        answer_prefix: "Answer:".into(),
+        options: q.options.iter().map(|o| o.trim().to_string()).collect(),
+    }
+}
+
+/// Per option: its log-likelihood divided as `norm` says.
+pub fn cloze_scores(s: &OptionScores, options: &[String], norm: ClozeNorm) -> Vec<f64> {
+    s.logprobs
+        .iter()
+        .zip(&s.tokens)
+        .zip(options)
+        .map(|((&lp, &t), o)| match norm {
+            // the scored text is " " + the trimmed option
+            ClozeNorm::Chars => lp / (o.trim().chars().count() + 1) as f64,
+            ClozeNorm::Tokens => lp / t.max(1) as f64,
+            ClozeNorm::None => lp,
+        })
+        .collect()
 }
 
 /// docs/rgd.md's free-text prompt: the question, the choices, then the instruction to reason step
@@ -210,7 +258,16 @@ pub fn answer_until(
         }
         let mut norm: Vec<Option<Vec<f64>>> = Vec::with_capacity(n);
         let scored = calls(questions, member, progress, interrupt, |q| {
-            member.backend.score_choices(&mc_request(q))
+            match member.mode {
+                AnswerMode::Cloze { norm } => {
+                    let s = member.backend.score_options(&cloze_request(q))?;
+                    Ok(ChoiceScores {
+                        logprobs: cloze_scores(&s, &q.options, norm),
+                        seconds: s.seconds,
+                    })
+                }
+                _ => member.backend.score_choices(&mc_request(q)),
+            }
         })?;
         for ((i, q), scores) in questions.iter().enumerate().zip(scored) {
             match scores {
