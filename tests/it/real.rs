@@ -511,6 +511,19 @@ fn cloze_scores_each_option_after_one_prompt_and_smollm2_prefers_the_right_one_o
     let all = b
         .score_options(&req(&["Paris", "a green banana in the sea", "Berlin"]))
         .unwrap();
+    // a second member on the same file (letter scoring) shares the model in memory
+    let letters = b.open_again();
+    letters
+        .score_choices(&rgd_pool::mc_request(&rgd_core::Question {
+            id: "q".into(),
+            subject: "s".into(),
+            text: "What is the capital city of France?".into(),
+            options: vec!["Paris".into(), "Berlin".into()],
+            answer: rgd_core::Letter::from_index(0),
+            source: None,
+        }))
+        .unwrap();
+    assert!(letters.shares_model_with(&b));
     assert_eq!(all.tokens.len(), 3);
     assert!(all.tokens.iter().all(|&t| t >= 1) && all.tokens[1] > all.tokens[0]);
     assert!(all.logprobs.iter().all(|&l| l < 0.0 && l.is_finite()));

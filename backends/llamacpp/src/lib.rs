@@ -6,7 +6,9 @@
 //!   under the model's own (temperature 1) distribution is its confidence.
 //!
 //! Prompts use the model's own chat template when it has one (`chat_template = true`).
-//! A model is loaded on its first call, so a replayed run (every call cached) never loads it.
+//! A model is loaded on its first call, so a replayed run (every call cached) never loads it;
+//! backends on the same file (pool members answering in different modes, say) share one copy
+//! in memory.
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -21,9 +23,10 @@ use rgd_core::{
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +108,7 @@ pub struct LlamaCppBackend {
     cfg: LlamaCpp,
     path: PathBuf,
     sha256: String,
-    loaded: OnceLock<Result<Loaded, String>>,
+    loaded: OnceLock<Result<Arc<Loaded>, String>>,
     /// llama.cpp contexts are not shared between threads: one call at a time per model.
     lock: Mutex<()>,
 }
@@ -117,6 +120,15 @@ impl std::fmt::Debug for LlamaCppBackend {
             .field("sha256", &self.sha256)
             .finish()
     }
+}
+
+/// The models in memory, by file hash and chat-template use: a second backend on the same file
+/// shares the first one's copy (a 1.5B model is 1.8 GB) as long as either is alive.
+type Shared = Mutex<HashMap<(String, bool), Weak<Loaded>>>;
+
+fn models() -> &'static Shared {
+    static M: OnceLock<Shared> = OnceLock::new();
+    M.get_or_init(Default::default)
 }
 
 fn backend() -> Result<&'static LlamaBackend, LlamaError> {
@@ -190,55 +202,67 @@ impl LlamaCppBackend {
     fn load(&self) -> Result<&Loaded, LlamaError> {
         self.loaded
             .get_or_init(|| {
-                let b = backend().map_err(|e| e.to_string())?;
-                if !self.path.exists() {
-                    return Err(match rgd_assets::spec(&self.cfg.model) {
-                        Ok(_) => rgd_assets::file(&self.cfg.model, "model.gguf")
-                            .err()
-                            .map(|e| e.to_string())
-                            .unwrap_or_default(),
-                        Err(_) => format!("{}: no such model file", self.path.display()),
-                    });
+                // held while loading, so two backends on one file never load it twice
+                let mut shared = models().lock().unwrap_or_else(|p| p.into_inner());
+                let key = (self.sha256.clone(), self.cfg.chat_template);
+                if let Some(l) = shared.get(&key).and_then(Weak::upgrade) {
+                    return Ok(l);
                 }
-                let model = LlamaModel::load_from_file(b, &self.path, &LlamaModelParams::default())
-                    .map_err(|e| {
-                        LlamaError::Load {
-                            path: self.path.clone(),
-                            detail: e.to_string(),
-                        }
-                        .to_string()
-                    })?;
-                let template = if self.cfg.chat_template {
-                    model.chat_template(None).ok()
-                } else {
-                    None
-                };
-                let vocab = model.vocab();
-                let bos_text =
-                    String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None))
-                        .into_owned();
-                let letter_tokens = (0..rgd_core::N_LETTERS)
-                    .map(|i| {
-                        let l = (b'A' + i as u8) as char;
-                        let mut v: Vec<LlamaToken> = Vec::new();
-                        for s in [format!(" {l}"), l.to_string()] {
-                            let t = vocab.tokenize(s.as_bytes(), false, false);
-                            if t.len() == 1 && !v.contains(&t[0]) {
-                                v.push(t[0]);
-                            }
-                        }
-                        v
-                    })
-                    .collect();
-                Ok(Loaded {
-                    model,
-                    template,
-                    bos_text,
-                    letter_tokens,
-                })
+                let l = Arc::new(self.load_file()?);
+                shared.insert(key, Arc::downgrade(&l));
+                Ok(l)
             })
             .as_ref()
+            .map(|l| l.as_ref())
             .map_err(|e| LlamaError::Llama(e.clone()))
+    }
+
+    fn load_file(&self) -> Result<Loaded, String> {
+        let b = backend().map_err(|e| e.to_string())?;
+        if !self.path.exists() {
+            return Err(match rgd_assets::spec(&self.cfg.model) {
+                Ok(_) => rgd_assets::file(&self.cfg.model, "model.gguf")
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default(),
+                Err(_) => format!("{}: no such model file", self.path.display()),
+            });
+        }
+        let model = LlamaModel::load_from_file(b, &self.path, &LlamaModelParams::default())
+            .map_err(|e| {
+                LlamaError::Load {
+                    path: self.path.clone(),
+                    detail: e.to_string(),
+                }
+                .to_string()
+            })?;
+        let template = if self.cfg.chat_template {
+            model.chat_template(None).ok()
+        } else {
+            None
+        };
+        let vocab = model.vocab();
+        let bos_text =
+            String::from_utf8_lossy(&vocab.token_to_piece(vocab.bos(), true, None)).into_owned();
+        let letter_tokens = (0..rgd_core::N_LETTERS)
+            .map(|i| {
+                let l = (b'A' + i as u8) as char;
+                let mut v: Vec<LlamaToken> = Vec::new();
+                for s in [format!(" {l}"), l.to_string()] {
+                    let t = vocab.tokenize(s.as_bytes(), false, false);
+                    if t.len() == 1 && !v.contains(&t[0]) {
+                        v.push(t[0]);
+                    }
+                }
+                v
+            })
+            .collect();
+        Ok(Loaded {
+            model,
+            template,
+            bos_text,
+            letter_tokens,
+        })
     }
 
     fn render(
@@ -288,7 +312,8 @@ impl LlamaCppBackend {
         l.model.new_context(backend()?, params).map_err(llama)
     }
 
-    /// A second handle on the same model file (it loads its own copy on first use).
+    /// A second handle on the same model file (sharing the model in memory, with its own lock:
+    /// the two can run calls at once).
     pub fn open_again(&self) -> LlamaCppBackend {
         LlamaCppBackend {
             cfg: self.cfg.clone(),
@@ -296,6 +321,14 @@ impl LlamaCppBackend {
             sha256: self.sha256.clone(),
             loaded: OnceLock::new(),
             lock: Mutex::new(()),
+        }
+    }
+
+    /// Whether both backends have loaded their model and hold the same copy of it.
+    pub fn shares_model_with(&self, other: &LlamaCppBackend) -> bool {
+        match (self.loaded.get(), other.loaded.get()) {
+            (Some(Ok(a)), Some(Ok(b))) => Arc::ptr_eq(a, b),
+            _ => false,
         }
     }
 
