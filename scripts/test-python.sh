@@ -14,8 +14,7 @@ if ! "$RGD_PY_VENV/bin/python" -c "import maturin, numpy, pandas, pytest" 2>/dev
 fi
 wheels="${CARGO_TARGET_DIR:-$PWD/target}/wheels"
 rm -rf "$wheels"
-# --auditwheel skip: a wheel for this machine (it links the system's libgomp as the rgd
-# binary does), not a manylinux wheel for distribution
+# --auditwheel skip: a wheel for this machine, not a manylinux wheel for distribution
 (cd python && "$RGD_PY_VENV/bin/maturin" build --profile dev --auditwheel skip \
   --interpreter "$RGD_PY_VENV/bin/python" --out "$wheels")
 "$RGD_PY_VENV/bin/pip" install --quiet --force-reinstall --no-deps "$wheels"/rgd-*-linux_x86_64.whl

@@ -312,6 +312,35 @@ impl LlamaCppBackend {
         l.model.new_context(backend()?, params).map_err(llama)
     }
 
+    /// Render `messages` for the assistant's turn, append `answer_prefix` and decode it in a
+    /// new context with room for `extra` more tokens: (the context, the prompt's length); the
+    /// logits of the prompt's last token are at index length − 1.
+    fn decode_prompt<'a>(
+        &self,
+        l: &'a Loaded,
+        messages: &[Message],
+        answer_prefix: &str,
+        extra: usize,
+    ) -> Result<(llama_cpp_2::context::LlamaContext<'a>, usize), LlamaError> {
+        let mut prompt = self.render(l, messages, true)?;
+        prompt.push_str(answer_prefix);
+        let toks = self.tokens(l, &prompt);
+        if toks.is_empty() || toks.len() + extra > self.cfg.n_ctx as usize {
+            return Err(LlamaError::TooLong {
+                tokens: toks.len() + extra,
+                n_ctx: self.cfg.n_ctx,
+            });
+        }
+        let mut ctx = self.context(l, toks.len() + extra)?;
+        let mut batch = LlamaBatch::new(toks.len(), 1);
+        let last = toks.len() - 1;
+        for (i, t) in toks.iter().enumerate() {
+            batch.add(*t, i as i32, &[0], i == last).map_err(llama)?;
+        }
+        ctx.decode(&mut batch).map_err(llama)?;
+        Ok((ctx, toks.len()))
+    }
+
     /// A second handle on the same model file (sharing the model in memory, with its own lock:
     /// the two can run calls at once).
     pub fn open_again(&self) -> LlamaCppBackend {
@@ -355,23 +384,8 @@ impl LlmBackend for LlamaCppBackend {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let l = self.load()?;
         let t0 = std::time::Instant::now();
-        let mut prompt = self.render(l, &req.messages, true)?;
-        prompt.push_str(&req.answer_prefix);
-        let toks = self.tokens(l, &prompt);
-        if toks.len() + 1 > self.cfg.n_ctx as usize {
-            return Err(LlamaError::TooLong {
-                tokens: toks.len(),
-                n_ctx: self.cfg.n_ctx,
-            }
-            .into());
-        }
-        let mut ctx = self.context(l, toks.len() + 1)?;
-        let mut batch = LlamaBatch::new(toks.len(), 1);
-        let last = toks.len() - 1;
-        for (i, t) in toks.iter().enumerate() {
-            batch.add(*t, i as i32, &[0], i == last).map_err(llama)?;
-        }
-        ctx.decode(&mut batch).map_err(llama)?;
+        let (ctx, n) = self.decode_prompt(l, &req.messages, &req.answer_prefix, 1)?;
+        let last = n - 1;
         let logits = ctx.get_logits_ith(last as i32);
         let logprobs = (0..req.n_options.min(rgd_core::N_LETTERS))
             .map(|i| logsumexp(&log_softmax_at(logits, &l.letter_tokens[i])))
@@ -388,9 +402,6 @@ impl LlmBackend for LlamaCppBackend {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let l = self.load()?;
         let t0 = std::time::Instant::now();
-        let mut prompt = self.render(l, &req.messages, true)?;
-        prompt.push_str(&req.answer_prefix);
-        let toks = self.tokens(l, &prompt);
         let vocab = l.model.vocab();
         let conts: Vec<Vec<LlamaToken>> = req
             .options
@@ -398,22 +409,9 @@ impl LlmBackend for LlamaCppBackend {
             .map(|o| vocab.tokenize(format!(" {}", o.trim()).as_bytes(), false, false))
             .collect();
         let longest = conts.iter().map(Vec::len).max().unwrap_or(0);
-        if toks.is_empty() || toks.len() + longest > self.cfg.n_ctx as usize {
-            return Err(LlamaError::TooLong {
-                tokens: toks.len() + longest,
-                n_ctx: self.cfg.n_ctx,
-            }
-            .into());
-        }
-        let mut ctx = self.context(l, toks.len() + longest)?;
-        let mut batch = LlamaBatch::new(toks.len().max(longest), 1);
-        let last = toks.len() - 1;
-        for (i, t) in toks.iter().enumerate() {
-            batch.add(*t, i as i32, &[0], i == last).map_err(llama)?;
-        }
-        ctx.decode(&mut batch).map_err(llama)?;
-        let after_prompt = ctx.get_logits_ith(last as i32).to_vec();
-        let p = toks.len();
+        let (mut ctx, p) = self.decode_prompt(l, &req.messages, &req.answer_prefix, longest)?;
+        let after_prompt = ctx.get_logits_ith((p - 1) as i32).to_vec();
+        let mut batch = LlamaBatch::new(longest.max(1), 1);
         let mut logprobs = Vec::with_capacity(conts.len());
         for cont in &conts {
             let Some(&first) = cont.first() else {
