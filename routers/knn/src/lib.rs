@@ -20,6 +20,9 @@ pub enum KnnError {
     /// Training is impossible.
     #[error("cannot train: {0}")]
     Train(String),
+    /// Scoring queries failed.
+    #[error("cannot score: {0}")]
+    Score(String),
 }
 
 rgd_core::component_error!(KnnError, "knn router");
@@ -113,7 +116,7 @@ fn keep_best(best: &mut Vec<(f32, usize)>, k: usize, s: f32, i: usize) {
 }
 
 fn product_error(e: impl std::fmt::Display) -> rgd_core::Error {
-    KnnError::Train(format!("similarity product: {e}")).into()
+    KnnError::Score(format!("similarity product: {e}")).into()
 }
 
 /// Mean label per model over `nbrs`.
@@ -271,7 +274,7 @@ impl TrainedRouter for TrainedKnn {
         let flat = self
             .embeddings
             .as_slice()
-            .ok_or_else(|| KnnError::Train("training embeddings not contiguous".into()))?;
+            .ok_or_else(|| KnnError::Score("training embeddings not contiguous".into()))?;
         let chunks: Vec<(usize, Tensor)> = (0..n_train)
             .step_by(TRAIN)
             .map(|t0| {
