@@ -159,7 +159,8 @@ impl Embedder for MiniLmEmbedder {
 
     fn embed(&self, texts: &[&str]) -> rgd_core::Result<Array2<f32>> {
         let m = self.model()?;
-        // sort by length so each batch pads little; restore the order at the end
+        // sorted by length, so a batch's texts (one attention task each) are alike in cost;
+        // the rows go back to the callers' order
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| texts[i].len());
         let mut out = Array2::zeros((texts.len(), 384));
