@@ -201,16 +201,15 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
                     top1: gap(overall.top1, best, oracle),
                     top3_vote: gap(overall.top3_vote, best, oracle),
                 },
-                vs_best_single: best_correct.as_ref().map(|b| {
-                    let a = &ev.eval.top1_correct;
-                    let mean = |v: &[bool]| {
-                        v.iter().filter(|&&c| c).count() as f64 / v.len().max(1) as f64
-                    };
-                    PairedDiff {
-                        model: refs.overall.best_single_model.clone(),
-                        top1: mean(a) - mean(b),
-                        top1_ci95: rgd_core::eval::paired_bootstrap_ci(a, b, 1000, pipeline.seed),
-                    }
+                vs_best_single: best_correct.as_ref().map(|b| PairedDiff {
+                    model: refs.overall.best_single_model.clone(),
+                    top1: overall.top1 - best,
+                    top1_ci95: rgd_core::eval::paired_bootstrap_ci(
+                        &ev.eval.top1_correct,
+                        b,
+                        1000,
+                        pipeline.seed,
+                    ),
                 }),
                 seconds: [
                     ("train".to_string(), ev.train_seconds),

@@ -11,6 +11,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::Rng;
+use std::borrow::Cow;
 
 /// Dot product in 16 independent lanes (vectorizes without target features).
 #[inline]
@@ -32,22 +33,23 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// A row as a slice (borrowed when contiguous, which the training matrix's rows are).
+fn row_slice(r: ndarray::ArrayView1<'_, f32>) -> Cow<'_, [f32]> {
+    match r.to_slice() {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(r.to_vec()),
+    }
+}
+
 /// Squared Euclidean distances `[n, k]` between rows of `x` (with squared norms `xn2`) and `c`.
 fn sq_dists(x: ArrayView2<f32>, xn2: &[f32], c: ArrayView2<f32>) -> Array2<f32> {
     let cs: Vec<Vec<f32>> = c.rows().into_iter().map(|r| r.to_vec()).collect();
     let cn2: Vec<f32> = cs.iter().map(|r| dot(r, r)).collect();
     let mut d = Array2::zeros((x.nrows(), cs.len()));
     for (i, row) in x.rows().into_iter().enumerate() {
-        let owned;
-        let xr = match row.to_slice() {
-            Some(s) => s,
-            None => {
-                owned = row.to_vec();
-                &owned
-            }
-        };
+        let xr = row_slice(row);
         for (j, c) in cs.iter().enumerate() {
-            d[[i, j]] = (xn2[i] - 2.0 * dot(xr, c) + cn2[j]).max(0.0);
+            d[[i, j]] = (xn2[i] - 2.0 * dot(&xr, c) + cn2[j]).max(0.0);
         }
     }
     d
@@ -62,19 +64,11 @@ pub(crate) fn nearest_labels(x: ArrayView2<f32>, rows: &[usize], c: ArrayView2<f
     rows.par_iter()
         .with_min_len(1024)
         .map(|&q| {
-            let r = x.row(q);
-            let owned;
-            let xr = match r.to_slice() {
-                Some(s) => s,
-                None => {
-                    owned = r.to_vec();
-                    &owned
-                }
-            };
+            let xr = row_slice(x.row(q));
             // |x|^2 is the same for every centre: the argmin of |c|^2 - 2 x.c
             let mut best = (0, f32::INFINITY);
             for (j, cj) in cs.iter().enumerate() {
-                let dd = cn2[j] - 2.0 * dot(xr, cj);
+                let dd = cn2[j] - 2.0 * dot(&xr, cj);
                 if dd < best.1 {
                     best = (j, dd);
                 }
@@ -180,14 +174,7 @@ pub fn kmeans(
 ) -> (Array2<f32>, Vec<usize>) {
     let (n, d) = x.dim();
     let xn2: Vec<f32> = x.rows().into_iter().map(|r| r.dot(&r)).collect();
-    let rows: Vec<std::borrow::Cow<[f32]>> = x
-        .rows()
-        .into_iter()
-        .map(|r| match r.to_slice() {
-            Some(s) => std::borrow::Cow::Borrowed(s),
-            None => std::borrow::Cow::Owned(r.to_vec()),
-        })
-        .collect();
+    let rows: Vec<Cow<[f32]>> = x.rows().into_iter().map(row_slice).collect();
     let mut centers = kmeans_pp(x, &xn2, w, k, rng);
     let mut labels = vec![0usize; n];
     let mut upper = vec![f32::INFINITY; n];
