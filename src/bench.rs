@@ -192,6 +192,7 @@ pub fn bench_pool(a: &PoolBenchArgs) -> Result<()> {
             n_ctx: 2048,
             threads: 0,
             chat_template: true,
+            sequences: 1,
         }
         .open()?;
         let mut row = Vec::new();
@@ -353,8 +354,10 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
     table.insert("from".into(), "latency".into());
     table.insert("points".into(), (a.points as i64).into());
     table.insert("budget".into(), 0.6.into());
+    // the sweep alone is timed: the routers' in-sample training scores (no fold retraining)
+    table.insert("calibrate_scores".into(), "in_sample".into());
     let settings = rgd_experiment::cost::CostSettings::parse(&table, "bench [costs]")?;
-    let analysis = rgd_experiment::costs::Analysis::new(&settings, &ds, &stats)?;
+    let analysis = rgd_experiment::costs::Analysis::new(&settings, &ds, &stats, 0)?;
     let mut ctx = rgd_core::Context::new(".");
     ctx.quiet = true;
     let mut scored = Vec::new();
@@ -385,7 +388,12 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
     let (sweep_s, out) = time(a.repeats, || {
         let per: Vec<(String, f64)> = scored
             .iter()
-            .map(|(n, sup, tr, te, t3)| (n.clone(), analysis.router(&ds, *sup, tr, te, *t3).aiq))
+            .map(|(n, sup, tr, te, t3)| {
+                (
+                    n.clone(),
+                    analysis.router(&ds, *sup, (tr, String::new()), te, *t3).aiq,
+                )
+            })
             .collect();
         let g = analysis.global(
             &ds,
@@ -432,15 +440,95 @@ pub struct GenerateBenchArgs {
     /// Questions asked for per call.
     #[arg(long, default_value_t = 5)]
     pub questions_per_call: usize,
+    /// Instead of the generator: a thinking pool member's replies (step by step, then the
+    /// letter) to `--questions` MMLU questions, decoded this many together (e.g. 1,4,8,16).
+    #[arg(long, value_delimiter = ',')]
+    pub sequences: Vec<usize>,
+    /// MMLU questions answered with `--sequences` (sampled across all subjects, seeded).
+    #[arg(long, default_value_t = 16)]
+    pub questions: usize,
+    /// Token budget of each reply with `--sequences`.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: usize,
+}
+
+/// `rgd bench generate --sequences`: the same greedy replies decoded 1, 4, … at a time; tokens/s,
+/// the speed-up over the first setting and how many replies equal the first setting's.
+fn bench_sequences(a: &GenerateBenchArgs) -> Result<()> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let (mut qs, _) = rgd_benchmarks::load_all("mmlu")?;
+    qs.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    qs.truncate(a.questions);
+    let reqs: Vec<rgd_core::GenerateRequest> = qs
+        .iter()
+        .map(|q| rgd_pool::cot_request(q, a.max_tokens))
+        .collect();
+    println!(
+        "{}: {} MMLU questions (seed 7) answered step by step, greedy, at most {} tokens each",
+        a.model,
+        reqs.len(),
+        a.max_tokens
+    );
+    println!(
+        "| sequences | tokens | seconds | tokens/s | speed-up | replies equal to the first row's |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut first: Option<(f64, Vec<String>)> = None;
+    for &n in &a.sequences {
+        let backend = rgd_backend_llamacpp::LlamaCpp {
+            model: a.model.clone(),
+            n_ctx: 4096,
+            threads: 0,
+            chat_template: true,
+            sequences: n.max(1),
+        }
+        .open()?;
+        // load the model outside the timing
+        rgd_core::LlmBackend::generate(
+            &backend,
+            &rgd_core::GenerateRequest {
+                max_tokens: 1,
+                ..reqs[0].clone()
+            },
+        )?;
+        let t0 = Instant::now();
+        let gens = rgd_core::generate_all(&backend, &reqs)
+            .into_iter()
+            .collect::<rgd_core::Result<Vec<_>>>()?;
+        let wall = t0.elapsed().as_secs_f64();
+        let tokens: usize = gens.iter().map(|g| g.n_tokens).sum();
+        let rate = tokens as f64 / wall;
+        let texts: Vec<String> = gens.into_iter().map(|g| g.text).collect();
+        let (speedup, equal) = match &first {
+            Some((r0, t0)) => (
+                rate / r0,
+                texts.iter().zip(t0).filter(|(a, b)| a == b).count(),
+            ),
+            None => (1.0, texts.len()),
+        };
+        println!(
+            "| {n} | {tokens} | {wall:.1} | {rate:.1} | {speedup:.2}x | {equal} of {} |",
+            texts.len()
+        );
+        if first.is_none() {
+            first = Some((rate, texts));
+        }
+    }
+    Ok(())
 }
 
 /// Generate, then print tokens/s, questions/minute and the parse success rate.
 pub fn bench_generate(a: &GenerateBenchArgs) -> Result<()> {
+    if !a.sequences.is_empty() {
+        return bench_sequences(a);
+    }
     let backend = rgd_backend_llamacpp::LlamaCpp {
         model: a.model.clone(),
         n_ctx: 4096,
         threads: 0,
         chat_template: true,
+        sequences: 16,
     }
     .open()?;
     let descs = rgd_generator_llm::descriptions::load(&a.descriptions)?;

@@ -165,8 +165,9 @@ pub fn paired_bootstrap_ci(a: &[bool], b: &[bool], resamples: usize, seed: u64) 
     bootstrap_mean_ci(&v, resamples, seed)
 }
 
-/// The percentile-bootstrap interval of the mean of `v`.
-fn bootstrap_mean_ci(v: &[f64], resamples: usize, seed: u64) -> [f64; 2] {
+/// The 95% percentile-bootstrap interval of the mean of `v` (questions drawn with
+/// replacement, `resamples` times, deterministic for `seed`).
+pub fn bootstrap_mean_ci(v: &[f64], resamples: usize, seed: u64) -> [f64; 2] {
     let n = v.len();
     if n == 0 {
         return [0.0, 0.0];

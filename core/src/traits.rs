@@ -525,6 +525,31 @@ pub trait LlmBackend: Send + Sync + Debug {
     fn parallelism(&self) -> usize {
         1
     }
+    /// How many generation requests this backend decodes together in one pass per token
+    /// ([`LlmBackend::generate_batch`]); 1: one at a time.
+    fn batch_size(&self) -> usize {
+        1
+    }
+    /// Replies to several requests, in order, each with its own result. Backends that decode
+    /// several sequences together (`llamacpp` with `sequences` > 1) answer them in one pass per
+    /// token; the default answers them one by one.
+    fn generate_batch(&self, reqs: &[GenerateRequest]) -> Vec<Result<Generation>> {
+        reqs.iter().map(|r| self.generate(r)).collect()
+    }
+}
+
+/// Every request's reply, in order: in batches of [`LlmBackend::batch_size`] when the backend
+/// decodes several together, else up to [`LlmBackend::parallelism`] calls at once. The pool's
+/// generating members and the question generator both call models through this.
+pub fn generate_all(backend: &dyn LlmBackend, reqs: &[GenerateRequest]) -> Vec<Result<Generation>> {
+    let batch = backend.batch_size();
+    if batch > 1 {
+        reqs.chunks(batch)
+            .flat_map(|part| backend.generate_batch(part))
+            .collect()
+    } else {
+        parallel_map(reqs, backend.parallelism(), |_, r| backend.generate(r))
+    }
 }
 
 /// Run `f` on every item with up to `workers` threads, results in the items' order. Remote
@@ -589,6 +614,12 @@ impl LlmBackend for Arc<dyn LlmBackend> {
     }
     fn parallelism(&self) -> usize {
         self.as_ref().parallelism()
+    }
+    fn batch_size(&self) -> usize {
+        self.as_ref().batch_size()
+    }
+    fn generate_batch(&self, reqs: &[GenerateRequest]) -> Vec<Result<Generation>> {
+        self.as_ref().generate_batch(reqs)
     }
 }
 

@@ -3,13 +3,13 @@
 //! the cascade and the oracle (see [`crate::cost`]).
 
 use crate::cost::{
-    self, CalibrateOn, Cascade, CostSettings, Costs, Point, Rule, Target, accuracy_at,
-    cost_to_reach, gold_answers, single_accuracy,
+    self, CalibrateOn, CalibrationScores, Cascade, CostSettings, Costs, Decisions, Point, Rule,
+    Target, accuracy_at, cost_to_reach, gold_answers, single_accuracy,
 };
 use crate::error::Result;
 use ndarray::Array2;
 use rgd_core::stats::LocScale;
-use rgd_core::{Dataset, Letter, Supervision};
+use rgd_core::{Context, Dataset, Letter, Router, Split, Supervision, TrainedRouter};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -35,6 +35,14 @@ pub struct Calibrated {
     pub cost_saving: f64,
     /// Test accuracy minus the best single model's.
     pub accuracy_change: f64,
+    /// Paired 95% bootstrap interval of the accuracy change (the same resampled test
+    /// questions for the router and the best single model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy_change_ci95: Option<[f64; 2]>,
+    /// 95% bootstrap interval of the cost saving over the same resampled test questions (the
+    /// best single model costs the same on every question).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_saving_ci95: Option<[f64; 2]>,
 }
 
 /// A router's (or the cascade's) cost–quality detail.
@@ -44,6 +52,9 @@ pub struct CurveDetail {
     pub params: Vec<Option<f64>>,
     /// Which answers the training-split calibration scored against.
     pub calibrated_on: String,
+    /// Which router scores of the training questions it read (out-of-fold or in-sample).
+    #[serde(default)]
+    pub calibration_scores: String,
     /// Calibrated operating points.
     pub calibrated: Vec<Calibrated>,
     /// Cheapest test cost reaching 95% and 100% of the best single model's test accuracy.
@@ -124,6 +135,9 @@ pub struct Analysis {
     lo: f64,
     hi: f64,
     best: (usize, f64),
+    /// The best single model's correctness per test question (paired intervals).
+    best_correct: Vec<bool>,
+    seed: u64,
 }
 
 fn opt(x: f64) -> Option<f64> {
@@ -131,8 +145,14 @@ fn opt(x: f64) -> Option<f64> {
 }
 
 impl Analysis {
-    /// Resolve costs and the answers to score against.
-    pub fn new(settings: &CostSettings, ds: &Dataset, train_stats: &[LocScale]) -> Result<Self> {
+    /// Resolve costs and the answers to score against; `seed` seeds the out-of-fold split and
+    /// the bootstrap.
+    pub fn new(
+        settings: &CostSettings,
+        ds: &Dataset,
+        train_stats: &[LocScale],
+        seed: u64,
+    ) -> Result<Self> {
         let costs = settings.resolve(&ds.models, &ds.train)?;
         let test_gold: Vec<Option<Letter>> = ds.test.questions.iter().map(|q| q.answer).collect();
         let acc = single_accuracy(&ds.test, &test_gold);
@@ -141,7 +161,12 @@ impl Analysis {
             .map(|&j| (j, acc[j]))
             .unwrap_or((0, 0.0));
         let c = &costs.per_model;
+        let best_correct = (0..ds.test.len())
+            .map(|q| ds.test.responses.is_correct(q, best.0, test_gold[q]))
+            .collect();
         Ok(Analysis {
+            best_correct,
+            seed,
             settings: settings.clone(),
             lo: c.iter().copied().fold(f64::INFINITY, f64::min),
             hi: c.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -197,7 +222,7 @@ impl Analysis {
         train_points: &[Point],
         train_gold: &[Option<Letter>],
         ds: &Dataset,
-        on_test: impl Fn(f64) -> Point,
+        on_test: impl Fn(f64) -> Decisions,
     ) -> Vec<Calibrated> {
         let train_best = single_accuracy(&ds.train, train_gold)
             .into_iter()
@@ -210,8 +235,19 @@ impl Analysis {
                     Target::Budget(b) => p.cost <= b + 1e-12,
                     Target::AccuracyShare(s) => p.accuracy >= s * train_best - 1e-12,
                 };
-                let test = on_test(p.param);
+                let d = on_test(p.param);
+                let test = d.point(p.param);
+                let best_cost = self.best_cost();
+                let cost_ci = rgd_core::eval::bootstrap_mean_ci(&d.cost, 1000, self.seed);
                 Some(Calibrated {
+                    accuracy_change_ci95: Some(rgd_core::eval::paired_bootstrap_ci(
+                        &d.correct,
+                        &self.best_correct,
+                        1000,
+                        self.seed,
+                    )),
+                    cost_saving_ci95: (best_cost > 0.0)
+                        .then(|| [1.0 - cost_ci[1] / best_cost, 1.0 - cost_ci[0] / best_cost]),
                     target: t.label(&self.costs.unit),
                     reached,
                     param: opt(p.param),
@@ -234,6 +270,7 @@ impl Analysis {
         &self,
         test_points: &[Point],
         calibrated_on: &str,
+        calibration_scores: String,
         calibrated: Vec<Calibrated>,
         top3_vote: Option<[f64; 2]>,
     ) -> RouterCost {
@@ -244,6 +281,7 @@ impl Analysis {
             detail: CurveDetail {
                 params: test_points.iter().map(|p| opt(p.param)).collect(),
                 calibrated_on: calibrated_on.to_string(),
+                calibration_scores,
                 calibrated,
                 cost_to_reach: [("95%", 0.95), ("100%", 1.0)]
                     .into_iter()
@@ -260,14 +298,46 @@ impl Analysis {
         }
     }
 
-    /// One router: sweep its scores on the test split, calibrate on the training split
-    /// (against the generator's key for routers that learn from it, otherwise against the
-    /// pool's plurality answer, so a query-only router stays query-only).
+    /// The router's scores of the training questions that calibration reads, and what they
+    /// are: out-of-fold (the training split in folds per subject, seeded; each fold scored by
+    /// `router` trained on the others) or `trained`'s in-sample scores. When a fold cannot be
+    /// trained (too few questions, say), the in-sample scores are used and the label says why.
+    pub fn training_scores(
+        &self,
+        router: &dyn Router,
+        trained: &dyn TrainedRouter,
+        ds: &Dataset,
+        ctx: &Context,
+    ) -> rgd_core::Result<(Array2<f64>, String)> {
+        let in_sample = |why: Option<String>| -> rgd_core::Result<(Array2<f64>, String)> {
+            let label = CalibrationScores::InSample.label();
+            Ok((
+                trained.score_split(&ds.train)?,
+                match why {
+                    Some(why) => format!("{label} (out-of-fold training failed: {why})"),
+                    None => label,
+                },
+            ))
+        };
+        let CalibrationScores::OutOfFold { folds } = self.settings.calibrate_scores else {
+            return in_sample(None);
+        };
+        match out_of_fold_scores(router, &ds.train, &ds.models, folds, self.seed, ctx) {
+            Ok(s) => Ok((s, self.settings.calibrate_scores.label())),
+            Err(rgd_core::Error::Interrupted) => Err(rgd_core::Error::Interrupted),
+            Err(e) => in_sample(Some(e.to_string())),
+        }
+    }
+
+    /// One router: sweep its scores on the test split, calibrate on its scores of the training
+    /// split (`train_scores`, described by `scored`: see [`Analysis::training_scores`]) against
+    /// the generator's key for routers that learn from it, otherwise against the pool's
+    /// plurality answer, so a query-only router stays query-only.
     pub fn router(
         &self,
         ds: &Dataset,
         supervision: Supervision,
-        train_scores: &Array2<f64>,
+        (train_scores, scored): (&Array2<f64>, String),
         test_scores: &Array2<f64>,
         top3_accuracy: f64,
     ) -> RouterCost {
@@ -280,10 +350,10 @@ impl Analysis {
         let train_grid = cost::parameter_grid(train_scores, c, rule, n);
         let train_points = cost::sweep(&ds.train, train_gold, train_scores, c, rule, &train_grid);
         let calibrated = self.calibrations(&train_points, train_gold, ds, |param| {
-            cost::sweep(&ds.test, &self.test_gold, test_scores, c, rule, &[param])[0]
+            Decisions::of_router(&ds.test, &self.test_gold, test_scores, c, rule, param)
         });
         let top3 = [cost::vote_cost(test_scores, c, 3), top3_accuracy];
-        self.detail(&test_points, on, calibrated, Some(top3))
+        self.detail(&test_points, on, scored, calibrated, Some(top3))
     }
 
     /// The single models, zero router, cascade and oracle.
@@ -313,9 +383,11 @@ impl Analysis {
         let train_grid = cascade.grid(&ds.train, self.settings.points);
         let train_points = cascade.sweep(&ds.train, train_gold, c, &train_grid);
         let calibrated = self.calibrations(&train_points, train_gold, ds, |t| {
-            cascade.sweep(&ds.test, &self.test_gold, c, &[t])[0]
+            cascade.decisions(&ds.test, &self.test_gold, c, t)
         });
-        let cascade_out = self.detail(&test_points, on, calibrated, None);
+        // the cascade learns only each model's confidence scale: nothing to memorise
+        let scored = "the cascade's thresholds on the training split".to_string();
+        let cascade_out = self.detail(&test_points, on, scored, calibrated, None);
         let oracle_cost = (0..ds.test.len())
             .map(|q| {
                 (0..c.len())
@@ -366,4 +438,43 @@ impl Analysis {
             seconds,
         }
     }
+}
+
+/// Each training question scored by `router` trained without its fold: the questions of each
+/// subject ordered by a seeded hash of their id and dealt into `folds` folds, so every fold
+/// holds every subject's share.
+pub fn out_of_fold_scores(
+    router: &dyn Router,
+    train: &Split,
+    models: &[String],
+    folds: usize,
+    seed: u64,
+    ctx: &Context,
+) -> rgd_core::Result<Array2<f64>> {
+    let mut fold = vec![0usize; train.len()];
+    for (_, mut idx) in train.by_subject() {
+        idx.sort_by_key(|&q| {
+            (
+                rgd_core::data::fnv(&format!("{seed}:{}", train.questions[q].id)),
+                q,
+            )
+        });
+        for (k, q) in idx.into_iter().enumerate() {
+            fold[q] = k % folds;
+        }
+    }
+    let mut out = Array2::from_elem((train.len(), models.len()), f64::NAN);
+    for f in 0..folds {
+        ctx.check_interrupt()?;
+        let (held, fit): (Vec<usize>, Vec<usize>) = (0..train.len()).partition(|&q| fold[q] == f);
+        if held.is_empty() {
+            continue;
+        }
+        let trained = router.train(&train.select(&fit), models, ctx)?;
+        let s = trained.score_split(&train.select(&held))?;
+        for (r, &q) in held.iter().enumerate() {
+            out.row_mut(q).assign(&s.row(r));
+        }
+    }
+    Ok(out)
 }

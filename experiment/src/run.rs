@@ -130,7 +130,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let analysis = r
         .costs
         .as_ref()
-        .map(|c| Analysis::new(c, &ds, &train_stats))
+        .map(|c| Analysis::new(c, &ds, &train_stats, pipeline.seed))
         .transpose()?;
     let mut cost_seconds = 0.0;
 
@@ -159,12 +159,13 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
         let cost = match &analysis {
             None => None,
             Some(a) => {
-                let train_scores = ev.trained.score_split(&ds.train)?;
                 let t = Instant::now();
+                let (train_scores, scored) =
+                    a.training_scores(router.value.as_ref(), ev.trained.as_ref(), &ds, ctx)?;
                 let rc = a.router(
                     &ds,
                     router.value.supervision(),
-                    &train_scores,
+                    (&train_scores, scored),
                     &ev.scores,
                     ev.eval.overall.top3_vote,
                 );

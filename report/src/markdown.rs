@@ -201,6 +201,36 @@ fn opt_num(x: Option<f64>) -> String {
     x.map(num).unwrap_or_else(|| "never".into())
 }
 
+/// Which training scores the routers' calibrations read: the common setting, with the
+/// routers that fell back to another named.
+fn calibration_scores(r: &RunResults, order: &[String]) -> String {
+    let mut by: Vec<(String, Vec<&str>)> = Vec::new();
+    for name in order {
+        let Some(d) = r.routers.get(name).and_then(|x| x.cost.as_ref()) else {
+            continue;
+        };
+        let label = if d.calibration_scores.is_empty() {
+            "each router's in-sample scores of the training split".to_string()
+        } else {
+            d.calibration_scores.clone()
+        };
+        match by.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, names)) => names.push(name),
+            None => by.push((label, vec![name])),
+        }
+    }
+    by.sort_by_key(|(_, names)| std::cmp::Reverse(names.len()));
+    let mut parts = by.into_iter();
+    let Some((common, _)) = parts.next() else {
+        return "the routers' scores of the training split".into();
+    };
+    let mut out = common;
+    for (label, names) in parts {
+        out.push_str(&format!(" ({}: {label})", names.join(", ")));
+    }
+    out
+}
+
 fn cost_section(
     s: &mut String,
     r: &RunResults,
@@ -211,7 +241,7 @@ fn cost_section(
     let _ = writeln!(s, "\n## Cost and quality (test split)\n");
     let _ = writeln!(
         s,
-        "![cost–quality](cost_quality.svg)\n\nCosts per query ({u}): {}. Rule: {}; AIQ is the area under each curve's non-decreasing convex hull over the single models' cost range ({} to {} {u}), divided by its width. The best single model is {} ({} %, {} {u}/query). Operating points are calibrated on the training split only.\n",
+        "![cost–quality](cost_quality.svg)\n\nCosts per query ({u}): {}. Rule: {}; AIQ is the area under each curve's non-decreasing convex hull over the single models' cost range ({} to {} {u}), divided by its width. The best single model is {} ({} %, {} {u}/query). Operating points are calibrated on the training split only, on {}; cost saved and accuracy change carry paired 95 % bootstrap intervals over the test questions.\n",
         c.per_model
             .iter()
             .map(|(m, x)| format!("{m} {} ({})", num(x.cost), x.source))
@@ -228,6 +258,7 @@ fn cost_section(
         c.best_single.0,
         pct(c.best_single.1[1]),
         num(c.best_single.1[0]),
+        calibration_scores(r, order),
     );
     let _ = writeln!(
         s,
@@ -253,7 +284,7 @@ fn cost_section(
         for k in &d.calibrated {
             let _ = writeln!(
                 s,
-                "| {name} | {aiq:.3} | {}{} | {} | {} | {} % | {:+.1} | {reach} | {t3} |",
+                "| {name} | {aiq:.3} | {}{} | {} | {} | {} %{} | {:+.1}{} | {reach} | {t3} |",
                 k.target,
                 if k.reached {
                     ""
@@ -263,7 +294,13 @@ fn cost_section(
                 num(k.test_cost),
                 pct(k.test_accuracy),
                 pct(k.cost_saving),
+                k.cost_saving_ci95
+                    .map(|c| format!(" [{}, {}]", pct(c[0]), pct(c[1])))
+                    .unwrap_or_default(),
                 100.0 * k.accuracy_change,
+                k.accuracy_change_ci95
+                    .map(|c| format!(" [{:+.1}, {:+.1}]", 100.0 * c[0], 100.0 * c[1]))
+                    .unwrap_or_default(),
             );
         }
     };

@@ -71,6 +71,98 @@ fn cost_aware_cascal_and_the_cascade_save_30_percent_at_most_1_point_lost() {
     assert!(svg.starts_with("<svg") && svg.contains("cascal") && svg.contains("cascade"));
 }
 
+/// The calibrated point aiming at 99% of the best single model, whole.
+fn point_99(detail: &Value) -> &Value {
+    detail["calibrated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["target"].as_str().unwrap().starts_with("99%"))
+        .unwrap()
+}
+
+#[test]
+fn out_of_fold_calibration_sees_what_memorising_routers_do_on_new_questions() {
+    let t = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("examples/pipelines/cost.toml")).unwrap();
+    let text = format!(
+        "{text}\n[routers.knn]\ntype = \"knn\"\nk = 1\n\n[routers.knn_cv]\ntype = \"knn\"\n"
+    );
+    let mut runs = Vec::new();
+    for scores in ["in_sample", "out_of_fold"] {
+        let p = t.path().join(format!("{scores}.toml"));
+        std::fs::write(
+            &p,
+            text.replace(
+                "[costs]\n",
+                &format!("[costs]\ncalibrate_scores = \"{scores}\"\n"),
+            ),
+        )
+        .unwrap();
+        let out = t.path().join(scores);
+        let o = rgd(
+            t.path(),
+            &[
+                "run",
+                p.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--quiet",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        runs.push(results(&out));
+    }
+    let knn = |r: &Value| r["routers"]["knn"]["cost"].clone();
+    let (inside, oof) = (knn(&runs[0]), knn(&runs[1]));
+    assert!(
+        inside["calibration_scores"]
+            .as_str()
+            .unwrap()
+            .starts_with("in-sample")
+    );
+    assert!(
+        oof["calibration_scores"]
+            .as_str()
+            .unwrap()
+            .starts_with("out-of-fold scores (5 folds")
+    );
+    let (pi, po) = (point_99(&inside), point_99(&oof));
+    let f = |k: &Value, key: &str| k[key].as_f64().unwrap();
+    let gap = |k: &Value| f(k, "train_accuracy") - f(k, "test_accuracy");
+    // 1-NN finds each training question itself: in sample it seems to reach 99% of the best
+    // single model and overstates its accuracy by 20+ points; out of fold it does not reach it
+    assert_eq!(pi["reached"], true, "{pi}");
+    assert_eq!(po["reached"], false, "{po}");
+    assert!(
+        gap(pi) > 0.2 && gap(po).abs() < 0.1,
+        "in-sample {pi}, out-of-fold {po}"
+    );
+    // kNN with k chosen by cross-validation, calibrated to 99%: in sample it loses more than a
+    // point on the test split, out of fold it stays within one
+    let k10 = |r: &Value| point_99(&r["routers"]["knn_cv"]["cost"]).clone();
+    let (ki, ko) = (k10(&runs[0]), k10(&runs[1]));
+    assert!(f(&ki, "accuracy_change") < -0.01, "{ki}");
+    assert!(f(&ko, "accuracy_change") >= -0.01, "{ko}");
+    // paired intervals hold their point
+    for k in [pi, po] {
+        let (a, c) = (&k["accuracy_change_ci95"], &k["cost_saving_ci95"]);
+        let saving = f(k, "cost_saving");
+        assert!(c[0].as_f64().unwrap() <= saving + 1e-12, "{k}");
+        assert!(saving <= c[1].as_f64().unwrap() + 1e-12, "{k}");
+        assert!(
+            a[0].as_f64().unwrap() <= f(k, "accuracy_change") + 1e-12,
+            "{k}"
+        );
+        assert!(
+            f(k, "accuracy_change") <= a[1].as_f64().unwrap() + 1e-12,
+            "{k}"
+        );
+    }
+    let report = std::fs::read_to_string(t.path().join("out_of_fold/report.md")).unwrap();
+    assert!(report.contains("calibrated on the training split only, on out-of-fold scores"));
+}
+
 fn contract_world(dir: &Path) {
     let o = rgd(
         dir,
@@ -134,6 +226,12 @@ fn bad_costs_tables_are_named() {
         ("accuracy_shar = 0.9", "unknown field `accuracy_shar`"),
         ("from = \"latency\"", "records no latency"),
         ("rule = \"fastest\"", "`rule` must be"),
+        ("calibrate_scores = \"cross\"", "`calibrate_scores` must be"),
+        ("folds = 1", "`folds` must be an integer in 2..=20"),
+        (
+            "calibrate_scores = \"in_sample\"\nfolds = 3",
+            "`folds` is for",
+        ),
     ] {
         std::fs::write(
             t.path().join("p.toml"),

@@ -247,6 +247,7 @@ fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
         n_ctx: 256,
         threads: 0,
         chat_template: true,
+        sequences: 1,
     }
     .open()
     .unwrap();
@@ -310,6 +311,76 @@ fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
         e.to_string()
             .contains("longer than the context of 256 tokens")
     );
+}
+
+#[test]
+fn batched_replies_equal_one_at_a_time_replies_and_a_too_long_prompt_fails_alone() {
+    use rgd_core::{GenerateRequest, LlmBackend, Message};
+    let open = |sequences| {
+        rgd_backend_llamacpp::LlamaCpp {
+            model: "smollm2-135m".into(),
+            n_ctx: 512,
+            threads: 0,
+            chat_template: true,
+            sequences,
+        }
+        .open()
+        .unwrap()
+    };
+    let req = |content: &str, temperature: f64, seed: u64, max_tokens: usize| GenerateRequest {
+        messages: vec![Message {
+            role: "user".into(),
+            content: content.into(),
+        }],
+        temperature,
+        top_p: 0.95,
+        max_tokens,
+        seed,
+        assistant_prefix: String::new(),
+    };
+    let reqs = vec![
+        // two prompts that share the template's prefix and their first words
+        req("Name one planet of the solar system.", 0.0, 0, 24),
+        req("Name one ocean of the world.", 0.0, 0, 16),
+        // one sampled, with a budget that ends it early
+        req("Write a sentence about the sea.", 0.8, 3, 5),
+        // longer than the context: refused, the others still answered
+        req(&"word ".repeat(600), 0.0, 0, 8),
+        req("What is 2 + 2?", 0.0, 0, 24),
+        // the first request again: decoded side by side with itself
+        req("Name one planet of the solar system.", 0.0, 0, 24),
+    ];
+    let one = open(1);
+    let batched = open(8);
+    assert_eq!(batched.batch_size(), 8);
+    let alone: Vec<_> = reqs.iter().map(|r| one.generate(r)).collect();
+    let together = batched.generate_batch(&reqs);
+    assert_eq!(together.len(), reqs.len());
+    let mut same = 0;
+    for (k, (a, b)) in alone.iter().zip(&together).enumerate() {
+        match (a, b) {
+            (Ok(a), Ok(b)) => {
+                assert!(b.seconds > 0.0 && b.n_tokens >= 1 && b.n_tokens <= reqs[k].max_tokens);
+                assert!(b.mean_logprob.is_finite() && b.mean_logprob < 0.0, "{b:?}");
+                // the same model and tokens; the products of a batch may add up in another
+                // order, which can flip a near-tie late in a reply
+                same += usize::from(a.text == b.text);
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(k, 3);
+                assert!(matches!(b, rgd_core::Error::Unanswerable(_)), "{b}");
+                assert_eq!(a.to_string(), b.to_string());
+            }
+            _ => panic!("request {k}: alone {a:?}, together {b:?}"),
+        }
+    }
+    assert!(
+        same >= 4,
+        "{same} of 5 batched replies equal the one-at-a-time ones"
+    );
+    let (first, again) = (together[0].as_ref().unwrap(), together[5].as_ref().unwrap());
+    assert_eq!(first.text, again.text);
+    assert_eq!(together[2].as_ref().unwrap().n_tokens, 5);
 }
 
 #[test]
@@ -460,6 +531,7 @@ fn gemma_answers_in_free_text_and_the_extractor_reads_its_letter() {
         n_ctx: 1024,
         threads: 0,
         chat_template: true,
+        sequences: 3,
     }
     .open()
     .unwrap();
@@ -497,6 +569,7 @@ fn cloze_scores_each_option_after_one_prompt_and_smollm2_prefers_the_right_one_o
         n_ctx: 1024,
         threads: 0,
         chat_template: true,
+        sequences: 1,
     }
     .open()
     .unwrap();

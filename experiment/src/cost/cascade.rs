@@ -121,21 +121,25 @@ impl Cascade {
         costs: &[f64],
         grid: &[f64],
     ) -> Vec<Point> {
-        let n = split.len().max(1) as f64;
         grid.iter()
-            .map(|&t| {
-                let (mut cost, mut hits) = (0.0, 0usize);
-                for (q, g) in gold.iter().enumerate().take(split.len()) {
-                    let (m, paid) = self.decide(split, q, costs, t);
-                    cost += paid;
-                    hits += split.responses.is_correct(q, m, *g) as usize;
-                }
-                Point {
-                    param: t,
-                    cost: cost / n,
-                    accuracy: hits as f64 / n,
-                }
-            })
+            .map(|&t| self.decisions(split, gold, costs, t).point(t))
             .collect()
+    }
+
+    /// The cascade's outcome per question at threshold `t`.
+    pub fn decisions(
+        &self,
+        split: &Split,
+        gold: &[Option<Letter>],
+        costs: &[f64],
+        t: f64,
+    ) -> Decisions {
+        let mut d = Decisions::default();
+        for (q, g) in gold.iter().enumerate().take(split.len()) {
+            let (m, paid) = self.decide(split, q, costs, t);
+            d.cost.push(paid);
+            d.correct.push(split.responses.is_correct(q, m, *g));
+        }
+        d
     }
 }

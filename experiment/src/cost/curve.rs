@@ -157,26 +157,53 @@ pub fn sweep(
     rule: Rule,
     grid: &[f64],
 ) -> Vec<Point> {
-    let n = split.len().max(1) as f64;
     grid.iter()
-        .map(|&param| {
-            let (mut cost, mut hits) = (0.0, 0usize);
-            for (q, row) in scores.rows().into_iter().enumerate() {
-                let r = row
-                    .as_slice()
-                    .map(<[f64]>::to_vec)
-                    .unwrap_or_else(|| row.to_vec());
-                let j = choose(&r, costs, rule, param);
-                cost += costs[j];
-                hits += split.responses.is_correct(q, j, gold[q]) as usize;
-            }
-            Point {
-                param,
-                cost: cost / n,
-                accuracy: hits as f64 / n,
-            }
-        })
+        .map(|&param| Decisions::of_router(split, gold, scores, costs, rule, param).point(param))
         .collect()
+}
+
+/// One decision setting per question of a split: whether the chosen model was right, and
+/// what it cost (what paired intervals resample).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decisions {
+    /// Per question: the chosen model answered right.
+    pub correct: Vec<bool>,
+    /// Per question: the cost paid.
+    pub cost: Vec<f64>,
+}
+
+impl Decisions {
+    /// A router's decisions under `rule` at `param`.
+    pub fn of_router(
+        split: &Split,
+        gold: &[Option<Letter>],
+        scores: &Array2<f64>,
+        costs: &[f64],
+        rule: Rule,
+        param: f64,
+    ) -> Decisions {
+        let mut d = Decisions::default();
+        for (q, row) in scores.rows().into_iter().enumerate() {
+            let r = row
+                .as_slice()
+                .map(<[f64]>::to_vec)
+                .unwrap_or_else(|| row.to_vec());
+            let j = choose(&r, costs, rule, param);
+            d.cost.push(costs[j]);
+            d.correct.push(split.responses.is_correct(q, j, gold[q]));
+        }
+        d
+    }
+
+    /// Their mean cost and accuracy.
+    pub fn point(&self, param: f64) -> Point {
+        let n = self.correct.len().max(1) as f64;
+        Point {
+            param,
+            cost: self.cost.iter().sum::<f64>() / n,
+            accuracy: self.correct.iter().filter(|&&c| c).count() as f64 / n,
+        }
+    }
 }
 
 /// The non-decreasing upper convex hull of `(cost, accuracy)` points (RouterBench): the best

@@ -49,6 +49,33 @@ pub enum CalibrateOn {
     Plurality,
 }
 
+/// Which router scores of the training questions a calibration reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationScores {
+    /// Cross-fitted: the training questions in `folds` folds (per subject, seeded); each fold
+    /// scored by the router trained on the others. Routers that memorise their training data
+    /// (kNN, MLP, …) look perfect on it; their scores of unseen questions do not.
+    OutOfFold {
+        /// Number of folds (2 to 20).
+        folds: usize,
+    },
+    /// The router trained on the whole training split, scoring the same questions.
+    InSample,
+}
+
+impl CalibrationScores {
+    /// How the report says it.
+    pub fn label(&self) -> String {
+        match self {
+            CalibrationScores::OutOfFold { folds } => {
+                format!("out-of-fold scores ({folds} folds of the training split)")
+            }
+            CalibrationScores::InSample => "in-sample scores of the training split".into(),
+        }
+    }
+}
+
 /// Where the cost per model comes from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -74,6 +101,8 @@ pub enum CostFrom {
 /// accuracy_share = 0.99   # ... and to this share of the best single model's accuracy
 /// budgets = [0.3, 0.6]    # report accuracy at these budgets
 /// calibrate_on = "auto"   # or "key" / "plurality": training answers calibration scores against
+/// calibrate_scores = "out_of_fold"  # or "in_sample": which router scores calibration reads
+/// folds = 5               # folds of the out-of-fold scores
 ///
 /// [costs.models]
 /// M0 = 1.0                # model name = cost per query (overrides a measured cost)
@@ -98,6 +127,8 @@ pub struct CostSettings {
     pub budgets: Vec<f64>,
     /// Which training answers calibrations score against.
     pub calibrate_on: CalibrateOn,
+    /// Which router scores of the training questions calibrations read.
+    pub calibrate_scores: CalibrationScores,
     /// `file:line [costs]`, for messages.
     pub context: String,
 }
@@ -143,6 +174,14 @@ pub struct CostsTable {
     /// against.
     #[serde(default)]
     pub calibrate_on: Option<String>,
+    /// `"out_of_fold"` (default: each training question scored by the router trained without
+    /// its fold) or `"in_sample"` (by the router trained on it).
+    #[serde(default)]
+    pub calibrate_scores: Option<String>,
+    /// Folds of the out-of-fold scores (2 to 20; default 5).
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub folds: Option<toml::Value>,
 }
 
 impl CostSettings {
@@ -199,6 +238,29 @@ impl CostSettings {
             Some(other) => {
                 return Err(err(format!(
                     "`calibrate_on` must be \"auto\", \"key\" or \"plurality\", got \"{other}\""
+                )));
+            }
+        };
+        let folds = match &t.folds {
+            None => 5,
+            Some(toml::Value::Integer(i)) if (2..=20).contains(i) => *i as usize,
+            Some(v) => {
+                return Err(err(format!(
+                    "`folds` must be an integer in 2..=20, got {v}"
+                )));
+            }
+        };
+        let calibrate_scores = match t.calibrate_scores.as_deref() {
+            None | Some("out_of_fold") => CalibrationScores::OutOfFold { folds },
+            Some("in_sample") if t.folds.is_none() => CalibrationScores::InSample,
+            Some("in_sample") => {
+                return Err(err(
+                    "`folds` is for `calibrate_scores = \"out_of_fold\"`, not \"in_sample\"".into(),
+                ));
+            }
+            Some(other) => {
+                return Err(err(format!(
+                    "`calibrate_scores` must be \"out_of_fold\" or \"in_sample\", got \"{other}\""
                 )));
             }
         };
@@ -259,6 +321,7 @@ impl CostSettings {
             accuracy_share: accuracy_share.or(if budget.is_none() { Some(0.99) } else { None }),
             budgets,
             calibrate_on,
+            calibrate_scores,
             context: context.to_string(),
         })
     }

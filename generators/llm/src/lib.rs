@@ -223,10 +223,8 @@ impl LlmGenerator {
                     },
                 })
                 .collect();
-            // a remote backend takes several calls at once; a local model one
-            let replies = rgd_core::parallel_map(&requests, backend.parallelism(), |_, req| {
-                backend.generate(req)
-            });
+            // a remote backend takes several calls at once; a local model decodes them together
+            let replies = rgd_core::generate_all(backend, &requests);
             for (call, (req, reply)) in requests.iter().zip(replies).enumerate() {
                 let seed = req.seed;
                 stats.calls += 1;

@@ -123,6 +123,22 @@ impl LlmBackend for CachedBackend {
     fn parallelism(&self) -> usize {
         self.inner.parallelism()
     }
+    fn batch_size(&self) -> usize {
+        self.inner.batch_size()
+    }
+    /// The stored replies are served; the others are decoded together by the backend.
+    fn generate_batch(&self, reqs: &[GenerateRequest]) -> Vec<rgd_core::Result<Generation>> {
+        self.cache.call_batch(
+            &self.inner.identity(),
+            "generate",
+            reqs,
+            |_, g| fits_generation(g),
+            |missing| {
+                let part: Vec<GenerateRequest> = missing.iter().map(|&i| reqs[i].clone()).collect();
+                self.inner.generate_batch(&part)
+            },
+        )
+    }
 }
 
 /// An embedder whose every text goes through the cache (one entry per text, so a batch

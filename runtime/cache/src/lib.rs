@@ -326,10 +326,89 @@ impl CallCache {
         fits: impl Fn(&R) -> Result<(), String>,
         compute: impl FnOnce() -> rgd_core::Result<R>,
     ) -> rgd_core::Result<R> {
+        self.call_batch(
+            identity,
+            op,
+            std::slice::from_ref(request),
+            |_, r| fits(r),
+            |_| vec![compute()],
+        )
+        .pop()
+        .expect("one request, one result")
+    }
+
+    /// [`CallCache::call`] for several requests: the stored ones are served, the others are
+    /// computed together by `compute` (given their indices in `requests`, it returns one result
+    /// per index, in order) and stored one by one.
+    pub fn call_batch<Q: Serialize, R: Serialize + DeserializeOwned>(
+        &self,
+        identity: &str,
+        op: &str,
+        requests: &[Q],
+        fits: impl Fn(&Q, &R) -> Result<(), String>,
+        compute: impl FnOnce(&[usize]) -> Vec<rgd_core::Result<R>>,
+    ) -> Vec<rgd_core::Result<R>> {
         if self.inner.mode == CacheMode::Off {
-            self.inner.misses.fetch_add(1, Ordering::Relaxed);
-            return compute();
+            self.inner
+                .misses
+                .fetch_add(requests.len() as u64, Ordering::Relaxed);
+            let all: Vec<usize> = (0..requests.len()).collect();
+            return compute(&all);
         }
+        let mut out: Vec<Option<rgd_core::Result<R>>> = Vec::with_capacity(requests.len());
+        let mut missing = Vec::new();
+        let mut keys = Vec::with_capacity(requests.len());
+        for (i, request) in requests.iter().enumerate() {
+            match self.lookup(identity, op, request, |r| fits(request, r)) {
+                Ok((key, req, Some(v))) => {
+                    keys.push(Some((key, req)));
+                    out.push(Some(Ok(v)));
+                }
+                Ok((key, req, None)) => {
+                    keys.push(Some((key, req)));
+                    missing.push(i);
+                    out.push(None);
+                }
+                Err(e) => {
+                    keys.push(None);
+                    out.push(Some(Err(e)));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            self.inner
+                .misses
+                .fetch_add(missing.len() as u64, Ordering::Relaxed);
+            let computed = compute(&missing);
+            debug_assert_eq!(computed.len(), missing.len());
+            for (&i, value) in missing.iter().zip(computed) {
+                let Some((key, req)) = &keys[i] else { continue };
+                out[i] = Some(value.and_then(|v| {
+                    self.store(key, identity, op, req, &v)?;
+                    Ok(v)
+                }));
+            }
+        }
+        out.into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    Err(rgd_core::Error::Data(format!(
+                        "the call cache's batch of {op} calls on `{identity}` lost a reply"
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// The key and request text of a call, with its checked stored answer if there is one; in
+    /// read-only mode a missing answer is an error.
+    fn lookup<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        identity: &str,
+        op: &str,
+        request: &Q,
+        fits: impl Fn(&R) -> Result<(), String>,
+    ) -> rgd_core::Result<(String, String, Option<R>)> {
         let req =
             serde_json::to_string(request).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
         let key = Self::key(identity, op, &req);
@@ -344,7 +423,7 @@ impl CallCache {
                 })?;
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 self.touch(&key);
-                return Ok(v);
+                return Ok((key, req, Some(v)));
             }
             // an unreadable stored answer (e.g. an older format) is recomputed in read_write
             if self.inner.mode == CacheMode::ReadOnly {
@@ -364,13 +443,23 @@ impl CallCache {
             }
             .into());
         }
-        self.inner.misses.fetch_add(1, Ordering::Relaxed);
-        let value = compute()?;
+        Ok((key, req, None))
+    }
+
+    /// Store a computed answer (read_write mode) and mark it used by this run.
+    fn store<R: Serialize>(
+        &self,
+        key: &str,
+        identity: &str,
+        op: &str,
+        req: &str,
+        value: &R,
+    ) -> rgd_core::Result<()> {
         let resp =
-            serde_json::to_string(&value).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
-        self.put_raw(&key, identity, op, &req, &resp)?;
-        self.touch(&key);
-        Ok(value)
+            serde_json::to_string(value).map_err(|e| rgd_core::Error::Data(e.to_string()))?;
+        self.put_raw(key, identity, op, req, &resp)?;
+        self.touch(key);
+        Ok(())
     }
 
     pub(crate) fn touch(&self, key: &str) {
@@ -464,6 +553,69 @@ mod tests {
         };
         let e = replay.score_choices(&req).unwrap_err().to_string();
         assert!(e.contains(&key) && e.contains("rec.jsonl.gz"), "{e}");
+    }
+
+    #[test]
+    fn a_batch_computes_only_its_missing_calls_together_and_stores_each() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("c.sqlite");
+        let c = CallCache::open(&p, CacheMode::ReadWrite).unwrap();
+        let square = |missing: &[usize], reqs: &[u64]| -> Vec<rgd_core::Result<u64>> {
+            missing
+                .iter()
+                .map(|&i| match reqs[i] {
+                    // a failed call is returned, not stored
+                    13 => Err(rgd_core::Error::Unanswerable("thirteen".into())),
+                    x => Ok(x * x),
+                })
+                .collect()
+        };
+        let first = [2u64, 3];
+        let out = c.call_batch("m", "sq", &first, |_, _| Ok(()), |m| square(m, &first));
+        assert_eq!(
+            out.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [4, 9]
+        );
+        // 3 is stored: only 4 and 13 are computed, in one call, in their order
+        let second = [3u64, 4, 13];
+        let mut asked = Vec::new();
+        let out = c.call_batch(
+            "m",
+            "sq",
+            &second,
+            |_, _| Ok(()),
+            |m| {
+                asked = m.to_vec();
+                square(m, &second)
+            },
+        );
+        assert_eq!(asked, [1, 2]);
+        assert_eq!(out[0].as_ref().unwrap(), &9);
+        assert_eq!(out[1].as_ref().unwrap(), &16);
+        assert!(out[2].is_err());
+        assert_eq!(c.stats(), (1, 4));
+        drop(c);
+        // replay: the stored ones are served, the failed one is a miss naming the call
+        let r = CallCache::open(&p, CacheMode::ReadOnly).unwrap();
+        let out = r.call_batch::<u64, u64>("m", "sq", &second, |_, _| Ok(()), |_| unreachable!());
+        assert_eq!(out[1].as_ref().unwrap(), &16);
+        let e = out[2].as_ref().unwrap_err().to_string();
+        assert!(e.contains("replay miss") && e.contains("sq"), "{e}");
+        // a stored answer that does not fit its request is an error for that request only
+        let out = r.call_batch::<u64, u64>(
+            "m",
+            "sq",
+            &[2, 3],
+            |q, a| {
+                if a == &(q * q) && *q != 3 {
+                    Ok(())
+                } else {
+                    Err("no".into())
+                }
+            },
+            |_| unreachable!(),
+        );
+        assert!(out[0].is_ok() && out[1].is_err());
     }
 
     #[test]

@@ -181,8 +181,34 @@ impl AnswerReport {
     }
 }
 
-/// One call per question, up to the backend's [`LlmBackend::parallelism`] at once, in
-/// chunks so that progress is reported as they finish.
+/// `run` on the items in chunks (of the backend's [`LlmBackend::parallelism`] × 4 for a remote
+/// backend, of its [`LlmBackend::batch_size`] for a local one), so that progress is reported
+/// and an interrupt is seen as they finish.
+fn in_chunks<T: Sync, R: Send>(
+    items: &[T],
+    member: &PoolMember,
+    progress: &mut dyn FnMut(&str, usize, usize),
+    interrupt: &AtomicBool,
+    run: impl Fn(&[T]) -> Vec<R>,
+) -> rgd_core::Result<Vec<R>> {
+    let workers = member.backend.parallelism().max(1);
+    let chunk = if workers == 1 {
+        member.backend.batch_size().max(1)
+    } else {
+        workers * 4
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (k, part) in items.chunks(chunk).enumerate() {
+        progress(&member.name, k * chunk, items.len());
+        if interrupt.load(Ordering::SeqCst) {
+            return Err(rgd_core::Error::Interrupted);
+        }
+        out.extend(run(part));
+    }
+    Ok(out)
+}
+
+/// One call per question, up to the backend's [`LlmBackend::parallelism`] at once.
 fn calls<R: Send>(
     questions: &[Question],
     member: &PoolMember,
@@ -191,16 +217,9 @@ fn calls<R: Send>(
     call: impl Fn(&Question) -> rgd_core::Result<R> + Sync,
 ) -> rgd_core::Result<Vec<rgd_core::Result<R>>> {
     let workers = member.backend.parallelism().max(1);
-    let chunk = if workers == 1 { 1 } else { workers * 4 };
-    let mut out = Vec::with_capacity(questions.len());
-    for (k, part) in questions.chunks(chunk).enumerate() {
-        progress(&member.name, k * chunk, questions.len());
-        if interrupt.load(Ordering::SeqCst) {
-            return Err(rgd_core::Error::Interrupted);
-        }
-        out.extend(rgd_core::parallel_map(part, workers, |_, q| call(q)));
-    }
-    Ok(out)
+    in_chunks(questions, member, progress, interrupt, |part| {
+        rgd_core::parallel_map(part, workers, |_, q| call(q))
+    })
 }
 
 /// Every member answers every question. `progress(model, done, total)` is called as it goes.
@@ -228,8 +247,13 @@ pub fn answer_until(
     let mut report = AnswerReport::default();
     for (j, member) in members.iter().enumerate() {
         if let AnswerMode::Generate { max_tokens } = member.mode {
-            let replies = calls(questions, member, progress, interrupt, |q| {
-                member.backend.generate(&cot_request(q, max_tokens))
+            let reqs: Vec<GenerateRequest> = questions
+                .iter()
+                .map(|q| cot_request(q, max_tokens))
+                .collect();
+            // a local model decodes a batch of replies together
+            let replies = in_chunks(&reqs, member, progress, interrupt, |part| {
+                rgd_core::generate_all(member.backend.as_ref(), part)
             })?;
             for ((i, q), reply) in questions.iter().enumerate().zip(replies) {
                 match reply {
