@@ -656,9 +656,17 @@ fn numbers(out: &Path) -> Value {
     v
 }
 
-/// The first place two JSON values differ (a readable assertion message).
+/// The first place two JSON values differ (a readable assertion message). Numbers may differ
+/// by 1e-9 relative: serde_json (without its `float_roundtrip` feature) parses a stored float
+/// to within one unit in the last place, so a replayed confidence can sit one ulp from the live
+/// one, and sums and z-scores carry that on.
 fn first_diff(a: &Value, b: &Value, path: &str) -> Option<String> {
     match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            ((x - y).abs() > 1e-9 * x.abs().max(y.abs()).max(1e-300))
+                .then(|| format!("{path}: {x} != {y}"))
+        }
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys()) {
                 let (va, vb) = (
