@@ -182,18 +182,19 @@ impl AnswerReport {
 }
 
 /// `run` on the items in chunks (of the backend's [`LlmBackend::parallelism`] × 4 for a remote
-/// backend, of its [`LlmBackend::batch_size`] for a local one), so that progress is reported
-/// and an interrupt is seen as they finish.
+/// backend, of `batch` for a local one), so that progress is reported and an interrupt is seen
+/// as they finish.
 fn in_chunks<T: Sync, R: Send>(
     items: &[T],
     member: &PoolMember,
+    batch: usize,
     progress: &mut dyn FnMut(&str, usize, usize),
     interrupt: &AtomicBool,
     run: impl Fn(&[T]) -> Vec<R>,
 ) -> rgd_core::Result<Vec<R>> {
     let workers = member.backend.parallelism().max(1);
     let chunk = if workers == 1 {
-        member.backend.batch_size().max(1)
+        batch.max(1)
     } else {
         workers * 4
     };
@@ -217,7 +218,7 @@ fn calls<R: Send>(
     call: impl Fn(&Question) -> rgd_core::Result<R> + Sync,
 ) -> rgd_core::Result<Vec<rgd_core::Result<R>>> {
     let workers = member.backend.parallelism().max(1);
-    in_chunks(questions, member, progress, interrupt, |part| {
+    in_chunks(questions, member, 1, progress, interrupt, |part| {
         rgd_core::parallel_map(part, workers, |_, q| call(q))
     })
 }
@@ -252,7 +253,8 @@ pub fn answer_until(
                 .map(|q| cot_request(q, max_tokens))
                 .collect();
             // a local model decodes a batch of replies together
-            let replies = in_chunks(&reqs, member, progress, interrupt, |part| {
+            let batch = member.backend.batch_size();
+            let replies = in_chunks(&reqs, member, batch, progress, interrupt, |part| {
                 rgd_core::generate_all(member.backend.as_ref(), part)
             })?;
             for ((i, q), reply) in questions.iter().enumerate().zip(replies) {
