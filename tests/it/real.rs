@@ -779,6 +779,16 @@ fn the_default_pipeline_runs_live_at_a_tiny_scale_records_and_replays() {
     );
     assert!(manifest["calls"].as_u64().unwrap() > 0);
     assert!(manifest["prompts"].as_array().unwrap().len() >= 3);
+    // the cloze member's option scores are recorded too (its own operation)
+    assert!(
+        manifest["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["op"] == "cloze" && p["calls"].as_u64().unwrap_or(0) > 0),
+        "{}",
+        manifest["prompts"]
+    );
 
     // the recording alone replays the run: same numbers, no model call
     let replay = tp.join("replay");
