@@ -1,7 +1,7 @@
 //! Cost-aware routing: the world (a cheap model as good as the expensive one on half
 //! the subjects), the contract pipeline with `[costs]`, and bad `[costs]` tables.
 
-use crate::common::{rgd, stderr};
+use crate::common::{rgd, rgd_run, stderr};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -100,16 +100,7 @@ fn out_of_fold_calibration_sees_what_memorising_routers_do_on_new_questions() {
         )
         .unwrap();
         let out = t.path().join(scores);
-        let o = rgd(
-            t.path(),
-            &[
-                "run",
-                p.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-                "--quiet",
-            ],
-        );
+        let o = rgd_run(t.path(), &p, &out);
         assert!(o.status.success(), "{}", stderr(&o));
         runs.push(results(&out));
     }
