@@ -241,15 +241,16 @@ impl CostSettings {
                 )));
             }
         };
-        let folds = match &t.folds {
-            None => 5,
-            Some(toml::Value::Integer(i)) if (2..=20).contains(i) => *i as usize,
-            Some(v) => {
-                return Err(err(format!(
-                    "`folds` must be an integer in 2..=20, got {v}"
-                )));
-            }
+        // an optional integer key within `lo..=hi`, else `default`
+        let int_in = |v: &Option<toml::Value>, key: &str, lo: i64, hi: i64, default: usize| match v
+        {
+            None => Ok(default),
+            Some(toml::Value::Integer(i)) if (lo..=hi).contains(i) => Ok(*i as usize),
+            Some(v) => Err(err(format!(
+                "`{key}` must be an integer in {lo}..={hi}, got {v}"
+            ))),
         };
+        let folds = int_in(&t.folds, "folds", 2, 20, 5)?;
         let calibrate_scores = match t.calibrate_scores.as_deref() {
             None | Some("out_of_fold") => CalibrationScores::OutOfFold { folds },
             Some("in_sample") if t.folds.is_none() => CalibrationScores::InSample,
@@ -268,15 +269,7 @@ impl CostSettings {
             CostFrom::Latency => "s".into(),
             CostFrom::Table | CostFrom::Data => "cost units".into(),
         });
-        let points = match &t.points {
-            None => 50,
-            Some(toml::Value::Integer(i)) if (2..=100_000).contains(i) => *i as usize,
-            Some(v) => {
-                return Err(err(format!(
-                    "`points` must be an integer in 2..=100000, got {v}"
-                )));
-            }
-        };
+        let points = int_in(&t.points, "points", 2, 100_000, 50)?;
         let budget = t
             .budget
             .as_ref()
