@@ -1,12 +1,7 @@
 //! rgd as a library: run a pipeline given as a TOML string and read the typed results — the
 //! shape a notebook binding wraps. `cargo run --example library` (no model, about a second).
 
-// components register themselves when their crate is linked
 use rgd_experiment::{Resolved, RunResults, Session};
-use rgd_router_baselines as _;
-use rgd_router_cascal as _;
-use rgd_router_knn as _;
-use rgd_sim as _;
 
 const PIPELINE: &str = r#"
 seed = 7
@@ -29,7 +24,7 @@ type = "best_single"
 "#;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let registry = rgd_core::Registry::builtin()?;
+    let registry = rgd_components::registry()?;
     let resolved = Resolved::from_toml(&registry, PIPELINE, std::path::Path::new("."), true)?;
     let results: RunResults = rgd_experiment::run(&resolved, &Session::default(), None)?;
     println!(

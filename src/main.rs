@@ -6,24 +6,12 @@ mod store;
 
 use store::{AssetsCmd, CacheCmd};
 mod progress;
+#[cfg(feature = "serve")]
 mod serve;
 mod sweep;
 
-// Plugin crates register their components through `inventory`; a crate the binary never
-// references is not linked, so reference each one.
-use rgd_backend_llamacpp as _;
-use rgd_backend_openai as _;
-use rgd_benchmarks as _;
-use rgd_embedders as _;
-use rgd_files as _;
-use rgd_process as _;
-use rgd_reference_layout as _;
-use rgd_router_baselines as _;
-use rgd_router_cascal as _;
-use rgd_router_dawid_skene as _;
-use rgd_router_knn as _;
-use rgd_router_neural as _;
-use rgd_sim as _;
+// Every built-in component is linked through the one list (rgd-components).
+use rgd_components::{rgd_reference_layout, rgd_sim};
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
@@ -146,6 +134,7 @@ enum Cmd {
     /// Serve a trained router over the OpenAI HTTP API: `/v1/chat/completions` with model
     /// `rgd:NAME` (top-1 routing, falling back to the next ranked model), `rgd:NAME:top3`
     /// (three models answer, their letters are voted) or a pool model's name.
+    #[cfg(feature = "serve")]
     Serve(serve::ServeArgs),
     /// Train every router of a pipeline and write the artifacts (`DIR/routers/NAME.json`, plus
     /// `DIR/routers/embedder.toml` when the pipeline embeds); it evaluates them as `run` does.
@@ -295,7 +284,7 @@ fn simulate(out: &Path, config: Option<&PathBuf>, a: &SimArgs) -> Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> Result<()> {
-        let mut registry = Registry::builtin()?;
+        let mut registry = rgd_components::registry()?;
         for p in &cli.plugins {
             rgd_dylib::load(p, &mut registry)?;
         }
@@ -342,6 +331,7 @@ fn main() -> ExitCode {
                 query,
                 embedding,
             } => route(&registry, artifact, query, embedding.as_deref()),
+            #[cfg(feature = "serve")]
             Cmd::Serve(a) => serve::serve(&registry, a, cli.quiet),
             Cmd::Sweep(a) => {
                 let cells = sweep::sweep(&registry, a, cli.quiet)?;

@@ -123,9 +123,20 @@ pub struct Registration {
 
 inventory::collect!(Registration);
 
-/// Deserialize a config struct from a TOML table (used by the registration macro).
+/// Deserialize a config struct from a TOML table (used by the registration macro). The error
+/// names the key path inside the table (`hidden[1]: invalid type: string "x", expected usize`),
+/// so a wrong type deep in a nested table still says where it is.
 pub fn from_table<T: DeserializeOwned>(t: toml::Table) -> std::result::Result<T, String> {
-    T::deserialize(toml::Value::Table(t)).map_err(|e| e.message().to_string())
+    serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().message().to_string();
+        // serde's own messages name a missing or unknown field already; the path is where
+        if path == "." || path.is_empty() {
+            msg
+        } else {
+            format!("`{path}`: {msg}")
+        }
+    })
 }
 
 /// Register a component with the built-in registry:
@@ -535,6 +546,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing field `type`"));
+        let err = r
+            .build_data_source(table("type = \"dummy_for_tests\"\nn = \"three\""), "ctx")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`n`: invalid type: string"), "{err}");
         let dup = r.add(Entry {
             origin: Origin::Dylib {
                 path: "/x.so".into(),

@@ -42,6 +42,10 @@ fn reference(texts: &[String]) -> Vec<Vec<f32>> {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn matches_candle_bert_on_mmlu_questions_short_and_truncated_texts() {
     let (mut all, _) = rgd_benchmarks::load_all("mmlu").unwrap();
     all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(11));

@@ -1,7 +1,7 @@
 """rgd from Python, notebook style: replay the default experiment, compare its routers in a
 data frame, add a router written in Python next to them, and plot (if matplotlib is there).
 
-    pip install target/wheels/rgd-*.whl pandas   # see the README's "From Python"
+    pip install target/wheels/rgd-*.whl pandas   # see docs/python.md
     python examples/python/compare.py
 """
 

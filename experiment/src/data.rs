@@ -13,85 +13,87 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The keys of a `[pool.NAME]` table that rgd reads itself (the others configure the
-/// backend named by `type`, whose own fields `rgd plugins` lists).
+/// How a pool member answers (`mode`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeName {
+    /// Letter log-probabilities, one forward pass.
+    #[default]
+    Score,
+    /// Each option's log-likelihood as the continuation.
+    Cloze,
+    /// Free-text reasoning, the answer extracted.
+    Generate,
+}
+
+/// How a `cloze` member normalizes an option's log-likelihood (`cloze_norm`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClozeNormName {
+    /// Per character of the option text.
+    #[default]
+    Chars,
+    /// Per token.
+    Tokens,
+    /// The plain sum.
+    None,
+}
+
+fn default_max_tokens() -> u64 {
+    512
+}
+
+/// The keys of a `[pool.NAME]` table that rgd reads itself; the others configure the backend
+/// named by `type`, whose own fields `rgd plugins` lists.
 #[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct MemberTable {
     /// `"score"` (default: letter log-probabilities, one forward pass), `"cloze"` (each
     /// option's log-likelihood as the continuation) or `"generate"` (free-text reasoning, the
     /// answer extracted).
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: ModeName,
     /// How a `cloze` member normalizes an option's log-likelihood: `"chars"` (default),
     /// `"tokens"` or `"none"`.
     #[serde(default)]
-    pub cloze_norm: Option<String>,
+    pub cloze_norm: ClozeNormName,
     /// Tokens a `generate` member may write (1 to 100000; default 512).
-    #[serde(default)]
-    pub max_tokens: Option<u64>,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u64,
     /// Divide the member's letter probabilities by its mean letter prior (position bias).
     #[serde(default)]
-    pub prior_correction: Option<bool>,
+    pub prior_correction: bool,
+    /// The backend's own table (`type` and its fields).
+    #[serde(flatten)]
+    #[schemars(skip)]
+    pub backend: toml::Table,
 }
 
 fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Result<PoolMember> {
-    let mut t = l.table.clone();
-    let prior_correction = match t.remove("prior_correction") {
-        None => false,
-        Some(toml::Value::Boolean(b)) => b,
-        Some(v) => {
-            return Err(rgd_core::Error::Config {
-                context: l.context.clone(),
-                msg: format!(
-                    "`prior_correction` must be true or false, found {}",
-                    v.type_str()
-                ),
-            }
-            .into());
-        }
-    };
     let bad = |msg: String| rgd_core::Error::Config {
         context: l.context.clone(),
         msg,
     };
-    let max_tokens = match t.remove("max_tokens") {
-        None => 512,
-        Some(toml::Value::Integer(i)) if (1..=100_000).contains(&i) => i as usize,
-        Some(v) => {
-            return Err(bad(format!(
-                "`max_tokens` must be a positive integer, found {v}"
-            ))
-            .into());
-        }
+    let t: MemberTable = rgd_core::registry::from_table(l.table.clone()).map_err(bad)?;
+    if !(1..=100_000).contains(&t.max_tokens) {
+        return Err(bad(format!(
+            "`max_tokens` must be an integer in 1..=100000, found {}",
+            t.max_tokens
+        ))
+        .into());
+    }
+    let norm = match t.cloze_norm {
+        ClozeNormName::Chars => rgd_pool::ClozeNorm::Chars,
+        ClozeNormName::Tokens => rgd_pool::ClozeNorm::Tokens,
+        ClozeNormName::None => rgd_pool::ClozeNorm::None,
     };
-    let norm = match t.remove("cloze_norm") {
-        None => rgd_pool::ClozeNorm::Chars,
-        Some(toml::Value::String(m)) if m == "chars" => rgd_pool::ClozeNorm::Chars,
-        Some(toml::Value::String(m)) if m == "tokens" => rgd_pool::ClozeNorm::Tokens,
-        Some(toml::Value::String(m)) if m == "none" => rgd_pool::ClozeNorm::None,
-        Some(v) => {
-            return Err(bad(format!(
-                "`cloze_norm` must be \"chars\", \"tokens\" or \"none\", found {v}"
-            ))
-            .into());
-        }
+    let mode = match t.mode {
+        ModeName::Score => rgd_pool::AnswerMode::Score,
+        ModeName::Cloze => rgd_pool::AnswerMode::Cloze { norm },
+        ModeName::Generate => rgd_pool::AnswerMode::Generate {
+            max_tokens: t.max_tokens as usize,
+        },
     };
-    let mode = match t.remove("mode") {
-        None => rgd_pool::AnswerMode::Score,
-        Some(toml::Value::String(m)) if m == "cloze" => rgd_pool::AnswerMode::Cloze { norm },
-        Some(toml::Value::String(m)) if m == "score" => rgd_pool::AnswerMode::Score,
-        Some(toml::Value::String(m)) if m == "generate" => {
-            rgd_pool::AnswerMode::Generate { max_tokens }
-        }
-        Some(v) => {
-            return Err(bad(format!(
-                "`mode` must be \"score\" (letter log-probs, one forward pass), \"cloze\" (each option's log-likelihood) or \"generate\" (free-text reasoning, answer extracted), found {v}"
-            ))
-            .into());
-        }
-    };
-    let backend = registry.build_backend(t, &l.context)?;
+    let backend = registry.build_backend(t.backend, &l.context)?;
     Ok(PoolMember {
         mode,
         name: name.to_string(),
@@ -99,7 +101,7 @@ fn member(registry: &Registry, name: &str, l: &Located, cache: &CallCache) -> Re
             inner: backend,
             cache: cache.clone(),
         }),
-        prior_correction,
+        prior_correction: t.prior_correction,
     })
 }
 

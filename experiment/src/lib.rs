@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! use rgd_experiment::{Resolved, Session, run};
-//! let registry = rgd_core::Registry::builtin()?;
+//! let registry = rgd_components::registry()?; // every linked built-in component
 //! let resolved = Resolved::from_file(&registry, "examples/pipelines/zoo.toml".as_ref(), true)?;
 //! let results = run(&resolved, &Session::default(), None)?;
 //! println!("best single {:.3}", results.references.best_single);

@@ -1,4 +1,4 @@
-"""The Python binding's overhead, measured (quoted in the README):
+"""The Python binding's overhead, measured (quoted in docs/python.md):
 
 1. Ranking 7,000 query embeddings (384-d) with CASCAL trained on the 14 x 2,000-question
    simulated world of `rgd bench cascal`: `Router.scores` from Python (numpy in, numpy out)

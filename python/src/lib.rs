@@ -15,23 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-// every component crate is linked so its registration is present
-use rgd_backend_llamacpp as _;
-use rgd_backend_openai as _;
-use rgd_benchmarks as _;
-use rgd_embedders as _;
-use rgd_files as _;
-use rgd_filters as _;
-use rgd_generator_llm as _;
-use rgd_process as _;
-use rgd_reference_layout as _;
-use rgd_router_baselines as _;
-use rgd_router_cascal as _;
-use rgd_router_dawid_skene as _;
-use rgd_router_knn as _;
-use rgd_router_neural as _;
-use rgd_sim as _;
-
 create_exception!(
     _rgd,
     RgdError,
@@ -46,7 +29,7 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 
 /// The built-in registry plus every router registered from Python.
 fn registry() -> PyResult<Registry> {
-    let mut r = Registry::builtin().map_err(err)?;
+    let mut r = rgd_components::registry().map_err(err)?;
     pyrouter::add_to(&mut r).map_err(err)?;
     Ok(r)
 }

@@ -40,7 +40,7 @@ pub fn register_router(
     supervision: &str,
 ) -> PyResult<()> {
     rgd_core::pipeline::check_name(name).map_err(crate::err)?;
-    let builtin = Registry::builtin().map_err(crate::err)?;
+    let builtin = rgd_components::registry().map_err(crate::err)?;
     if builtin.get(Kind::Router, name).is_some() {
         return Err(crate::err(format!(
             "`{name}` is a built-in router type; register the class under another name"

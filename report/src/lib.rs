@@ -2,6 +2,7 @@
 //! (plotters), from the typed results of `rgd-experiment`; and the sweep's.
 
 pub mod markdown;
+#[cfg(feature = "plots")]
 pub mod plot;
 pub mod sweep;
 
@@ -88,6 +89,17 @@ pub fn write_run(out: &Path, r: &RunResults) -> Result<()> {
         path: out.to_path_buf(),
         source,
     })?;
+    #[cfg(feature = "plots")]
+    write_plots(out, r)?;
+    write_file(&out.join("results.json"), &serde_json::to_vec_pretty(r)?)?;
+    write_file(&out.join("report.md"), report(r, &r.order).as_bytes())?;
+    write_file(&out.join("results.csv"), csv(r, &r.order).as_bytes())?;
+    Ok(())
+}
+
+/// The run's SVG plots: cost–quality, accuracy, training sources and per-subject heat map.
+#[cfg(feature = "plots")]
+fn write_plots(out: &Path, r: &RunResults) -> Result<()> {
     let order = &r.order;
     if let Some(c) = &r.costs {
         let curves: Vec<plot::RouterCurve> = order
@@ -157,8 +169,5 @@ pub fn write_run(out: &Path, r: &RunResults) -> Result<()> {
             &rows,
         )?;
     }
-    write_file(&out.join("results.json"), &serde_json::to_vec_pretty(r)?)?;
-    write_file(&out.join("report.md"), report(r, order).as_bytes())?;
-    write_file(&out.join("results.csv"), csv(r, order).as_bytes())?;
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! The sweep's outputs: `sweep.json`, `sweep.csv` and one plot per easy share.
 
 use crate::Result;
+#[cfg(feature = "plots")]
 use crate::plot::{PALETTE, err as e};
+#[cfg(feature = "plots")]
 use plotters::prelude::*;
 use rgd_experiment::sweep::Cell;
 use std::collections::BTreeMap;
@@ -9,6 +11,7 @@ use std::path::Path;
 
 /// Write `sweep.json`, `sweep.csv` and `sweep_easy{E}.svg` per easy share into `out`.
 pub fn write(out: &Path, cells: &[Cell], easy_shares: &[f64], n_seeds: usize) -> Result<()> {
+    let _ = (easy_shares, n_seeds); // the plots use them
     let key = |x: f64| (x * 1e6).round() as u64;
     crate::write_file(&out.join("sweep.json"), &serde_json::to_vec_pretty(cells)?)?;
     let mut csv =
@@ -26,6 +29,7 @@ pub fn write(out: &Path, cells: &[Cell], easy_shares: &[f64], n_seeds: usize) ->
         ));
     }
     crate::write_file(&out.join("sweep.csv"), csv.as_bytes())?;
+    #[cfg(feature = "plots")]
     for &es in easy_shares {
         plot(
             &out.join(format!("sweep_easy{es}.svg")),
@@ -37,8 +41,10 @@ pub fn write(out: &Path, cells: &[Cell], easy_shares: &[f64], n_seeds: usize) ->
 }
 
 /// (key accuracy, mean top-1 %, sd %).
+#[cfg(feature = "plots")]
 type Pt = (f64, f64, f64);
 
+#[cfg(feature = "plots")]
 fn plot<'a>(path: &Path, title: &str, cells: impl Iterator<Item = &'a Cell>) -> Result<()> {
     let mut by: BTreeMap<String, (String, Vec<Pt>)> = BTreeMap::new();
     for c in cells {

@@ -5,6 +5,10 @@
 use rgd_benchmarks::{Benchmark, Part, load_bigbench};
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn every_multiple_choice_task_is_a_subject_with_the_counts_python_finds() {
     let (qs, bad, names) = load_bigbench(&|_| true).unwrap();
     assert_eq!(names.len(), 167);
@@ -25,6 +29,10 @@ fn every_multiple_choice_task_is_a_subject_with_the_counts_python_finds() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn subjects_sample_with_disjoint_parts_and_an_unknown_task_lists_the_known_ones() {
     let b = |part: Part, subjects: &[&str]| Benchmark {
         name: "bigbench".into(),

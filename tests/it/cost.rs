@@ -210,14 +210,20 @@ fn bad_costs_tables_are_named() {
     let t = tempfile::tempdir().unwrap();
     contract_world(t.path());
     for (costs, expect) in [
-        ("models = { M0 = \"cheap\" }", "`M0` must be a number"),
+        (
+            "models = { M0 = \"cheap\" }",
+            "`models.M0`: invalid type: string \"cheap\"",
+        ),
         ("models = { M0 = 1, M9 = 2 }", "`M9` is not a pool model"),
         ("models = { M0 = 1 }", "no cost for model `M1`"),
         // a typo in a setting is named, never taken for a model
         ("accuracy_shar = 0.9", "unknown field `accuracy_shar`"),
         ("from = \"latency\"", "records no latency"),
-        ("rule = \"fastest\"", "`rule` must be"),
-        ("calibrate_scores = \"cross\"", "`calibrate_scores` must be"),
+        ("rule = \"fastest\"", "`rule`: unknown variant `fastest`"),
+        (
+            "calibrate_scores = \"cross\"",
+            "`calibrate_scores`: unknown variant `cross`",
+        ),
         ("folds = 1", "`folds` must be an integer in 2..=20"),
         (
             "calibrate_scores = \"in_sample\"\nfolds = 3",

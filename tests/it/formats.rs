@@ -116,6 +116,10 @@ fn an_embedllm_long_csv_counts_a_missing_row_as_an_abstention() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn lm_eval_sample_logs_give_the_harness_own_accuracy_per_model() {
     let t = tempfile::tempdir().unwrap();
     let r = run(
@@ -178,6 +182,10 @@ fn lm_eval_sample_logs_give_the_harness_own_accuracy_per_model() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn question_files_answered_by_real_models_run_cascal_knn_and_best_single() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("calls.sqlite");

@@ -50,7 +50,7 @@ fn results_written_by_rgd_run_read_back_typed_and_match_the_library_run() {
     assert_eq!(again, orig);
 
     // the library, from the TOML text, gives the same numbers (no files written)
-    let registry = rgd_core::Registry::builtin().unwrap();
+    let registry = rgd_components::registry().unwrap();
     let resolved = Resolved::from_toml(&registry, WORLD, t.path(), true).unwrap();
     let lib = rgd_experiment::run(&resolved, &Session::default(), None).unwrap();
     for (name, r) in &from_cli.routers {

@@ -1,13 +1,7 @@
 //! Integration tests of rgd (one test binary, modules per area).
 
-// link the plugin crates so their registrations (typetag, inventory) are present
-use rgd_embedders as _;
-use rgd_process as _;
-use rgd_router_baselines as _;
-use rgd_router_cascal as _;
-use rgd_router_dawid_skene as _;
-use rgd_router_knn as _;
-use rgd_router_neural as _;
+// every built-in component, through the one list
+use rgd_components as _;
 
 mod assets;
 mod bad_input;
@@ -20,6 +14,7 @@ mod fixture;
 mod formats;
 mod generation;
 mod library;
+mod new_router;
 mod openai;
 mod plugins;
 mod real;

@@ -47,6 +47,10 @@ fn results(out: &Path) -> Value {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
     let fake = Fake::start();
     let t = tempfile::tempdir().unwrap();
@@ -155,6 +159,10 @@ fn faults_are_retried_failures_reported_and_a_rerun_retries_only_what_failed() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn an_unknown_model_stops_the_run_with_the_servers_message() {
     let fake = Fake::start();
     let t = tempfile::tempdir().unwrap();
@@ -176,6 +184,10 @@ fn an_unknown_model_stops_the_run_with_the_servers_message() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn a_key_variable_that_is_not_set_is_named_and_the_key_never_reaches_the_cache() {
     let fake = Fake::start();
     let t = tempfile::tempdir().unwrap();
@@ -298,6 +310,10 @@ pub fn sse(text: &str) -> (String, Value) {
 const Q: &str = "Which organelle makes most of a cell's ATP?\nA. Ribosome\nB. Mitochondrion\nC. Golgi body\nD. Nucleus";
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn serve_routes_top1_and_top3_to_the_models_the_router_chose_and_falls_back() {
     let (fake, _t, artifact, p) = trained_on_fake();
     let s = serve(
@@ -535,6 +551,10 @@ fn serve_routes_top1_and_top3_to_the_models_the_router_chose_and_falls_back() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn serve_refuses_a_pool_without_the_routers_models() {
     let fake = Fake::start();
     let t = tempfile::tempdir().unwrap();
@@ -608,6 +628,10 @@ fn closed(mut s: &std::net::TcpStream) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn serve_sheds_idle_and_half_sent_clients_and_keeps_answering() {
     use std::io::Write;
     use std::time::{Duration, Instant};
@@ -669,6 +693,10 @@ fn serve_sheds_idle_and_half_sent_clients_and_keeps_answering() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn serve_answers_503_beyond_its_connection_cap() {
     let (_fake, _t, artifact, p) = trained_on_fake();
     let s = serve(&artifact, &p, &["--max-connections", "8"], &[]);

@@ -33,6 +33,10 @@ fn results(out: &Path) -> Value {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn smollm2_and_gemma_answer_mmlu_through_the_cache_and_a_rerun_calls_no_model() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("calls.sqlite");
@@ -124,6 +128,10 @@ fn smollm2_and_gemma_answer_mmlu_through_the_cache_and_a_rerun_calls_no_model() 
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn a_killed_labeling_run_resumes_with_only_the_missing_calls() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("calls.sqlite");
@@ -166,6 +174,10 @@ fn a_killed_labeling_run_resumes_with_only_the_missing_calls() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn missing_assets_and_unloadable_models_get_clear_errors() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("calls.sqlite");
@@ -201,6 +213,10 @@ fn missing_assets_and_unloadable_models_get_clear_errors() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn benchmark_parts_are_disjoint_and_deterministic() {
     use rgd_benchmarks::{Benchmark, Part};
     let b = |part, seed| Benchmark {
@@ -240,6 +256,10 @@ fn benchmark_parts_are_disjoint_and_deterministic() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
     use rgd_core::{GenerateRequest, Generation, LlmBackend, Message, ScoreRequest};
     let b = rgd_backend_llamacpp::LlamaCpp {
@@ -314,6 +334,10 @@ fn smollm2_generates_deterministically_for_a_seed_and_long_prompts_abstain() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn batched_replies_equal_one_at_a_time_replies_and_a_too_long_prompt_fails_alone() {
     use rgd_core::{GenerateRequest, LlmBackend, Message};
     let open = |sequences| {
@@ -384,8 +408,12 @@ fn batched_replies_equal_one_at_a_time_replies_and_a_too_long_prompt_fails_alone
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn embedders_put_related_questions_closer_than_unrelated_ones() {
-    let registry = rgd_core::Registry::builtin().unwrap();
+    let registry = rgd_components::registry().unwrap();
     for name in ["minilm", "wordllama"] {
         let mut t = toml::Table::new();
         t.insert("type".into(), name.into());
@@ -412,6 +440,10 @@ fn embedders_put_related_questions_closer_than_unrelated_ones() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn assets_missing_or_corrupt_are_named_with_the_fix() {
     let t = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
@@ -445,6 +477,10 @@ fn assets_missing_or_corrupt_are_named_with_the_fix() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn a_real_model_generates_parses_filters_and_diagnoses_and_a_rerun_replays() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("calls.sqlite");
@@ -525,6 +561,10 @@ fn a_real_model_generates_parses_filters_and_diagnoses_and_a_rerun_replays() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn gemma_answers_in_free_text_and_the_extractor_reads_its_letter() {
     let b = rgd_backend_llamacpp::LlamaCpp {
         model: "gemma3-270m".into(),
@@ -562,6 +602,10 @@ fn gemma_answers_in_free_text_and_the_extractor_reads_its_letter() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn cloze_scores_each_option_after_one_prompt_and_smollm2_prefers_the_right_one_on_sciq() {
     use rgd_core::{ClozeRequest, LlmBackend, Message};
     let b = rgd_backend_llamacpp::LlamaCpp {
@@ -717,6 +761,10 @@ fn replays_as_committed(dir: &str) -> Value {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_results() {
     replays_as_committed("default");
 }
@@ -724,6 +772,10 @@ fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_res
 /// The default's two variants the docs quote (without the self-answer filter; trained on the
 /// real validation questions) replay from the default's recording alone, on its test split.
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn the_default_experiments_variants_replay_from_its_recording_on_its_test_split() {
     let root = repo();
     let committed = results(&root.join("examples/default/out"));
@@ -745,6 +797,10 @@ fn the_default_experiments_variants_replay_from_its_recording_on_its_test_split(
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn the_bigbench_example_replays_32_subjects_answered_by_two_local_models() {
     let r = replays_as_committed("bigbench");
     assert_eq!(
@@ -757,6 +813,10 @@ fn the_bigbench_example_replays_32_subjects_answered_by_two_local_models() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn the_default_pipeline_runs_live_at_a_tiny_scale_records_and_replays() {
     let root = repo();
     let t = tempfile::tempdir().unwrap();

@@ -81,6 +81,10 @@ fn start_llama_server(dir: &Path) -> LlamaServer {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
 fn a_real_openai_server_generates_answers_and_embeds_and_serve_routes_to_its_models() {
     let t = tempfile::tempdir().unwrap();
     let server = start_llama_server(t.path());

@@ -25,7 +25,9 @@ use rgd_core::{Error, Result};
 use rgd_core::{Letter, Split, rank};
 
 /// How a router's scores are traded against cost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// Pick the model maximizing `score - lambda x cost`.
@@ -36,7 +38,9 @@ pub enum Rule {
 }
 
 /// Which training answers calibrations score against.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CalibrateOn {
     /// The answer key of the training questions when most have one (generated questions
@@ -77,10 +81,11 @@ impl CalibrationScores {
 }
 
 /// Where the cost per model comes from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CostFrom {
     /// The pipeline's `[costs]` table (model name = cost per query).
+    #[default]
     Table,
     /// Mean seconds per question measured by the run (training split).
     Latency,
@@ -133,7 +138,22 @@ pub struct CostSettings {
     pub context: String,
 }
 
-/// `[costs]`: model costs and the cost–quality analysis (see [`CostSettings`]).
+/// Which router scores of the training questions calibrations read (`calibrate_scores`).
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationScoresName {
+    /// Each training question scored by the router trained without its fold.
+    OutOfFold,
+    /// Each training question scored by the router trained on it.
+    InSample,
+}
+
+fn default_points() -> u64 {
+    50
+}
+
+/// `[costs]`: model costs and the cost–quality analysis (see [`CostSettings`]). Typed: a wrong
+/// type or an unknown value names its key (`models.M0`, `rule`).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CostsTable {
@@ -141,47 +161,41 @@ pub struct CostsTable {
     /// measured seconds per training question) or `"data"` (mean recorded cost per training
     /// answer, from a response matrix's `cost`).
     #[serde(default)]
-    pub from: Option<String>,
+    pub from: CostFrom,
     /// How costs are stated in the report (default `s` for latency, else `cost units`).
     #[serde(default)]
     pub unit: Option<String>,
     /// `[costs.models]`: pool model name = cost per query (overrides a measured cost).
     #[serde(default)]
-    #[schemars(with = "BTreeMap<String, f64>")]
-    pub models: BTreeMap<String, toml::Value>,
+    pub models: BTreeMap<String, f64>,
     /// `"penalty"` (default: argmax score - lambda x cost) or `"within"` (the cheapest model
     /// whose score is within delta of the best).
     #[serde(default)]
-    pub rule: Option<String>,
+    pub rule: Rule,
     /// Parameter values swept per router (2 to 100000; default 50).
-    #[serde(default)]
-    #[schemars(with = "Option<u64>")]
-    pub points: Option<toml::Value>,
+    #[serde(default = "default_points")]
+    pub points: u64,
     /// Calibrate on training data to this average cost per query.
     #[serde(default)]
-    #[schemars(with = "Option<f64>")]
-    pub budget: Option<toml::Value>,
+    pub budget: Option<f64>,
     /// ... and to this share of the best single model's accuracy (default 0.99 without a
     /// budget).
     #[serde(default)]
-    #[schemars(with = "Option<f64>")]
-    pub accuracy_share: Option<toml::Value>,
+    pub accuracy_share: Option<f64>,
     /// Report the best test accuracy within these budgets.
     #[serde(default)]
-    #[schemars(with = "Vec<f64>")]
-    pub budgets: Option<toml::Value>,
+    pub budgets: Vec<f64>,
     /// `"auto"` (default), `"key"` or `"plurality"`: the training answers calibration scores
     /// against.
     #[serde(default)]
-    pub calibrate_on: Option<String>,
+    pub calibrate_on: CalibrateOn,
     /// `"out_of_fold"` (default: each training question scored by the router trained without
     /// its fold) or `"in_sample"` (by the router trained on it).
     #[serde(default)]
-    pub calibrate_scores: Option<String>,
+    pub calibrate_scores: Option<CalibrationScoresName>,
     /// Folds of the out-of-fold scores (2 to 20; default 5).
     #[serde(default)]
-    #[schemars(with = "Option<u64>")]
-    pub folds: Option<toml::Value>,
+    pub folds: Option<u64>,
 }
 
 impl CostSettings {
@@ -192,17 +206,7 @@ impl CostSettings {
             msg,
         };
         let t: CostsTable = rgd_core::registry::from_table(table.clone()).map_err(&err)?;
-        // numbers are checked here rather than by serde so the message names the key
-        let num = |key: &str, v: &toml::Value| -> Result<f64> {
-            match v {
-                toml::Value::Float(f) => Ok(*f),
-                toml::Value::Integer(i) => Ok(*i as f64),
-                other => Err(err(format!(
-                    "`{key}` must be a number, got {}",
-                    other.type_str()
-                ))),
-            }
-        };
+        // ranges serde cannot state: checked here, naming the key
         let nonneg = |key: &str, x: f64| -> Result<f64> {
             if x.is_finite() && x >= 0.0 {
                 Ok(x)
@@ -212,108 +216,63 @@ impl CostSettings {
                 )))
             }
         };
-        let from = match t.from.as_deref() {
-            None | Some("table") => CostFrom::Table,
-            Some("latency") => CostFrom::Latency,
-            Some("data") => CostFrom::Data,
-            Some(other) => {
-                return Err(err(format!(
-                    "`from` must be \"table\", \"latency\" or \"data\", got \"{other}\""
-                )));
+        let int_in = |key: &str, v: u64, lo: u64, hi: u64| -> Result<usize> {
+            if (lo..=hi).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(err(format!(
+                    "`{key}` must be an integer in {lo}..={hi}, got {v}"
+                )))
             }
         };
-        let rule = match t.rule.as_deref() {
-            None | Some("penalty") => Rule::Penalty,
-            Some("within") => Rule::Within,
-            Some(other) => {
-                return Err(err(format!(
-                    "`rule` must be \"penalty\" or \"within\", got \"{other}\""
-                )));
+        let calibrate_scores = match (t.calibrate_scores, t.folds) {
+            (None | Some(CalibrationScoresName::OutOfFold), folds) => {
+                CalibrationScores::OutOfFold {
+                    folds: int_in("folds", folds.unwrap_or(5), 2, 20)?,
+                }
             }
-        };
-        let calibrate_on = match t.calibrate_on.as_deref() {
-            None | Some("auto") => CalibrateOn::Auto,
-            Some("key") => CalibrateOn::Key,
-            Some("plurality") => CalibrateOn::Plurality,
-            Some(other) => {
-                return Err(err(format!(
-                    "`calibrate_on` must be \"auto\", \"key\" or \"plurality\", got \"{other}\""
-                )));
-            }
-        };
-        // an optional integer key within `lo..=hi`, else `default`
-        let int_in = |v: &Option<toml::Value>, key: &str, lo: i64, hi: i64, default: usize| match v
-        {
-            None => Ok(default),
-            Some(toml::Value::Integer(i)) if (lo..=hi).contains(i) => Ok(*i as usize),
-            Some(v) => Err(err(format!(
-                "`{key}` must be an integer in {lo}..={hi}, got {v}"
-            ))),
-        };
-        let folds = int_in(&t.folds, "folds", 2, 20, 5)?;
-        let calibrate_scores = match t.calibrate_scores.as_deref() {
-            None | Some("out_of_fold") => CalibrationScores::OutOfFold { folds },
-            Some("in_sample") if t.folds.is_none() => CalibrationScores::InSample,
-            Some("in_sample") => {
+            (Some(CalibrationScoresName::InSample), None) => CalibrationScores::InSample,
+            (Some(CalibrationScoresName::InSample), Some(_)) => {
                 return Err(err(
                     "`folds` is for `calibrate_scores = \"out_of_fold\"`, not \"in_sample\"".into(),
                 ));
             }
-            Some(other) => {
-                return Err(err(format!(
-                    "`calibrate_scores` must be \"out_of_fold\" or \"in_sample\", got \"{other}\""
-                )));
-            }
         };
-        let unit = t.unit.unwrap_or_else(|| match from {
+        let unit = t.unit.unwrap_or_else(|| match t.from {
             CostFrom::Latency => "s".into(),
             CostFrom::Table | CostFrom::Data => "cost units".into(),
         });
-        let points = int_in(&t.points, "points", 2, 100_000, 50)?;
-        let budget = t
-            .budget
-            .as_ref()
-            .map(|v| num("budget", v).and_then(|x| nonneg("budget", x)))
-            .transpose()?;
-        let accuracy_share = t
-            .accuracy_share
-            .as_ref()
-            .map(|v| num("accuracy_share", v))
-            .transpose()?;
-        if let Some(s) = accuracy_share
+        let points = int_in("points", t.points, 2, 100_000)?;
+        let budget = t.budget.map(|x| nonneg("budget", x)).transpose()?;
+        if let Some(s) = t.accuracy_share
             && !(s > 0.0 && s <= 1.5)
         {
             return Err(err(format!(
                 "`accuracy_share` must be in (0, 1.5], got {s}"
             )));
         }
-        let budgets = match &t.budgets {
-            None => Vec::new(),
-            Some(toml::Value::Array(a)) => a
-                .iter()
-                .map(|v| num("budgets", v).and_then(|x| nonneg("budgets", x)))
-                .collect::<Result<_>>()?,
-            Some(v) => {
-                return Err(err(format!(
-                    "`budgets` must be an array of numbers, got {}",
-                    v.type_str()
-                )));
-            }
-        };
+        let budgets = t
+            .budgets
+            .iter()
+            .map(|&x| nonneg("budgets", x))
+            .collect::<Result<_>>()?;
         let mut given = BTreeMap::new();
-        for (k, v) in &t.models {
-            given.insert(k.clone(), nonneg(k, num(k, v)?)?);
+        for (k, v) in t.models {
+            let v = nonneg(&format!("models.{k}"), v)?;
+            given.insert(k, v);
         }
         Ok(CostSettings {
-            from,
+            from: t.from,
             unit,
             given,
-            rule,
+            rule: t.rule,
             points,
             budget,
-            accuracy_share: accuracy_share.or(if budget.is_none() { Some(0.99) } else { None }),
+            accuracy_share: t
+                .accuracy_share
+                .or(if budget.is_none() { Some(0.99) } else { None }),
             budgets,
-            calibrate_on,
+            calibrate_on: t.calibrate_on,
             calibrate_scores,
             context: context.to_string(),
         })

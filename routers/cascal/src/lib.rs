@@ -86,7 +86,7 @@ pub struct Cascal {
     pub kmeans_tol: f64,
     /// A model's proficient questions of one subject beyond this many: k (and the centroids)
     /// are fitted on a seeded sample of this size, then every question is assigned to its
-    /// nearest centroid (0: always all of them). Exact below it; see the README's scale
+    /// nearest centroid (0: always all of them). Exact below it; see BENCHMARKS.md's scale
     /// section for the error above it.
     pub kmeans_max_points: usize,
     /// Centroids closer than this cosine distance merge (0 disables merging).
