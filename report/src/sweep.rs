@@ -6,13 +6,12 @@ use crate::plot::{PALETTE, err as e};
 #[cfg(feature = "plots")]
 use plotters::prelude::*;
 use rgd_experiment::sweep::Cell;
+#[cfg(feature = "plots")]
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Write `sweep.json`, `sweep.csv` and `sweep_easy{E}.svg` per easy share into `out`.
 pub fn write(out: &Path, cells: &[Cell], easy_shares: &[f64], n_seeds: usize) -> Result<()> {
-    let _ = (easy_shares, n_seeds); // the plots use them
-    let key = |x: f64| (x * 1e6).round() as u64;
     crate::write_file(&out.join("sweep.json"), &serde_json::to_vec_pretty(cells)?)?;
     let mut csv =
         String::from("key_accuracy,easy_share,router,learns_from,top1_mean,top1_sd,n_seeds\n");
@@ -29,8 +28,11 @@ pub fn write(out: &Path, cells: &[Cell], easy_shares: &[f64], n_seeds: usize) ->
         ));
     }
     crate::write_file(&out.join("sweep.csv"), csv.as_bytes())?;
+    #[cfg(not(feature = "plots"))]
+    let _ = (easy_shares, n_seeds); // the plots use them
     #[cfg(feature = "plots")]
     for &es in easy_shares {
+        let key = |x: f64| (x * 1e6).round() as u64;
         plot(
             &out.join(format!("sweep_easy{es}.svg")),
             &format!("Top-1 as the generator's key gets worse (easy share {es}, {n_seeds} seeds)"),

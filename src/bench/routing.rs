@@ -7,7 +7,9 @@ use anyhow::Result;
 #[cfg(feature = "routers")]
 use rgd_components::rgd_router_cascal::Cascal;
 use rgd_components::rgd_sim::Simulated;
+#[cfg(feature = "routers")]
 use rgd_core::{Query, TrainedRouter};
+#[cfg(feature = "routers")]
 use serde::Serialize;
 use std::time::Instant;
 
@@ -37,6 +39,7 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "routers")]
 #[derive(Serialize)]
 struct BenchOut {
     world: String,
