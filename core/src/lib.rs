@@ -3,6 +3,7 @@
 //! TOML `type`, the pipeline spec, and evaluation.
 
 pub mod data;
+pub mod descriptions;
 pub mod error;
 pub mod eval;
 pub mod pipeline;

@@ -198,7 +198,7 @@ fn generate(
     let mut hand: indexmap::IndexMap<String, String> = Default::default();
     let mut from: BTreeMap<String, String> = BTreeMap::new();
     for f in &files {
-        let one = rgd_generator_llm::descriptions::load(f).with_context(|| g.context.clone())?;
+        let one = rgd_core::descriptions::load(f).with_context(|| g.context.clone())?;
         for (subject, text) in one {
             if let Some(first) = from.get(&subject) {
                 bail!(
@@ -227,7 +227,7 @@ fn generate(
                 continue;
             }
             let n = d.examples.min(qs.len());
-            let text = rgd_generator_llm::describe(backend.as_ref(), &subject, &qs[..n])?;
+            let text = rgd_core::descriptions::describe(backend.as_ref(), &subject, &qs[..n])?;
             ctx.info(format!("  described {subject}: {text}"));
             derived.insert(subject, text);
         }
@@ -243,7 +243,7 @@ fn generate(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let sel = rgd_generator_llm::descriptions::select(map, &g.subjects, test_subjects, &file_name)?;
+    let sel = rgd_core::descriptions::select(map, &g.subjects, test_subjects, &file_name)?;
     let own;
     let generator: &dyn Generator = match built {
         Some(b) => b,

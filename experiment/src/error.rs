@@ -103,12 +103,6 @@ macro_rules! bail {
 }
 pub(crate) use bail;
 
-impl From<rgd_generator_llm::GenError> for Error {
-    fn from(e: rgd_generator_llm::GenError) -> Error {
-        Error::Core(e.into())
-    }
-}
-
 impl From<rgd_pool::PoolError> for Error {
     fn from(e: rgd_pool::PoolError) -> Error {
         Error::Core(e.into())

@@ -17,7 +17,7 @@ use rgd_core::pipeline::DataSpec;
 use rgd_core::stats::LocScale;
 use rgd_core::{Dataset, Router};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn gap(router: f64, best: f64, oracle: f64) -> Option<f64> {
@@ -74,15 +74,10 @@ pub fn load_data(
     Ok((ds, cache, report))
 }
 
-/// Run the resolved pipeline. With `out`, the trained routers (`out/routers/NAME.json`, plus
-/// `embedder.toml`), the generated questions and the sources' training data are written
-/// there; results, report and plots are the caller's to write.
-pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunResults> {
-    r.check()?;
-    let pipeline = &r.pipeline;
-    let ctx = &r.ctx;
+/// Where a run writes its trained routers (`out/routers`, with the embedder `rgd route` uses).
+fn prepare_outputs(r: &Resolved, out: Option<&Path>) -> Result<Option<PathBuf>> {
     let routers_dir = out.map(|o| o.join("routers"));
-    let embedder = match &pipeline.data {
+    let embedder = match &r.pipeline.data {
         DataSpec::Answered { embedder, .. } => Some(embedder),
         DataSpec::Source { embedder, .. } => embedder.as_ref(),
     };
@@ -92,7 +87,23 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     } else if let Some(dir) = &routers_dir {
         std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
     }
+    Ok(routers_dir)
+}
 
+/// The data stage's output: the dataset after the training-data filters, and what was said
+/// about it.
+struct Loaded {
+    ds: Dataset,
+    cache: Option<rgd_cache::CallCache>,
+    warnings: Vec<String>,
+    /// The training split before the filters, when the pipeline ablates some.
+    unfiltered_train: Option<rgd_core::Split>,
+    training: crate::training::TrainingData,
+    load_seconds: f64,
+}
+
+/// Load the data, show its warnings, and process the training data (filters, diagnostics).
+fn load_stage(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<Loaded> {
     let stage = session.stage("load data");
     let (mut ds, cache, data_report) = load_data(r, session)?;
     // what the components said while loading (already shown), then the dataset's own checks
@@ -101,18 +112,37 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
         session.warn(&w);
         warnings.push(w);
     }
-    let unfiltered_train = (!pipeline.ablate_filters.is_empty()).then(|| ds.train.clone());
-    let training = crate::training::process(&mut ds, data_report, &r.filters, &[], ctx, out)?;
+    let unfiltered_train = (!r.pipeline.ablate_filters.is_empty()).then(|| ds.train.clone());
+    let training = crate::training::process(&mut ds, data_report, &r.filters, &[], &r.ctx, out)?;
     let load_seconds = stage.done(&format!(
         "{} training and {} test questions, {} models",
         ds.train.len(),
         ds.test.len(),
         ds.models.len()
     ));
+    Ok(Loaded {
+        ds,
+        cache,
+        warnings,
+        unfiltered_train,
+        training,
+        load_seconds,
+    })
+}
+
+/// What every router is compared against on the test split, computed once.
+struct Baselines {
+    refs: rgd_core::eval::References,
+    train_stats: Vec<LocScale>,
+    /// The best single model's correctness per test question, for paired comparisons.
+    best_correct: Option<Vec<bool>>,
+    majority: f64,
+    analysis: Option<Analysis>,
+}
+
+fn baselines(r: &Resolved, ds: &Dataset) -> Result<Baselines> {
     let refs = references(&ds.test, &ds.models);
     let train_stats = confidence_stats(&ds.train);
-    let (best, oracle) = (refs.overall.best_single, refs.overall.oracle);
-    // the best single model's correctness per test question, for paired comparisons
     let best_correct: Option<Vec<bool>> = ds
         .models
         .iter()
@@ -130,144 +160,191 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let analysis = r
         .costs
         .as_ref()
-        .map(|c| Analysis::new(c, &ds, &train_stats, pipeline.seed))
+        .map(|c| Analysis::new(c, ds, &train_stats, r.pipeline.seed))
         .transpose()?;
-    let mut cost_seconds = 0.0;
+    Ok(Baselines {
+        refs,
+        train_stats,
+        best_correct,
+        majority,
+        analysis,
+    })
+}
 
+/// Train and evaluate one router (its cost analysis, artifact and training seeds included):
+/// its result, or why it failed. `cost_seconds` adds the time of its cost analysis.
+fn router_stage(
+    r: &Resolved,
+    session: &Session,
+    router: &Named<Box<dyn Router>>,
+    ds: &Dataset,
+    b: &Baselines,
+    routers_dir: Option<&Path>,
+    cost_seconds: &mut f64,
+) -> Result<std::result::Result<RouterResult, RouterFailure>> {
+    let (ctx, seed) = (&r.ctx, r.pipeline.seed);
+    let name = &router.name;
+    let stage = session.stage(format!("router {name}"));
+    let ev: Evaluated = match on_dataset(router.value.as_ref(), ds, &b.train_stats, ctx) {
+        Ok(ev) => ev,
+        Err(rgd_core::Error::Interrupted) => return Err(rgd_core::Error::Interrupted.into()),
+        Err(e) => {
+            stage.done(&format!("FAILED: {e}"));
+            return Ok(Err(RouterFailure {
+                type_name: router.type_name.clone(),
+                error: e.to_string(),
+            }));
+        }
+    };
+    let cost = match &b.analysis {
+        None => None,
+        Some(a) => {
+            let t = Instant::now();
+            let (train_scores, scored) =
+                a.training_scores(router.value.as_ref(), ev.trained.as_ref(), ds, ctx)?;
+            let rc = a.router(
+                ds,
+                router.value.supervision(),
+                (&train_scores, scored),
+                &ev.scores,
+                ev.eval.overall.top3_vote,
+            );
+            *cost_seconds += t.elapsed().as_secs_f64();
+            Some(rc)
+        }
+    };
+    if let Some(dir) = routers_dir {
+        crate::artifact::save_router(dir, name, ev.trained.as_ref())?;
+    }
+    stage.done(&format!(
+        "top-1 {:.1}%, top-3 vote {:.1}%",
+        100.0 * ev.eval.overall.top1,
+        100.0 * ev.eval.overall.top3_vote
+    ));
+    let cell = ev.cell(seed);
+    let overall = &ev.eval.overall;
+    let (best, oracle) = (b.refs.overall.best_single, b.refs.overall.oracle);
+    Ok(Ok(RouterResult {
+        type_name: router.type_name.clone(),
+        supervision: router.value.supervision(),
+        top1: overall.top1,
+        top3_vote: overall.top3_vote,
+        ci95: Ci95 {
+            top1: cell.top1_ci95,
+            top3_vote: cell.top3_vote_ci95,
+        },
+        calls_per_query: Calls {
+            top1: 1,
+            top3_vote: ds.models.len().min(3),
+        },
+        oracle_gap_closed: GapClosed {
+            top1: gap(overall.top1, best, oracle),
+            top3_vote: gap(overall.top3_vote, best, oracle),
+        },
+        vs_best_single: b.best_correct.as_ref().map(|bc| PairedDiff {
+            model: b.refs.overall.best_single_model.clone(),
+            top1: overall.top1 - best,
+            top1_ci95: rgd_core::eval::paired_bootstrap_ci(&ev.eval.top1_correct, bc, 1000, seed),
+        }),
+        seconds: [
+            ("train".to_string(), ev.train_seconds),
+            ("route".to_string(), ev.route_seconds),
+        ]
+        .into(),
+        per_subject: ev.eval.per_subject.clone(),
+        top1_share: ev.eval.top1_share.clone(),
+        artifact: routers_dir.map(|_| format!("routers/{name}.json")),
+        over_seeds: over_seeds(r, router, ds, &b.train_stats)?,
+        aiq: cost.as_ref().map(|c| c.aiq),
+        curve: cost.as_ref().map(|c| c.curve.clone()),
+        cost: cost.map(|c| c.detail),
+    }))
+}
+
+/// The training sources (`[sources.NAME]`) side by side with the main one.
+fn sources_stage(
+    r: &Resolved,
+    session: &Session,
+    ds: &Dataset,
+    routers: &BTreeMap<String, RouterResult>,
+    out: Option<&Path>,
+    ablation: Option<&mut AblationOut>,
+) -> Result<Option<crate::sources::SourcesOut>> {
+    if r.pipeline.sources.is_empty() {
+        return Ok(None);
+    }
+    let main: BTreeMap<String, Cell> = routers
+        .iter()
+        .map(|(n, x)| {
+            (
+                n.clone(),
+                Cell {
+                    top1: x.top1,
+                    top1_ci95: x.ci95.top1,
+                    top3_vote: x.top3_vote,
+                    top3_vote_ci95: x.ci95.top3_vote,
+                },
+            )
+        })
+        .collect();
+    Ok(Some(crate::sources::run_sources(
+        r, session, ds, &main, out, ablation,
+    )?))
+}
+
+/// Run the resolved pipeline. With `out`, the trained routers (`out/routers/NAME.json`, plus
+/// `embedder.toml`), the generated questions and the sources' training data are written
+/// there; results, report and plots are the caller's to write. The stages, in order: outputs,
+/// data, baselines, each router, the filter ablation, the training sources, the cost analysis.
+pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunResults> {
+    r.check()?;
+    let pipeline = &r.pipeline;
+    let routers_dir = prepare_outputs(r, out)?;
+    let loaded = load_stage(r, session, out)?;
+    let ds = &loaded.ds;
+    let b = baselines(r, ds)?;
+
+    let mut cost_seconds = 0.0;
     let mut routers = BTreeMap::new();
     let mut failed = BTreeMap::new();
     for router in &r.routers {
-        ctx.check_interrupt()?;
-        let name = &router.name;
-        let stage = session.stage(format!("router {name}"));
-        let outcome = on_dataset(router.value.as_ref(), &ds, &train_stats, ctx);
-        let ev: Evaluated = match outcome {
-            Ok(ev) => ev,
-            Err(rgd_core::Error::Interrupted) => return Err(rgd_core::Error::Interrupted.into()),
-            Err(e) => {
-                stage.done(&format!("FAILED: {e}"));
-                failed.insert(
-                    name.clone(),
-                    RouterFailure {
-                        type_name: router.type_name.clone(),
-                        error: e.to_string(),
-                    },
-                );
-                continue;
+        r.ctx.check_interrupt()?;
+        match router_stage(
+            r,
+            session,
+            router,
+            ds,
+            &b,
+            routers_dir.as_deref(),
+            &mut cost_seconds,
+        )? {
+            Ok(result) => {
+                routers.insert(router.name.clone(), result);
             }
-        };
-        let cost = match &analysis {
-            None => None,
-            Some(a) => {
-                let t = Instant::now();
-                let (train_scores, scored) =
-                    a.training_scores(router.value.as_ref(), ev.trained.as_ref(), &ds, ctx)?;
-                let rc = a.router(
-                    &ds,
-                    router.value.supervision(),
-                    (&train_scores, scored),
-                    &ev.scores,
-                    ev.eval.overall.top3_vote,
-                );
-                cost_seconds += t.elapsed().as_secs_f64();
-                Some(rc)
+            Err(failure) => {
+                failed.insert(router.name.clone(), failure);
             }
-        };
-        if let Some(dir) = &routers_dir {
-            crate::artifact::save_router(dir, name, ev.trained.as_ref())?;
         }
-        stage.done(&format!(
-            "top-1 {:.1}%, top-3 vote {:.1}%",
-            100.0 * ev.eval.overall.top1,
-            100.0 * ev.eval.overall.top3_vote
-        ));
-        let cell = ev.cell(pipeline.seed);
-        let overall = &ev.eval.overall;
-        routers.insert(
-            name.clone(),
-            RouterResult {
-                type_name: router.type_name.clone(),
-                supervision: router.value.supervision(),
-                top1: overall.top1,
-                top3_vote: overall.top3_vote,
-                ci95: Ci95 {
-                    top1: cell.top1_ci95,
-                    top3_vote: cell.top3_vote_ci95,
-                },
-                calls_per_query: Calls {
-                    top1: 1,
-                    top3_vote: ds.models.len().min(3),
-                },
-                oracle_gap_closed: GapClosed {
-                    top1: gap(overall.top1, best, oracle),
-                    top3_vote: gap(overall.top3_vote, best, oracle),
-                },
-                vs_best_single: best_correct.as_ref().map(|b| PairedDiff {
-                    model: refs.overall.best_single_model.clone(),
-                    top1: overall.top1 - best,
-                    top1_ci95: rgd_core::eval::paired_bootstrap_ci(
-                        &ev.eval.top1_correct,
-                        b,
-                        1000,
-                        pipeline.seed,
-                    ),
-                }),
-                seconds: [
-                    ("train".to_string(), ev.train_seconds),
-                    ("route".to_string(), ev.route_seconds),
-                ]
-                .into(),
-                per_subject: ev.eval.per_subject.clone(),
-                top1_share: ev.eval.top1_share.clone(),
-                artifact: routers_dir.as_ref().map(|_| format!("routers/{name}.json")),
-                over_seeds: over_seeds(r, router, &ds, &train_stats)?,
-                aiq: cost.as_ref().map(|c| c.aiq),
-                curve: cost.as_ref().map(|c| c.curve.clone()),
-                cost: cost.map(|c| c.detail),
-            },
-        );
     }
-    ctx.check_interrupt()?;
-    let mut ablation = unfiltered_train
+    r.ctx.check_interrupt()?;
+    let mut ablation = loaded
+        .unfiltered_train
+        .as_ref()
         .map(|unfiltered| -> Result<AblationOut> {
             let stage = session.stage("filter ablation: main");
             let mut a = AblationOut::new(&pipeline.ablate_filters);
-            a.add_source(r, "main", &unfiltered, &ds.test, &ds.models, &[])?;
+            a.add_source(r, "main", unfiltered, &ds.test, &ds.models, &[])?;
             stage.done("retrained every router without each ablated filter");
             Ok(a)
         })
         .transpose()?;
-    let sources = if pipeline.sources.is_empty() {
-        None
-    } else {
-        let main: BTreeMap<String, Cell> = routers
-            .iter()
-            .map(|(n, x)| {
-                (
-                    n.clone(),
-                    Cell {
-                        top1: x.top1,
-                        top1_ci95: x.ci95.top1,
-                        top3_vote: x.top3_vote,
-                        top3_vote_ci95: x.ci95.top3_vote,
-                    },
-                )
-            })
-            .collect();
-        Some(crate::sources::run_sources(
-            r,
-            session,
-            &ds,
-            &main,
-            out,
-            ablation.as_mut(),
-        )?)
-    };
-    let costs = analysis.map(|a| {
+    let sources = sources_stage(r, session, ds, &routers, out, ablation.as_mut())?;
+    let refs = &b.refs;
+    let costs = b.analysis.as_ref().map(|a| {
         let t = Instant::now();
         let mut g = a.global(
-            &ds,
-            &train_stats,
+            ds,
+            &b.train_stats,
             refs.overall.oracle,
             refs.overall.oracle_if_independent,
             0.0,
@@ -291,12 +368,12 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
             oracle: refs.overall.oracle,
             oracle_if_independent: refs.overall.oracle_if_independent,
             random: refs.overall.random,
-            majority_vote: majority,
+            majority_vote: b.majority,
             single: refs.overall.single.clone(),
             per_subject: refs.per_subject.clone(),
         },
-        load_seconds,
-        training_data: training,
+        load_seconds: loaded.load_seconds,
+        training_data: loaded.training,
         sources,
         filter_ablation: ablation,
         costs,
@@ -305,7 +382,7 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
             .filter(|sp| !sp.call_failures.is_empty())
             .map(|sp| (sp.name.clone(), sp.call_failures.clone()))
             .collect(),
-        calls: cache.map(|c| {
+        calls: loaded.cache.map(|c| {
             let (hits, misses) = c.stats();
             Calls2 {
                 cache: c.path().display().to_string(),
@@ -313,6 +390,6 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
                 model_calls: misses,
             }
         }),
-        warnings,
+        warnings: loaded.warnings,
     })
 }

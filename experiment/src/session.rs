@@ -145,7 +145,7 @@ impl Session {
     fn open_cache_new(&self, p: &Pipeline, ctx: &Context) -> Result<CallCache> {
         let args = &self.options;
         let table: CacheTable = match &p.cache {
-            Some(l) => crate::tables::parse(l)?,
+            Some(l) => rgd_core::pipeline::parse_table(l)?,
             None => CacheTable::default(),
         };
         if let Some(rec) = &table.recording

@@ -1,15 +1,9 @@
 //! The framework's own pipeline tables (not components chosen by `type`), documented from
-//! their typed structs for `rgd plugins`.
+//! their typed structs for `rgd plugins`. (Each table is parsed where it is used, through
+//! `rgd_core::pipeline::parse_table`; this module only documents them, so it depends on the
+//! modules that define them and none depends on it.)
 
-use crate::error::Result;
-use rgd_core::pipeline::Located;
 use rgd_core::registry::FieldDoc;
-
-/// Deserialize a framework table: an unknown or mistyped key is an error naming the key and
-/// the table's place.
-pub fn parse<T: serde::de::DeserializeOwned>(l: &Located) -> Result<T> {
-    Ok(rgd_core::pipeline::parse_table(l)?)
-}
 
 /// One framework table and its fields.
 #[derive(Clone, Debug, serde::Serialize)]

@@ -3,8 +3,8 @@
 
 use crate::error::{Result, ResultExt as _, bail};
 use rgd_core::{Context, Dataset, Filter};
-use rgd_filters::diagnostics::diagnose;
-pub use rgd_filters::diagnostics::{Diagnostics, GroupDiagnostics};
+use rgd_diagnostics::diagnose;
+pub use rgd_diagnostics::{Diagnostics, GroupDiagnostics};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write as _;

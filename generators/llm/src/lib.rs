@@ -4,7 +4,9 @@
 //! the describe stage ([`describe`]), which derives a subject's description from a few
 //! unlabeled example questions.
 
-pub mod descriptions;
+/// Subject descriptions files and the describe stage (in `rgd-core`, shared with the experiment).
+pub use rgd_core::descriptions;
+pub use rgd_core::descriptions::{clean_description, describe};
 pub mod parse;
 
 use rgd_core::{
@@ -21,14 +23,6 @@ pub enum GenError {
     /// A parameter is out of range.
     #[error("generator llm: {0}")]
     Invalid(String),
-    /// A descriptions file could not be read.
-    #[error("{path}: {msg}")]
-    Descriptions {
-        /// The file.
-        path: String,
-        /// What is wrong (with the line, when known).
-        msg: String,
-    },
 }
 
 rgd_core::component_error!(GenError, "generator");
@@ -327,61 +321,6 @@ impl Generator for LlmGenerator {
 }
 
 rgd_core::register!(generator, "llm", LlmGenerator);
-
-/// The describe stage: an LLM writes a subject's description, in docs/rgd.md's style, from a few
-/// unlabeled example questions (greedy decoding, so it is deterministic).
-pub fn describe(
-    backend: &dyn LlmBackend,
-    subject: &str,
-    examples: &[Question],
-) -> rgd_core::Result<String> {
-    let mut user = format!(
-        "Here are {} example questions from one subject of an exam ({subject}):\n\n",
-        examples.len()
-    );
-    for (i, q) in examples.iter().enumerate() {
-        user.push_str(&format!(
-            "{}. {}\n",
-            i + 1,
-            q.text.trim().replace('\n', " ")
-        ));
-    }
-    user.push_str(
-        "\nWrite one paragraph of 25 to 45 words that describes the kind of questions in this subject, in exactly this style: \"These questions describe <the problem type>, covering <4 to 6 concrete sub-topics>, and require <calculation, recall or conceptual reasoning>.\" Reply with the paragraph only.",
-    );
-    let g = backend.generate(&GenerateRequest {
-        messages: vec![
-            Message {
-                role: "system".into(),
-                content: "You write short, precise descriptions of exam subjects.".into(),
-            },
-            Message {
-                role: "user".into(),
-                content: user,
-            },
-        ],
-        temperature: 0.0,
-        top_p: 1.0,
-        max_tokens: 120,
-        seed: 0,
-        assistant_prefix: "These questions describe".into(),
-    })?;
-    Ok(clean_description(&g.text))
-}
-
-/// The first paragraph of a reply, unquoted, at most 80 words.
-pub fn clean_description(reply: &str) -> String {
-    let para = reply
-        .split("\n\n")
-        .map(str::trim)
-        .find(|p| !p.is_empty())
-        .unwrap_or("");
-    let para = para.trim_matches(|c: char| c == '"' || c == '\'' || c == '`' || c.is_whitespace());
-    para.split_whitespace()
-        .take(80)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 #[cfg(test)]
 mod tests {

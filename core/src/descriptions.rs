@@ -1,18 +1,18 @@
 //! Task descriptions as data: a TOML file (`"subject" = "description"`, top-level keys) or a
 //! JSON object of the same shape, one per benchmark. `descriptions/` at the repository root
-//! ships them for every subject of the benchmarks rgd installs.
+//! ships them for every subject of the benchmarks rgd installs. And the describe stage, where an
+//! LLM writes a description from example questions. (Here, in the core, so the generator and
+//! the experiment both use them without depending on each other.)
 
+use crate::{Error, GenerateRequest, LlmBackend, Message, Question, SubjectDescription};
 use indexmap::IndexMap;
-use rgd_core::SubjectDescription;
 use std::path::Path;
 
-use crate::GenError;
-
 /// Read a descriptions file, keeping the file's order.
-pub fn load(path: &Path) -> Result<IndexMap<String, String>, GenError> {
+pub fn load(path: &Path) -> Result<IndexMap<String, String>, Error> {
     let name = path.display().to_string();
-    let err = |msg: String| GenError::Descriptions {
-        path: name.clone(),
+    let err = |msg: String| Error::Config {
+        context: name.clone(),
         msg,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
@@ -101,7 +101,7 @@ pub fn select(
     wanted: &[String],
     test_subjects: &[String],
     file: &str,
-) -> Result<Selection, GenError> {
+) -> Result<Selection, Error> {
     let mut sel = Selection::default();
     let base = |s: &str| {
         s.rsplit_once('/')
@@ -110,8 +110,8 @@ pub fn select(
     };
     for w in wanted {
         if lookup(descriptions, w).is_none() {
-            return Err(GenError::Descriptions {
-                path: file.to_string(),
+            return Err(Error::Config {
+                context: file.to_string(),
                 msg: format!("no description for subject `{w}` (named in [generate] subjects)"),
             });
         }
@@ -143,6 +143,61 @@ pub fn select(
         .cloned()
         .collect();
     Ok(sel)
+}
+
+/// The describe stage: an LLM writes a subject's description, in docs/rgd.md's style, from a few
+/// unlabeled example questions (greedy decoding, so it is deterministic).
+pub fn describe(
+    backend: &dyn LlmBackend,
+    subject: &str,
+    examples: &[Question],
+) -> crate::Result<String> {
+    let mut user = format!(
+        "Here are {} example questions from one subject of an exam ({subject}):\n\n",
+        examples.len()
+    );
+    for (i, q) in examples.iter().enumerate() {
+        user.push_str(&format!(
+            "{}. {}\n",
+            i + 1,
+            q.text.trim().replace('\n', " ")
+        ));
+    }
+    user.push_str(
+        "\nWrite one paragraph of 25 to 45 words that describes the kind of questions in this subject, in exactly this style: \"These questions describe <the problem type>, covering <4 to 6 concrete sub-topics>, and require <calculation, recall or conceptual reasoning>.\" Reply with the paragraph only.",
+    );
+    let g = backend.generate(&GenerateRequest {
+        messages: vec![
+            Message {
+                role: "system".into(),
+                content: "You write short, precise descriptions of exam subjects.".into(),
+            },
+            Message {
+                role: "user".into(),
+                content: user,
+            },
+        ],
+        temperature: 0.0,
+        top_p: 1.0,
+        max_tokens: 120,
+        seed: 0,
+        assistant_prefix: "These questions describe".into(),
+    })?;
+    Ok(clean_description(&g.text))
+}
+
+/// The first paragraph of a reply, unquoted, at most 80 words.
+pub fn clean_description(reply: &str) -> String {
+    let para = reply
+        .split("\n\n")
+        .map(str::trim)
+        .find(|p| !p.is_empty())
+        .unwrap_or("");
+    let para = para.trim_matches(|c: char| c == '"' || c == '\'' || c == '`' || c.is_whitespace());
+    para.split_whitespace()
+        .take(80)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
