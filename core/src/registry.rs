@@ -335,7 +335,57 @@ pub fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
     };
     let mut fields = Vec::new();
     if let Some(props) = target.get("properties").and_then(|p| p.as_object()) {
+        let defs = v.get("$defs").or_else(|| v.get("definitions"));
         for (name, p) in props {
+            // a field whose type is an enum (or an optional one) names its values
+            let resolved = p
+                .get("$ref")
+                .or_else(|| {
+                    p.get("anyOf")
+                        .and_then(|a| a.as_array())
+                        .and_then(|a| a.iter().find_map(|x| x.get("$ref")))
+                })
+                .and_then(|r| r.as_str())
+                .and_then(|r| r.rsplit('/').next())
+                .and_then(|n| defs.and_then(|d| d.get(n)))
+                .unwrap_or(p);
+            let values: Vec<String> = resolved
+                .get("enum")
+                .and_then(|e| e.as_array())
+                .map(|e| {
+                    e.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .or_else(|| {
+                    resolved.get("oneOf").and_then(|o| o.as_array()).map(|o| {
+                        o.iter()
+                            .filter_map(|x| {
+                                x.get("const")
+                                    .or_else(|| x.get("enum").and_then(|e| e.get(0)))
+                                    .and_then(|c| c.as_str())
+                                    .map(str::to_string)
+                            })
+                            .collect()
+                    })
+                })
+                .unwrap_or_default();
+            if !values.is_empty() {
+                let default = p.get("default").cloned().or_else(|| {
+                    (!required.contains(&name.as_str())).then_some(serde_json::Value::Null)
+                });
+                fields.push(FieldDoc {
+                    name: name.clone(),
+                    ty: values.join("|"),
+                    default,
+                    doc: p
+                        .get("description")
+                        .and_then(|d| d.as_str())
+                        .unwrap_or("")
+                        .replace('\n', " "),
+                });
+                continue;
+            }
             let ty = match p.get("type") {
                 Some(serde_json::Value::String(s)) => s.clone(),
                 Some(serde_json::Value::Array(a)) => a

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How a pool member answers (`mode`).
-#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModeName {
     /// Letter log-probabilities, one forward pass.
@@ -27,7 +27,7 @@ pub enum ModeName {
 }
 
 /// How a `cloze` member normalizes an option's log-likelihood (`cloze_norm`).
-#[derive(Clone, Copy, Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ClozeNormName {
     /// Per character of the option text.

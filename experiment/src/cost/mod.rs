@@ -139,7 +139,7 @@ pub struct CostSettings {
 }
 
 /// Which router scores of the training questions calibrations read (`calibrate_scores`).
-#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, serde::Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CalibrationScoresName {
     /// Each training question scored by the router trained without its fold.
