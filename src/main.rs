@@ -183,13 +183,29 @@ enum Cmd {
         #[command(flatten)]
         world: SimArgs,
     },
-    /// Export a pipeline's dataset in the authors' layout, so their scripts can read it.
+    /// Export a pipeline's dataset (embedded, if the pipeline embeds): in the authors' layout,
+    /// so their scripts can read it, or as Parquet that `[data] type = "responses"` reads back.
     Export {
         /// The pipeline TOML file.
         pipeline: PathBuf,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+        /// `authors` (Data/, Model_Responses/, embeddings/) or `parquet` (OUT/train.parquet and
+        /// OUT/test.parquet in rgd's wide layout).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Authors)]
+        format: ExportFormat,
+    },
+    /// Which pool lets routing pay: run a response-matrix pipeline on the pool named here (any
+    /// subset of its data's models) with CASCAL, kNN, MLP, the ranker and the best single model,
+    /// and print one row per pool: best single, oracle, majority vote, the routers against the
+    /// best single model with paired 95 % intervals, calls per query. Nothing is written.
+    Pool {
+        /// The pipeline TOML file (its `[data]` holds the models).
+        pipeline: PathBuf,
+        /// A pool: model names separated by commas (repeat `--models` for more pools).
+        #[arg(long, required = true)]
+        models: Vec<String>,
     },
     /// Real models and benchmarks from PyPI packages (cached outside the repo).
     Assets {
@@ -206,6 +222,31 @@ enum Cmd {
         #[command(subcommand)]
         what: bench::BenchCmd,
     },
+}
+
+/// What `rgd export` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum ExportFormat {
+    /// The authors' file layout.
+    Authors,
+    /// rgd's wide layout in Parquet, one file per split.
+    Parquet,
+}
+
+/// Write the dataset's splits as `out/train.parquet` and `out/test.parquet`.
+#[cfg(feature = "files")]
+fn export_parquet(ds: &rgd_core::Dataset, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for split in [&ds.train, &ds.test] {
+        let path = out.join(format!("{}.parquet", split.name));
+        rgd_components::rgd_files::write::write_wide_parquet(split, &ds.models, &path)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "files"))]
+fn export_parquet(_: &rgd_core::Dataset, _: &Path) -> Result<()> {
+    anyhow::bail!("this rgd was built without the `files` feature (build with `--features files`)")
 }
 
 /// Common simulated-world flags.
@@ -365,12 +406,47 @@ fn main() -> ExitCode {
                 plugins::plugins(&registry, &processes, *json)
             }
             Cmd::Simulate { out, config, world } => simulate(out, config.as_ref(), world),
-            Cmd::Export { pipeline, out } => {
+            Cmd::Export {
+                pipeline,
+                out,
+                format,
+            } => {
                 let r = rgd_experiment::Resolved::from_file(&registry, pipeline, cli.quiet)?;
                 let (ds, _, _) =
                     rgd_experiment::run::load_data(&r, &rgd_experiment::Session::default())?;
-                rgd_reference_layout::export(&ds, out)?;
-                println!("wrote {} (task {})", out.display(), ds.task);
+                match format {
+                    ExportFormat::Authors => rgd_reference_layout::export(&ds, out)?,
+                    ExportFormat::Parquet => export_parquet(&ds, out)?,
+                }
+                println!(
+                    "wrote {} (task {}: {} training and {} test questions, {} models)",
+                    out.display(),
+                    ds.task,
+                    ds.train.len(),
+                    ds.test.len(),
+                    ds.models.len()
+                );
+                Ok(())
+            }
+            Cmd::Pool { pipeline, models } => {
+                let mut routers: Vec<String> = rgd_report::POOL_TABLE_ROUTERS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                routers.push("best_single".into());
+                let session = rgd_experiment::Session::default();
+                let mut runs = Vec::new();
+                for pool in models {
+                    let names: Vec<String> =
+                        pool.split(',').map(|m| m.trim().to_string()).collect();
+                    let r = rgd_experiment::Resolved::from_file_with_pool(
+                        &registry, pipeline, &names, &routers, true,
+                    )?;
+                    runs.push((pool.clone(), rgd_experiment::run(&r, &session, None)?));
+                }
+                let rows: Vec<(String, &rgd_experiment::RunResults)> =
+                    runs.iter().map(|(n, r)| (n.clone(), r)).collect();
+                print!("{}", rgd_report::pool_table(&rows));
                 Ok(())
             }
             Cmd::Bench { what } => bench::run(&registry, what),

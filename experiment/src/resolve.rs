@@ -135,6 +135,48 @@ impl Resolved {
         Resolved::new(registry, p, quiet)
     }
 
+    /// A pipeline file with its pool cut to `models` (any subset of the models its data has):
+    /// `[data] models` becomes that list and `[costs]` is dropped; with
+    /// `routers`, only the routers of those `type`s run. For "which pool lets routing pay?"
+    /// over a response matrix that holds more models than one pipeline uses.
+    pub fn from_file_with_pool(
+        registry: &Registry,
+        path: &std::path::Path,
+        models: &[String],
+        routers: &[String],
+        quiet: bool,
+    ) -> Result<Resolved> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+        let mut t: toml::Table = toml::from_str(&text)
+            .map_err(|e| crate::Error::Invalid(format!("{}: {e}", path.display())))?;
+        let bad = |msg: &str| crate::Error::Invalid(format!("{}: {msg}", path.display()));
+        let data = t
+            .get_mut("data")
+            .and_then(|d| d.as_table_mut())
+            .ok_or_else(|| bad("a pool can be chosen only for a pipeline with a [data] table"))?;
+        data.insert(
+            "models".into(),
+            toml::Value::Array(models.iter().map(|m| m.as_str().into()).collect()),
+        );
+        // the pool table compares accuracy; a pool's costs are another question
+        t.remove("costs");
+        if !routers.is_empty() {
+            let table = t
+                .get_mut("routers")
+                .and_then(|r| r.as_table_mut())
+                .ok_or_else(|| bad("the pipeline has no [routers.NAME] table"))?;
+            table.retain(|_, r| {
+                r.get("type")
+                    .and_then(|ty| ty.as_str())
+                    .is_some_and(|ty| routers.iter().any(|x| x == ty))
+            });
+        }
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let text = toml::to_string(&t).map_err(|e| bad(&e.to_string()))?;
+        let p = Pipeline::parse(&text, path, base)?;
+        Resolved::new(registry, p, quiet)
+    }
+
     /// The filters' names.
     pub fn filter_names(&self) -> Vec<String> {
         self.filters.iter().map(|f| f.name.clone()).collect()

@@ -171,3 +171,54 @@ fn write_plots(out: &Path, r: &RunResults) -> Result<()> {
     }
     Ok(())
 }
+
+/// The columns of [`pool_table`]: the routers whose top-1 it shows, by `type`.
+pub const POOL_TABLE_ROUTERS: [&str; 4] = ["cascal", "knn", "mlp", "ranker"];
+
+/// One markdown table, a row per run: best single, oracle and majority vote, then CASCAL's
+/// top-1 and top-3 vote and kNN / MLP / ranker top-1, each with its paired 95 % interval
+/// against the best single model (points), and the calls per query. A router the run lacks or
+/// that failed shows `–`.
+pub fn pool_table(runs: &[(String, &RunResults)]) -> String {
+    let mut s = String::from(
+        "| pool | models | best single | oracle | majority vote (calls) | CASCAL top-1 (1 call) | CASCAL top-3 vote (3 calls) | kNN | MLP | ranker |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let pct = |x: f64| format!("{:.1}", 100.0 * x);
+    for (name, r) in runs {
+        let by_type = |ty: &str| r.routers.values().find(|x| x.type_name == ty);
+        let top1 = |ty: &str| {
+            by_type(ty).map_or("–".to_string(), |x| match &x.vs_best_single {
+                Some(d) => format!(
+                    "{} ({:+.1} [{:+.1}, {:+.1}])",
+                    pct(x.top1),
+                    100.0 * d.top1,
+                    100.0 * d.top1_ci95[0],
+                    100.0 * d.top1_ci95[1]
+                ),
+                None => pct(x.top1),
+            })
+        };
+        let refs = &r.references;
+        let top3 = by_type("cascal").map_or("–".to_string(), |x| {
+            format!(
+                "{} ({:+.1})",
+                pct(x.top3_vote),
+                100.0 * (x.top3_vote - refs.best_single)
+            )
+        });
+        s.push_str(&format!(
+            "| {name} | {} | {} ({}) | {} | {} ({}) | {} | {top3} | {} | {} | {} |\n",
+            r.models.len(),
+            pct(refs.best_single),
+            refs.best_single_model,
+            pct(refs.oracle),
+            pct(refs.majority_vote),
+            r.models.len(),
+            top1("cascal"),
+            top1("knn"),
+            top1("mlp"),
+            top1("ranker"),
+        ));
+    }
+    s
+}

@@ -14,6 +14,7 @@ mod fixture;
 mod formats;
 mod generation;
 mod library;
+mod mmlu_pro;
 mod new_router;
 mod openai;
 mod plugins;

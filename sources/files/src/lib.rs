@@ -10,10 +10,12 @@
 
 mod collected;
 pub mod lmeval;
+pub mod mmlu_pro;
 pub mod questions;
 pub mod responses;
 pub mod synth;
 pub mod table;
+pub mod write;
 
 pub use lmeval::LmEval;
 pub use questions::{AnswerFormat, Mapping, Options, Preset, QuestionFile};

@@ -43,3 +43,9 @@ fn question_files() {
         assert!(!qs.is_empty(), "{t}");
     }
 }
+
+#[test]
+fn mmlu_pro() {
+    let t = "type = \"mmlu_pro\"\n\n[models]\nmistral = \"mmlu-pro/model_outputs_Mistral-7B-v0.1_5shots.json\"\nllama = \"mmlu-pro/model_outputs_Meta-Llama-3_1-8B_5shots.json\"\nqwen = \"mmlu-pro/model_outputs_Qwen1.5-7B-Chat_5shots.zip\"";
+    check_data_source(&builtin(), t, &formats()).unwrap();
+}
