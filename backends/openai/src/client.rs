@@ -172,6 +172,15 @@ impl Client {
         Ok(permit)
     }
 
+    /// `text` with the API key this client holds replaced by `<redacted>`: a server may echo
+    /// the `Authorization` header in an error body, and rgd never prints the key.
+    fn redact(&self, text: &str) -> String {
+        match &self.key {
+            Some(k) if !k.is_empty() => text.replace(k.as_str(), "<redacted>"),
+            _ => text.to_string(),
+        }
+    }
+
     fn request(&self, url: &str, body: &Value) -> reqwest::RequestBuilder {
         let r = self.http.post(url).json(body);
         match &self.key {
@@ -208,7 +217,7 @@ impl Client {
                                     Err(e) => Attempt::Retry {
                                         why: format!(
                                             "the reply is not valid JSON ({e}): {}",
-                                            abridge(&String::from_utf8_lossy(&bytes))
+                                            abridge(&self.redact(&String::from_utf8_lossy(&bytes)))
                                         ),
                                         after: None,
                                     },
@@ -218,7 +227,7 @@ impl Client {
                                 &url,
                                 status,
                                 &headers,
-                                &String::from_utf8_lossy(&bytes),
+                                &self.redact(&String::from_utf8_lossy(&bytes)),
                             ),
                         }
                     }
@@ -250,7 +259,7 @@ impl Client {
                 Ok(resp) if !resp.status().is_success() => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    let text = resp.text().await.unwrap_or_default();
+                    let text = self.redact(&resp.text().await.unwrap_or_default());
                     classify_status(&url, status, &headers, &text)
                 }
                 Ok(resp) => {
@@ -287,7 +296,7 @@ impl Client {
                                 Err(e) => {
                                     failure = Some(format!(
                                         "a stream event is not JSON ({e}): {}",
-                                        abridge(data)
+                                        abridge(&self.redact(data))
                                     ));
                                     break 'read;
                                 }

@@ -204,3 +204,51 @@ fn a_non_zero_retry_after_is_waited_for() {
         "{waited:?}"
     );
 }
+
+/// A server that answers 401 and echoes the request's `Authorization` header.
+async fn echo_auth(headers: axum::http::HeaderMap) -> axum::response::Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut r = axum::response::Response::new(axum::body::Body::from(format!(
+        "{{\"error\":{{\"message\":\"invalid key: {auth}\"}}}}"
+    )));
+    *r.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+    r
+}
+
+#[test]
+fn a_server_that_echoes_the_key_never_gets_it_into_the_error() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().route("/v1/chat/completions", post(echo_auth));
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    let url = format!("http://{}/v1", rx.recv().unwrap());
+    // a variable the test runner sets, standing in for the key (setting one is `unsafe`,
+    // which this crate forbids)
+    let var = "CARGO_MANIFEST_DIR";
+    let secret = std::env::var(var).expect("cargo sets it for tests");
+    let mut cfg = OpenAi::new(&url, "stub-model");
+    cfg.api_key_env = Some(var.into());
+    cfg.max_retries = 0;
+    let mut table = toml::Table::try_from(&cfg).unwrap();
+    table.insert("type".into(), "openai".into());
+    let backend = rgd_core::Registry::builtin()
+        .unwrap()
+        .build_backend(table, "test")
+        .unwrap();
+    let e = backend.score_choices(&req()).unwrap_err().to_string();
+    assert!(e.contains("invalid key: Bearer <redacted>"), "{e}");
+    assert!(!e.contains(&secret), "{e}");
+}
