@@ -12,10 +12,10 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct EmbedBenchArgs {
     /// Questions per batch.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::count(1, 10000))]
     pub batch: usize,
     /// Repetitions.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::count(1, 100))]
     pub repeats: usize,
     /// `minilm` or `wordllama`.
     #[arg(long, default_value = "minilm")]
@@ -101,6 +101,13 @@ pub fn bench_matrix(
     dim: usize,
     repeats: usize,
 ) -> Result<()> {
+    if n * dim > super::MAX_VALUES {
+        anyhow::bail!(
+            "--questions x --dim = {} embedding values; at most {} fit a bench matrix (1 GB)",
+            n * dim,
+            super::MAX_VALUES
+        );
+    }
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("matrix.parquet");
     let t0 = Instant::now();

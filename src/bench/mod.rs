@@ -31,6 +31,17 @@ macro_rules! gated {
 use anyhow::Result;
 use std::time::Instant;
 
+/// A command-line count within `lo..=hi` (a bench's sizes have ceilings: a typo such as
+/// `--questions 1e12` is an error naming the flag, never an allocation that aborts).
+pub(crate) fn count(lo: u64, hi: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(lo..=hi)
+}
+
+/// At most this many embedding values in a bench's simulated world or written matrix (1 GB of
+/// f32), so a world that the flags allow still fits in memory.
+#[cfg(any(feature = "routers", feature = "files"))]
+pub(crate) const MAX_VALUES: usize = 250_000_000;
+
 pub(crate) fn time<T>(repeats: usize, mut f: impl FnMut() -> T) -> (f64, T) {
     let mut times = Vec::new();
     let mut last = None;
@@ -61,16 +72,16 @@ pub enum BenchCmd {
     /// Loading a wide Parquet response matrix (written here first) through `rgd run`.
     Matrix {
         /// Questions in the file.
-        #[arg(long, default_value_t = 100_000)]
+        #[arg(long, default_value_t = 100_000, value_parser = count(1, 10_000_000))]
         questions: usize,
         /// Models (columns `m{i}|choice`, `m{i}|confidence`).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = count(1, 1000))]
         models: usize,
         /// Embedding dimension stored in the file.
-        #[arg(long, default_value_t = 384)]
+        #[arg(long, default_value_t = 384, value_parser = count(1, 4096))]
         dim: usize,
         /// Timed runs (the best is reported).
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = count(1, 100))]
         repeats: usize,
     },
     /// Each stage's time and peak memory on simulated worlds of growing training data.

@@ -11,7 +11,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct PoolBenchArgs {
     /// MMLU questions (sampled across all subjects, seeded).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 200, value_parser = super::count(1, 100000))]
     pub questions: usize,
     /// Models (asset names).
     #[arg(
@@ -110,23 +110,23 @@ pub struct GenerateBenchArgs {
     #[arg(long, default_value = "descriptions/mmlu.toml")]
     pub descriptions: std::path::PathBuf,
     /// Subjects.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::count(1, 1000))]
     pub subjects: usize,
     /// Calls per subject.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::count(1, 1000))]
     pub calls: usize,
     /// Questions asked for per call.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::count(1, 100))]
     pub questions_per_call: usize,
     /// Instead of the generator: a thinking pool member's replies (step by step, then the
     /// letter) to `--questions` MMLU questions, decoded this many together (e.g. 1,4,8,16).
     #[arg(long, value_delimiter = ',')]
     pub sequences: Vec<usize>,
     /// MMLU questions answered with `--sequences` (sampled across all subjects, seeded).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::count(1, 100000))]
     pub questions: usize,
     /// Token budget of each reply with `--sequences`.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::count(1, 100000))]
     pub max_tokens: usize,
 }
 

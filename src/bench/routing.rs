@@ -17,22 +17,22 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
     /// Subjects.
-    #[arg(long, default_value_t = 14)]
+    #[arg(long, default_value_t = 14, value_parser = super::count(1, 1000))]
     pub subjects: usize,
     /// Training questions per subject.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, value_parser = super::count(1, 1000000))]
     pub train_per_subject: usize,
     /// Test queries per subject.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, value_parser = super::count(1, 1000000))]
     pub test_per_subject: usize,
     /// Embedding dimension.
-    #[arg(long, default_value_t = 384)]
+    #[arg(long, default_value_t = 384, value_parser = super::count(1, 4096))]
     pub dim: usize,
     /// Pool size.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 6, value_parser = super::count(2, 64))]
     pub models: usize,
     /// Repetitions (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::count(1, 100))]
     pub repeats: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -59,6 +59,13 @@ struct BenchOut {
 /// Run the benchmark.
 #[cfg(feature = "routers")]
 pub fn bench_cascal(a: &BenchArgs) -> Result<()> {
+    let values = a.subjects * (a.train_per_subject + a.test_per_subject) * a.dim;
+    if values > super::MAX_VALUES {
+        anyhow::bail!(
+            "--subjects x (--train-per-subject + --test-per-subject) x --dim = {values} embedding values; at most {} fit a bench world (1 GB)",
+            super::MAX_VALUES
+        );
+    }
     let sim = Simulated {
         subjects: a.subjects,
         train_per_subject: a.train_per_subject,
@@ -149,10 +156,10 @@ pub fn bench_cascal(a: &BenchArgs) -> Result<()> {
 #[derive(clap::Args, Debug, Clone)]
 pub struct CostBenchArgs {
     /// Parameter values swept per router.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::count(2, 100000))]
     pub points: usize,
     /// Repetitions (the median is reported).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::count(1, 100))]
     pub repeats: usize,
 }
 

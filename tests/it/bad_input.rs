@@ -492,6 +492,12 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
+            // a size that would abort the first routed request is refused up front
+            "cascal.json",
+            Box::new(|v| v["params"]["k_nearest"] = 1_000_000_000u64.into()),
+            "params.k_nearest",
+        ),
+        (
             "cascal.json",
             Box::new(|v| v["models"].as_array_mut().unwrap().push("extra".into())),
             "artifact field `global`: 6 values, expected 7",

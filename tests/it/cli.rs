@@ -387,3 +387,40 @@ fn bench_scale_prints_each_stage_per_world_size() {
     );
     assert!(!bad.status.success() && stderr(&bad).contains("unknown router type `nope`"));
 }
+
+#[test]
+fn bench_sizes_beyond_their_ceilings_are_errors_naming_the_flag() {
+    let t = tempfile::tempdir().unwrap();
+    for (args, expect) in [
+        (
+            &["bench", "cascal", "--test-per-subject", "0"][..],
+            "--test-per-subject",
+        ),
+        (&["bench", "embed", "--batch", "0"][..], "--batch"),
+        (
+            &["bench", "matrix", "--questions", "1000000000000"][..],
+            "--questions",
+        ),
+        (&["bench", "matrix", "--dim", "1000000000"][..], "--dim"),
+        (&["bench", "matrix", "--models", "10000000"][..], "--models"),
+        (
+            &[
+                "bench",
+                "cascal",
+                "--subjects",
+                "1000",
+                "--train-per-subject",
+                "1000000",
+            ][..],
+            "at most 250000000 fit a bench world",
+        ),
+    ] {
+        let o = crate::common::rgd(t.path(), args);
+        let e = crate::common::stderr(&o);
+        assert!(!o.status.success(), "{args:?}: {e}");
+        assert!(
+            !e.contains("panicked") && e.contains(expect),
+            "{args:?}: {e}"
+        );
+    }
+}

@@ -12,6 +12,9 @@ mod kmeans;
 mod train;
 mod trained;
 
+/// The ceiling of `k_nearest`, in the config and in an artifact: far beyond any pool's number
+/// of clusters, and small enough that its buffers can always be allocated.
+pub const MAX_K_NEAREST: usize = 10_000;
 use train::*;
 use trained::*;
 pub use trained::{Cluster, SubjectModel, TrainedCascal};
@@ -103,7 +106,7 @@ pub struct Cascal {
     pub global_decimals: i32,
     /// Route to the nearest subject first (false: nearest centroid of any subject).
     pub two_stage: bool,
-    /// Number of nearest clusters combined.
+    /// Number of nearest clusters combined (1 to 10,000).
     pub k_nearest: usize,
     /// Softmax temperature over negative cluster distances.
     pub distance_temperature: f64,

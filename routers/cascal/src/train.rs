@@ -116,8 +116,11 @@ impl Cascal {
                 )));
             }
         }
-        if self.k_nearest == 0 {
-            return Err(CascalError::Invalid("k_nearest must be >= 1".into()));
+        if !(1..=MAX_K_NEAREST).contains(&self.k_nearest) {
+            return Err(CascalError::Invalid(format!(
+                "k_nearest must be in 1..={MAX_K_NEAREST}, got {}",
+                self.k_nearest
+            )));
         }
         if self.k_min == 0 || self.k_max > 64 || self.kmeans_max_iter == 0 {
             return Err(CascalError::Invalid(format!(

@@ -248,7 +248,12 @@ impl TrainedRouter for TrainedCascal {
             }
         }
         let p = &self.params;
-        artifact::range("params.k_nearest", p.k_nearest as f64, 1.0, f64::MAX)?;
+        artifact::range(
+            "params.k_nearest",
+            p.k_nearest as f64,
+            1.0,
+            crate::MAX_K_NEAREST as f64,
+        )?;
         artifact::positive("params.distance_temperature", p.distance_temperature)?;
         artifact::positive("params.scoring_temperature", p.scoring_temperature)?;
         artifact::range("params.fallback_distance", p.fallback_distance, 0.0, 2.0)?;

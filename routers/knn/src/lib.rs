@@ -347,6 +347,10 @@ impl TrainedRouter for TrainedKnn {
     }
 }
 
+/// The ceiling of `k` and of each candidate: more neighbours than this is never a useful
+/// router, and its buffers could not be allocated.
+pub const MAX_K: usize = 1_000_000;
+
 impl KnnConfig {
     /// Check the settings: with `k = 0`, non-empty `candidates`, each >= 1; `folds` >= 2.
     pub fn check(&self) -> rgd_core::Result<()> {
@@ -361,6 +365,11 @@ impl KnnConfig {
         }
         if self.folds < 2 {
             return bad("`folds` must be >= 2");
+        }
+        if self.k > MAX_K || self.candidates.iter().any(|&c| c > MAX_K) {
+            return bad(&format!(
+                "`k` and every value of `candidates` must be at most {MAX_K} (neighbours)"
+            ));
         }
         Ok(())
     }
