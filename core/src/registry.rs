@@ -370,30 +370,18 @@ pub fn describe_schema(schema: &Schema) -> (String, Vec<FieldDoc>) {
                     })
                 })
                 .unwrap_or_default();
-            if !values.is_empty() {
-                let default = p.get("default").cloned().or_else(|| {
-                    (!required.contains(&name.as_str())).then_some(serde_json::Value::Null)
-                });
-                fields.push(FieldDoc {
-                    name: name.clone(),
-                    ty: values.join("|"),
-                    default,
-                    doc: p
-                        .get("description")
-                        .and_then(|d| d.as_str())
-                        .unwrap_or("")
-                        .replace('\n', " "),
-                });
-                continue;
-            }
-            let ty = match p.get("type") {
-                Some(serde_json::Value::String(s)) => s.clone(),
-                Some(serde_json::Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|x| x.as_str())
-                    .collect::<Vec<_>>()
-                    .join("|"),
-                _ => "value".to_string(),
+            let ty = if !values.is_empty() {
+                values.join("|")
+            } else {
+                match p.get("type") {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(serde_json::Value::Array(a)) => a
+                        .iter()
+                        .filter_map(|x| x.as_str())
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                    _ => "value".to_string(),
+                }
             };
             let default = p.get("default").cloned().or_else(|| {
                 (!required.contains(&name.as_str())).then_some(serde_json::Value::Null)

@@ -59,7 +59,14 @@ fn stub() -> (String, Arc<Stats>) {
 /// A stub with the given failure behaviour.
 fn stub_with(stats: Stats) -> (String, Arc<Stats>) {
     let stats = Arc::new(stats);
-    let st = stats.clone();
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(slow))
+        .with_state(stats.clone());
+    (serve(app), stats)
+}
+
+/// Serve `app` on its own thread at a free local port; its API root.
+fn serve(app: axum::Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -67,15 +74,12 @@ fn stub_with(stats: Stats) -> (String, Arc<Stats>) {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let app = axum::Router::new()
-                .route("/v1/chat/completions", post(slow))
-                .with_state(st);
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
             axum::serve(l, app).await.unwrap();
         });
     });
-    (format!("http://{}/v1", rx.recv().unwrap()), stats)
+    format!("http://{}/v1", rx.recv().unwrap())
 }
 
 fn req() -> ScoreRequest {
@@ -221,20 +225,7 @@ async fn echo_auth(headers: axum::http::HeaderMap) -> axum::response::Response {
 
 #[test]
 fn a_server_that_echoes_the_key_never_gets_it_into_the_error() {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let app = axum::Router::new().route("/v1/chat/completions", post(echo_auth));
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, app).await.unwrap();
-        });
-    });
-    let url = format!("http://{}/v1", rx.recv().unwrap());
+    let url = serve(axum::Router::new().route("/v1/chat/completions", post(echo_auth)));
     // a variable the test runner sets, standing in for the key (setting one is `unsafe`,
     // which this crate forbids)
     let var = "CARGO_MANIFEST_DIR";

@@ -120,6 +120,24 @@ impl Collected {
         }
     }
 
+    /// These questions split per subject into a training and a test split (`share` of each
+    /// subject tested, seeded), as the dataset of `task`.
+    pub(crate) fn into_dataset(
+        self,
+        task: &str,
+        share: f64,
+        seed: u64,
+        base: &Path,
+    ) -> Result<rgd_core::Dataset, FileError> {
+        let (tr, te) = split_by_subject(&self.questions, share, seed);
+        Ok(rgd_core::Dataset {
+            task: task.to_string(),
+            models: self.models.clone(),
+            train: self.select(&tr).into_split("train", base, None)?,
+            test: self.select(&te).into_split("test", base, None)?,
+        })
+    }
+
     pub(crate) fn into_split(
         self,
         name: &str,

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::collected::{Collected, split_by_subject};
+use crate::collected::Collected;
 use crate::questions::{AnswerFormat, resolve_answer};
 use crate::table::Cell;
 use crate::{FileError, Skipped};
@@ -354,7 +354,7 @@ impl LmEval {
             }
         }
         let all = Collected {
-            models: names.clone(),
+            models: names,
             embeddings: vec![None; n],
             choice,
             confidence,
@@ -363,17 +363,8 @@ impl LmEval {
             latency: None,
             questions,
         };
-        let (tr, te) = split_by_subject(&all.questions, self.test_share, self.seed);
-        let base = ctx.base_dir.clone();
-        Ok((
-            Dataset {
-                task: self.task.clone(),
-                models: names,
-                train: all.select(&tr).into_split("train", &base, None)?,
-                test: all.select(&te).into_split("test", &base, None)?,
-            },
-            warnings,
-        ))
+        let ds = all.into_dataset(&self.task, self.test_share, self.seed, &ctx.base_dir)?;
+        Ok((ds, warnings))
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use crate::collected::{Collected, split_by_subject};
+use crate::collected::Collected;
 use crate::{FileError, Skipped};
 
 /// The published MMLU-Pro outputs of several models (one JSON file, or its zip, per model).
@@ -272,7 +272,7 @@ impl MmluPro {
             }
         }
         let all = Collected {
-            models: names.clone(),
+            models: names,
             embeddings: vec![None; n],
             choice,
             confidence: Array2::from_elem((n, k), f64::NAN),
@@ -281,17 +281,8 @@ impl MmluPro {
             latency: None,
             questions,
         };
-        let (tr, te) = split_by_subject(&all.questions, self.test_share, self.seed);
-        let base = ctx.base_dir.clone();
-        Ok((
-            Dataset {
-                task: self.task.clone(),
-                models: names,
-                train: all.select(&tr).into_split("train", &base, None)?,
-                test: all.select(&te).into_split("test", &base, None)?,
-            },
-            warnings,
-        ))
+        let ds = all.into_dataset(&self.task, self.test_share, self.seed, &ctx.base_dir)?;
+        Ok((ds, warnings))
     }
 }
 
@@ -325,6 +316,14 @@ mod tests {
             seed: 0,
             task: "MMLU-Pro".into(),
         }
+    }
+
+    /// The split holding question `id`, and its row there.
+    fn find<'a>(ds: &'a Dataset, id: &str) -> (&'a rgd_core::Split, usize) {
+        [&ds.train, &ds.test]
+            .into_iter()
+            .find_map(|s| s.questions.iter().position(|q| q.id == id).map(|q| (s, q)))
+            .unwrap()
     }
 
     fn published() -> MmluPro {
@@ -363,27 +362,11 @@ mod tests {
         assert!(all.iter().any(|q| q.options.len() == 10));
         assert!(all.iter().any(|q| q.options.len() < 10));
         // question 872 (law): Mistral's chain of thought named no letter (`pred` null)
-        let (split, q) = [&ds.train, &ds.test]
-            .into_iter()
-            .find_map(|s| {
-                s.questions
-                    .iter()
-                    .position(|q| q.id == "872")
-                    .map(|q| (s, q))
-            })
-            .unwrap();
+        let (split, q) = find(&ds, "872");
         assert_eq!(split.responses.choice[[q, 0]], None);
         assert_eq!(split.questions[q].answer, Letter::parse("G"));
         // the letters are the published `pred`s: Mistral chose B on question 7697 (key A)
-        let (split, q) = [&ds.train, &ds.test]
-            .into_iter()
-            .find_map(|s| {
-                s.questions
-                    .iter()
-                    .position(|q| q.id == "7697")
-                    .map(|q| (s, q))
-            })
-            .unwrap();
+        let (split, q) = find(&ds, "7697");
         assert_eq!(split.responses.choice[[q, 0]], Letter::parse("B"));
         assert_eq!(split.questions[q].answer, Letter::parse("A"));
         // no embeddings: the pipeline's [embedder] adds them
@@ -473,15 +456,7 @@ mod tests {
             warnings[0].contains("1 x a `pred` that names no option"),
             "{warnings:?}"
         );
-        let (split, q) = [&ds.train, &ds.test]
-            .into_iter()
-            .find_map(|s| {
-                s.questions
-                    .iter()
-                    .position(|q| q.id == "7697")
-                    .map(|q| (s, q))
-            })
-            .unwrap();
+        let (split, q) = find(&ds, "7697");
         assert_eq!(split.responses.choice[[q, 0]], None);
     }
 }
