@@ -20,12 +20,13 @@ pub struct ProcessComponent {
     offered: std::result::Result<Vec<rgd_process::Offered>, String>,
 }
 
-/// Ask every `type = "process"` router and filter of a pipeline what it offers.
+/// Ask every `type = "process"` router, filter and labeler of a pipeline what it offers.
 pub fn process_components(p: &Pipeline) -> Vec<ProcessComponent> {
     p.routers
         .iter()
         .map(|(n, l)| (format!("routers.{n}"), l))
         .chain(p.filters.iter().map(|(n, l)| (format!("filters.{n}"), l)))
+        .chain(p.labelers.iter().map(|(n, l)| (format!("labelers.{n}"), l)))
         .filter(|(_, l)| l.table.get("type").and_then(|t| t.as_str()) == Some("process"))
         .map(|(table, l)| {
             let command: Vec<String> = l

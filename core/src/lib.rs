@@ -6,6 +6,7 @@ pub mod data;
 pub mod descriptions;
 pub mod error;
 pub mod eval;
+pub mod labels;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod traits;
 
 pub use data::{Dataset, Labels, Letter, N_LETTERS, Question, Responses, Split, rank};
 pub use error::{Error, Result};
+pub use labels::{LabelQuality, Labeler, Needs};
 pub use pipeline::{BuiltPipeline, Pipeline};
 pub use registry::{Component, Entry, Kind, Origin, Registry};
 pub use traits::*;

@@ -50,6 +50,9 @@ pub struct RawPipeline {
     /// `[filters.NAME]`: filters of the training questions, in order.
     #[schemars(with = "Doc")]
     filters: IndexMap<String, Spanned<toml::Table>>,
+    /// `[labelers.NAME]`: label sources routers learn from (`labels = "NAME"`).
+    #[schemars(with = "Doc")]
+    labelers: IndexMap<String, Spanned<toml::Table>>,
     /// `[sources.NAME]`: other training data every router is also trained on (a question
     /// source, or `type = "generate"`; `filters = [...]` names the filters it keeps).
     #[schemars(with = "Doc")]
@@ -198,6 +201,8 @@ pub struct Pipeline {
     pub backends: Vec<(String, Located)>,
     /// `[filters.NAME]`: filters applied to the training split, in file order.
     pub filters: Vec<(String, Located)>,
+    /// `[labelers.NAME]`: labelers routers name with `labels = "NAME"`, in file order.
+    pub labelers: Vec<(String, Located)>,
     /// `[sources.NAME]`: more training sources; every router is also trained on each and
     /// tested on the same test split (a data source table for `[data]` pipelines; a question
     /// source, or `type = "generate"` with `[generate]`'s fields, otherwise).
@@ -509,6 +514,7 @@ impl Pipeline {
             plugins: raw.plugins.iter().map(|p| base_dir.join(p)).collect(),
             backends: keyed(raw.backends, "backends")?,
             filters: keyed(raw.filters, "filters")?,
+            labelers: keyed(raw.labelers, "labelers")?,
             costs: raw.costs.map(|c| locate(c, "costs")),
         })
     }
@@ -581,17 +587,30 @@ impl Pipeline {
                 })
                 .collect()
         }
+        let routers: Vec<(String, Box<dyn Router>)> = build_all(registry, &self.routers)?;
+        let labelers: Vec<(String, Box<dyn crate::Labeler>)> = build_all(registry, &self.labelers)?;
+        let mut ctx = Context {
+            base_dir: self.base_dir.clone(),
+            seed: self.seed,
+            quiet,
+            labelers: labelers
+                .into_iter()
+                .map(|(n, l)| (n, std::sync::Arc::from(l)))
+                .collect(),
+            ..Context::new(&self.base_dir)
+        };
+        crate::labels::resolve_router_labels(
+            registry,
+            &mut ctx,
+            self.routers
+                .iter()
+                .zip(&routers)
+                .map(|((_, l), (_, r))| (l.context.as_str(), r.as_ref())),
+        )?;
         Ok(BuiltPipeline {
-            routers: build_all(registry, &self.routers)?,
+            routers,
             filters: build_all(registry, &self.filters)?,
-            ctx: Context {
-                base_dir: self.base_dir.clone(),
-                seed: self.seed,
-                quiet,
-                backends: Default::default(),
-                interrupt: Default::default(),
-                warnings: Default::default(),
-            },
+            ctx,
             costs: self.costs.clone(),
         })
     }

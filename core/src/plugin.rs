@@ -9,6 +9,8 @@
 //! rgd_core::export_plugin!(router "centroid" => Centroid, filter "min_words" => MinWords);
 //! ```
 //!
+//! Kinds: `router`, `filter`, `labeler`.
+//!
 //! The contract (see `rgd-dylib`, the host side): same rustc and same rgd-core version as the
 //! host; libraries are never unloaded; no custom global allocator; no runtime of its own.
 
@@ -18,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use crate::labels::{Labeler, Needs};
 use crate::registry::{Component, Entry, Kind, Origin, from_table};
 use crate::traits::{Context, Filter, FilterOutcome, Query, Router, Supervision, TrainedRouter};
-use crate::{Error, Result, Split};
+use crate::{Error, Labels, Result, Split};
 
 /// Version of the declaration layout and of the registrar contract.
 pub const ABI_VERSION: u32 = 1;
@@ -127,6 +130,21 @@ impl Registrar {
         });
     }
 
+    /// Add a labeler type (guarded like a router).
+    pub fn labeler<T>(&mut self, type_name: &str)
+    where
+        T: Labeler + DeserializeOwned + JsonSchema + 'static,
+    {
+        let name = type_name.to_string();
+        self.add::<T>(Kind::Labeler, type_name, move |t| {
+            let c: T = from_table(t)?;
+            Ok(Component::Labeler(Box::new(GuardedLabeler {
+                name: name.clone(),
+                inner: Box::new(c),
+            })))
+        });
+    }
+
     /// Add a filter type (guarded like a router).
     pub fn filter<T>(&mut self, type_name: &str)
     where
@@ -219,6 +237,14 @@ impl Router for GuardedRouter {
     fn supervision(&self) -> Supervision {
         catch_unwind(AssertUnwindSafe(|| self.inner.supervision())).unwrap_or(Supervision::None)
     }
+    fn labels(&self) -> Option<&str> {
+        catch_unwind(AssertUnwindSafe(|| self.inner.labels())).unwrap_or(None)
+    }
+    fn check(&self) -> Result<()> {
+        guard(&format!("router `{}`", self.name), "check", || {
+            self.inner.check()
+        })
+    }
 }
 
 /// A plugin's trained router behind panic guards.
@@ -264,6 +290,29 @@ impl Filter for GuardedFilter {
     fn filter(&self, split: &Split, models: &[String], ctx: &Context) -> Result<FilterOutcome> {
         guard(&format!("filter `{}`", self.name), "filter", || {
             self.inner.filter(split, models, ctx)
+        })
+    }
+}
+
+/// A plugin's labeler behind panic guards.
+#[derive(Debug)]
+pub struct GuardedLabeler {
+    name: String,
+    inner: Box<dyn Labeler>,
+}
+
+impl Labeler for GuardedLabeler {
+    fn label(&self, split: &Split) -> Result<Labels> {
+        guard(&format!("labeler `{}`", self.name), "label", || {
+            self.inner.label(split)
+        })
+    }
+    fn needs(&self) -> Needs {
+        catch_unwind(AssertUnwindSafe(|| self.inner.needs())).unwrap_or_default()
+    }
+    fn check(&self) -> Result<()> {
+        guard(&format!("labeler `{}`", self.name), "check", || {
+            self.inner.check()
         })
     }
 }

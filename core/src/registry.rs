@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use crate::labels::Labeler;
 use crate::traits::{DataSource, Embedder, Filter, Generator, LlmBackend, QuestionSource, Router};
 use crate::{Error, Result};
 
@@ -95,6 +96,9 @@ kinds! {
     Generator: Generator, "generator", build_generator;
     /// Removes questions ([`Filter`]).
     Filter: Filter, "filter", build_filter;
+    /// Labels what routers learn from ([`Labeler`]).
+    Labeler: Labeler, "labeler", build_labeler,
+        check = |l| Labeler::check(l.as_ref()).map_err(|e| e.to_string());
     /// Routes queries ([`Router`]).
     Router: Router, "router", build_router,
         check = |r| Router::check(r.as_ref()).map_err(|e| e.to_string());
@@ -119,6 +123,8 @@ pub struct Registration {
     pub schema: fn() -> Schema,
     /// The factory.
     pub build: BuildFn,
+    /// The one-line documentation, when it is not the config's (an alias's).
+    pub doc: Option<&'static str>,
 }
 
 inventory::collect!(Registration);
@@ -142,20 +148,24 @@ pub fn from_table<T: DeserializeOwned>(t: toml::Table) -> std::result::Result<T,
 /// Register a component with the built-in registry:
 /// `rgd_core::register!(router, "cascal", CascalConfig);` where the config struct implements
 /// `Deserialize`, `schemars::JsonSchema` and the kind's trait (`Router` here).
-/// Kinds: `data_source`, `questions`, `generator`, `filter`, `router`, `embedder`, `backend`.
+/// Kinds: `data_source`, `questions`, `generator`, `filter`, `labeler`, `router`, `embedder`,
+/// `backend`.
 #[macro_export]
 macro_rules! register {
     (data_source, $($rest:tt)*) => { $crate::__register!(DataSource, $($rest)*); };
     (questions, $($rest:tt)*) => { $crate::__register!(Questions, $($rest)*); };
     (generator, $($rest:tt)*) => { $crate::__register!(Generator, $($rest)*); };
     (filter, $($rest:tt)*) => { $crate::__register!(Filter, $($rest)*); };
+    (labeler, $($rest:tt)*) => { $crate::__register!(Labeler, $($rest)*); };
     (router, $($rest:tt)*) => { $crate::__register!(Router, $($rest)*); };
     (embedder, $($rest:tt)*) => { $crate::__register!(Embedder, $($rest)*); };
     (backend, $($rest:tt)*) => { $crate::__register!(Backend, $($rest)*); };
 }
 
 /// Implementation detail of [`register!`]. With a fourth argument, the config is turned into
-/// the component by that function (`fn(Config) -> Result<Box<dyn Trait>, impl Display>`).
+/// the component by that function (`fn(Config) -> Result<Box<dyn Trait>, impl Display>`); a
+/// fifth, `doc = "..."`, documents the type instead of the config's doc comment (an alias:
+/// `register!(router, "consensus_knn", Knn, Knn::consensus, doc = "...")`).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __register {
@@ -163,6 +173,12 @@ macro_rules! __register {
         $crate::__register!($variant, $name, $ty, ::std::boxed::Box::new);
     };
     ($variant:ident, $name:literal, $ty:ty, $f:path) => {
+        $crate::__register!(@with $variant, $name, $ty, $f, ::std::option::Option::None);
+    };
+    ($variant:ident, $name:literal, $ty:ty, $f:path, doc = $doc:literal) => {
+        $crate::__register!(@with $variant, $name, $ty, $f, ::std::option::Option::Some($doc));
+    };
+    (@with $variant:ident, $name:literal, $ty:ty, $f:path, $doc:expr) => {
         $crate::inventory::submit! {
             $crate::registry::Registration {
                 kind: $crate::registry::Kind::$variant,
@@ -174,6 +190,7 @@ macro_rules! __register {
                     let built = $crate::registry::IntoBuilt::into_built($f(c))?;
                     Ok($crate::registry::Component::$variant(built))
                 },
+                doc: $doc,
             }
         }
     };
@@ -418,7 +435,7 @@ impl Registry {
         let mut r = Registry::empty();
         for reg in inventory::iter::<Registration> {
             let build = reg.build;
-            r.add(Entry::from_schema(
+            let mut entry = Entry::from_schema(
                 reg.kind,
                 reg.type_name,
                 &(reg.schema)(),
@@ -431,7 +448,11 @@ impl Registry {
                         .replace('_', "-"),
                 },
                 Arc::new(build),
-            ))?;
+            );
+            if let Some(doc) = reg.doc {
+                entry.doc = doc.to_string();
+            }
+            r.add(entry)?;
         }
         Ok(r)
     }

@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::data::{Dataset, Labels, Question, Split};
+use crate::data::{Dataset, Question, Split};
 use crate::{Error, Result};
 
 /// What every component call gets: where relative paths resolve, a seed, and verbosity.
@@ -23,6 +23,9 @@ pub struct Context {
     /// The pipeline's named LLM backends (`[backends.NAME]`, wrapped in the call cache), for
     /// components that refer to one by name (a generator's `backend = "NAME"`).
     pub backends: BTreeMap<String, Arc<dyn LlmBackend>>,
+    /// The pipeline's labelers by name (`[labelers.NAME]`, and the labeler types routers name
+    /// without a table), for routers that learn from `labels = "NAME"` ([`Context::labels`]).
+    pub labelers: BTreeMap<String, Arc<dyn crate::labels::Labeler>>,
     /// Set to stop the run at its next step (Ctrl-C in a notebook); long loops check it.
     pub interrupt: Arc<std::sync::atomic::AtomicBool>,
     /// Warnings components said while loading (rows skipped and counted, abstentions filled
@@ -50,6 +53,7 @@ impl Context {
             seed: 0,
             quiet: false,
             backends: BTreeMap::new(),
+            labelers: BTreeMap::new(),
             interrupt: Default::default(),
             warnings: Default::default(),
         }
@@ -212,12 +216,6 @@ pub trait Filter: Send + Sync + Debug {
     fn filter(&self, split: &Split, models: &[String], ctx: &Context) -> Result<FilterOutcome>;
 }
 
-/// Turns a split (questions + pool responses, maybe a key) into per-(question, model) labels.
-pub trait Labeler: Send + Sync + Debug {
-    /// Compute the labels.
-    fn label(&self, split: &Split) -> Result<Labels>;
-}
-
 /// A query as a trained router sees it at inference time.
 #[derive(Clone, Copy, Debug)]
 pub struct Query<'a> {
@@ -238,9 +236,20 @@ pub trait Router: Send + Sync + Debug {
         models: &[String],
         ctx: &Context,
     ) -> Result<Box<dyn TrainedRouter>>;
-    /// What the router learns from (the report shows it next to its accuracy).
+    /// What the router learns from (the report shows it next to its accuracy). For a router
+    /// that takes labels the pipeline asks its labeler instead ([`Context::supervision_of`]);
+    /// this default guesses from the labeler's name (`key` reads the key).
     fn supervision(&self) -> Supervision {
-        Supervision::QueryOnly
+        match self.labels().map(crate::labels::type_of) {
+            Some("key") => Supervision::QueryAnswer,
+            _ => Supervision::QueryOnly,
+        }
+    }
+    /// The labeler it learns from (`labels = "NAME"`: a `[labelers.NAME]` table or a labeler
+    /// type), when it takes one. The pipeline resolves it before training, and the router's
+    /// supervision is the labeler's ([`Context::supervision_of`]).
+    fn labels(&self) -> Option<&str> {
+        None
     }
     /// Check the hyper-parameters (finite, in range, within size ceilings). The registry calls
     /// it when the router is built from its table, so a bad value is an error naming the

@@ -59,7 +59,11 @@ pub fn train_and_evaluate(
     train_stats: &[LocScale],
     ctx: &Context,
 ) -> rgd_core::Result<Evaluated> {
-    if router.supervision() == rgd_core::Supervision::QueryOnly && !train.responses.has_letters() {
+    // a router that takes labels has its labeler's needs checked where it asks for them
+    if router.labels().is_none()
+        && router.supervision() == rgd_core::Supervision::QueryOnly
+        && !train.responses.has_letters()
+    {
         return Err(rgd_core::Error::Data(format!(
             "this router learns from the letters the pool chose, but split `{}` records only whether each answer was right; on such data run routers that learn from correctness (knn, mlp, mf, ranker, best_single)",
             train.name

@@ -56,6 +56,9 @@ pub struct RouterResult {
     pub type_name: String,
     /// What it learned from.
     pub supervision: rgd_core::Supervision,
+    /// The labeler it learned from (`labels = "NAME"`), when it takes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
     /// Top-1 accuracy on the test split.
     pub top1: f64,
     /// Top-3 vote accuracy.
@@ -181,6 +184,10 @@ pub struct RunResults {
     /// Legal but suspicious data (said on stderr as the run goes, too).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For each labeler the routers learned from, its labels' agreement with the key on every
+    /// split that has one.
+    #[serde(default)]
+    pub label_quality: Vec<rgd_core::LabelQuality>,
 }
 
 /// Call statistics of the data stage.

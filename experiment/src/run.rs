@@ -171,6 +171,50 @@ fn baselines(r: &Resolved, ds: &Dataset) -> Result<Baselines> {
     })
 }
 
+/// Before any training: every router's labeler must find what it reads in the training data
+/// (a key, the pool's letters); the error names the router and the labeler.
+fn check_labelers(r: &Resolved, ds: &Dataset) -> Result<()> {
+    for router in &r.routers {
+        let Some(name) = router.value.labels() else {
+            continue;
+        };
+        let labeler = r.ctx.labeler(name)?;
+        labeler
+            .needs()
+            .check(&ds.train)
+            .map_err(|msg| rgd_core::Error::Config {
+                context: format!("[routers.{}] (type `{}`)", router.name, router.type_name),
+                msg: format!("it learns from labeler `{name}`, and {msg}"),
+            })?;
+    }
+    Ok(())
+}
+
+/// How well the labels of each labeler the routers learn from agree with the key, on the
+/// training and test splits that have one.
+fn label_quality(r: &Resolved, ds: &Dataset) -> Result<Vec<rgd_core::LabelQuality>> {
+    let mut names: Vec<&str> = Vec::new();
+    for router in &r.routers {
+        if let Some(n) = router.value.labels() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        for split in [&ds.train, &ds.test] {
+            let labeler = r.ctx.labeler(name)?;
+            if labeler.needs().check(split).is_err() {
+                continue;
+            }
+            let labels = r.ctx.labels(name, split)?;
+            out.extend(rgd_core::labels::quality(&labels, split, name));
+        }
+    }
+    Ok(out)
+}
+
 /// Train and evaluate one router (its cost analysis, artifact and training seeds included):
 /// its result, or why it failed. `cost_seconds` adds the time of its cost analysis.
 fn router_stage(
@@ -204,7 +248,7 @@ fn router_stage(
                 a.training_scores(router.value.as_ref(), ev.trained.as_ref(), ds, ctx)?;
             let rc = a.router(
                 ds,
-                router.value.supervision(),
+                ctx.supervision_of(router.value.as_ref()),
                 (&train_scores, scored),
                 &ev.scores,
                 ev.eval.overall.top3_vote,
@@ -226,7 +270,8 @@ fn router_stage(
     let (best, oracle) = (b.refs.overall.best_single, b.refs.overall.oracle);
     Ok(Ok(RouterResult {
         type_name: router.type_name.clone(),
-        supervision: router.value.supervision(),
+        supervision: ctx.supervision_of(router.value.as_ref()),
+        labels: router.value.labels().map(str::to_string),
         top1: overall.top1,
         top3_vote: overall.top3_vote,
         ci95: Ci95 {
@@ -302,6 +347,8 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let routers_dir = prepare_outputs(r, out)?;
     let loaded = load_stage(r, session, out)?;
     let ds = &loaded.ds;
+    check_labelers(r, ds)?;
+    let label_quality = label_quality(r, ds)?;
     let b = baselines(r, ds)?;
 
     let mut cost_seconds = 0.0;
@@ -391,5 +438,6 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
             }
         }),
         warnings: loaded.warnings,
+        label_quality,
     })
 }

@@ -1,11 +1,18 @@
-//! Labelers: `consensus` (CASCAL's query-only labels, docs/cascal.md section A) and `correctness`
-//! (query-answer labels: is the model's answer equal to the key). They are a library the
-//! routers use (each router's `labels`/`label` setting chooses), not a component kind a
-//! pipeline builds by `type`.
+//! The built-in labelers (`[labelers.NAME] type = "..."`, or `labels = "TYPE"` on a router):
+//! `key` (correct against the answer key: query-answer), and three query-only ones that read
+//! only the pool's answers — `consensus` (CASCAL's confidence-weighted vote, docs/cascal.md
+//! section A), `plurality` (agrees with the pool's most chosen letter) and `dawid_skene` (the
+//! posterior probability that the model is right, by one-coin Dawid–Skene EM per subject).
+
+mod dawid_skene;
+mod plurality;
+
+pub use dawid_skene::{DawidSkene, estimate, posteriors};
+pub use plurality::Plurality;
 
 use ndarray::Array2;
 use rgd_core::stats::LocScale;
-use rgd_core::{Labeler, Labels, N_LETTERS, Split};
+use rgd_core::{Labeler, Labels, N_LETTERS, Needs, Split};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -131,15 +138,28 @@ impl Labeler for Consensus {
             values: self.compute(split)?.scores,
         })
     }
+    fn needs(&self) -> Needs {
+        Needs {
+            key: false,
+            letters: true,
+        }
+    }
+    fn check(&self) -> rgd_core::Result<()> {
+        Ok(Consensus::check(self)?)
+    }
 }
 
-/// Correctness against the answer key: 1 when the model's letter equals the key, else 0
-/// (an abstention is 0). Needs a key on every question.
+/// Correct against the answer key: 1 when the model's letter equals the key (the generator's
+/// key on generated data, the gold one on real data), else 0; an abstention is 0. Needs a key
+/// on every question, or recorded correctness.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-pub struct Correctness {}
+pub struct Key {}
 
-impl Correctness {
+/// The `key` labeler's name in code written before labelers were a kind.
+pub type Correctness = Key;
+
+impl Key {
     /// Label a split.
     pub fn compute(&self, split: &Split) -> Result<Array2<f64>, LabelError> {
         let (n, m) = split.responses.choice.dim();
@@ -159,14 +179,25 @@ impl Correctness {
     }
 }
 
-impl Labeler for Correctness {
+impl Labeler for Key {
     fn label(&self, split: &Split) -> rgd_core::Result<Labels> {
         Ok(Labels {
-            kind: "correctness".into(),
+            kind: "key".into(),
             values: self.compute(split)?,
         })
     }
+    fn needs(&self) -> Needs {
+        Needs {
+            key: true,
+            letters: false,
+        }
+    }
 }
+
+rgd_core::register!(labeler, "key", Key);
+rgd_core::register!(labeler, "consensus", Consensus);
+rgd_core::register!(labeler, "plurality", Plurality);
+rgd_core::register!(labeler, "dawid_skene", DawidSkene);
 
 #[cfg(test)]
 mod tests {

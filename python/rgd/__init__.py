@@ -30,6 +30,7 @@ __all__ = [
     "run",
     "load_router",
     "load_dataset",
+    "register_labeler",
     "register_router",
     "components",
 ]
@@ -254,6 +255,19 @@ def register_router(name: str, cls: type, supervision: str = "query_answer") -> 
     An exception in the class fails that router only; the run reports it by name.
     """
     _rgd.register_router(name, cls, supervision)
+
+
+def register_labeler(name: str, cls: type, reads_key: bool = False) -> None:
+    """Make the class `cls` the labeler type `name` in pipelines run from this interpreter.
+
+    `cls(**table)` is built from its `[labelers.NAME]` table (every key but `type`; no keys when
+    a router names the type directly with `labels = "name"`); `label(split)` returns a float
+    array `[question, model]` of labels in [0, 1] (higher: the model is more likely right) for
+    a `Split`-like object (numpy arrays `choice`, `confidence`, `answer`, `correct`, ...). Set
+    `reads_key=True` when the labels use the answer key. An exception fails the routers that
+    learn from it; the run reports them by name.
+    """
+    _rgd.register_labeler(name, cls, reads_key)
 
 
 def components() -> Dict[str, Any]:

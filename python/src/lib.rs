@@ -3,6 +3,7 @@
 //! progress and pipeline arguments given as a path, a TOML string or a dict.
 
 mod arrays;
+mod pylabeler;
 mod pyrouter;
 
 use numpy::{IntoPyArray, PyArray2, PyReadonlyArray2};
@@ -27,10 +28,11 @@ fn err(e: impl std::fmt::Display) -> PyErr {
     RgdError::new_err(e.to_string())
 }
 
-/// The built-in registry plus every router registered from Python.
+/// The built-in registry plus every router and labeler registered from Python.
 fn registry() -> PyResult<Registry> {
     let mut r = rgd_components::registry().map_err(err)?;
     pyrouter::add_to(&mut r).map_err(err)?;
+    pylabeler::add_to(&mut r).map_err(err)?;
     Ok(r)
 }
 
@@ -367,6 +369,7 @@ fn _rgd(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(components, m)?)?;
     m.add_function(wrap_pyfunction!(pyrouter::register_router, m)?)?;
+    m.add_function(wrap_pyfunction!(pylabeler::register_labeler, m)?)?;
     m.add_class::<Router>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -45,6 +45,7 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         let _ = writeln!(s);
     }
     let refs = &r.references;
+    label_section(&mut s, r);
     let _ = writeln!(s, "## Routers (test split, accuracy %)\n");
     let _ = writeln!(
         s,
@@ -57,7 +58,7 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
                 s,
                 "| {name} | {} | {} | {} [{}, {}] | {} | {} [{}, {}] | {} / {} | {} / {} | {:.3} | {:.3} |",
                 x.type_name,
-                x.supervision.label(),
+                learns_from(x),
                 pct(x.top1),
                 pct(x.ci95.top1[0]),
                 pct(x.ci95.top1[1]),
@@ -185,6 +186,39 @@ pub fn report(r: &RunResults, order: &[String]) -> String {
         );
     }
     s
+}
+
+/// What a router learned from: the supervision, and its labeler when it takes one.
+fn learns_from(x: &rgd_experiment::results::RouterResult) -> String {
+    match &x.labels {
+        Some(l) => format!("{} (`{l}` labels)", x.supervision.label()),
+        None => x.supervision.label().to_string(),
+    }
+}
+
+/// How well each labeler's labels agree with the key.
+fn label_section(s: &mut String, r: &RunResults) {
+    if r.label_quality.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Labels the routers learned from, against the key\n\nAgreement: share of (question, model) cells where `label >= 0.5` equals \"the model was right\"; Brier: mean squared difference (0 is perfect).\n"
+    );
+    let _ = writeln!(s, "| labeler | split | agreement % | Brier | cells |");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|");
+    for q in &r.label_quality {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.3} | {} |",
+            q.labeler,
+            q.split,
+            pct(q.agreement),
+            q.brier,
+            q.cells
+        );
+    }
+    let _ = writeln!(s);
 }
 
 fn num(x: f64) -> String {

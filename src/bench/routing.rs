@@ -205,7 +205,7 @@ pub fn bench_cost(registry: &rgd_core::Registry, a: &CostBenchArgs) -> Result<()
         score_s += t0.elapsed().as_secs_f64() + ev.route_seconds;
         scored.push((
             e.type_name.clone(),
-            router.supervision(),
+            ctx.supervision_of(router.as_ref()),
             train_scores,
             ev.scores,
             ev.eval.overall.top3_vote,

@@ -311,6 +311,69 @@ pub fn check_filter(registry: &Registry, table: &str) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Check a labeler given as its TOML table: it never panics, labels a tiny split with one
+/// number in [0, 1] per question and model, gives the same labels twice, takes an empty or
+/// one-question split, and keeps its word on what it reads: a labeler that says it needs no
+/// key labels the split with every key removed, and one that reads the key refuses to label
+/// (through the context) where there is none.
+pub fn check_labeler(registry: &Registry, table: &str) -> Result<(), Failure> {
+    let c = Checker::new(registry, Kind::Labeler, table)?;
+    let ds = World::new().seed(13).dataset();
+    let l = c
+        .registry
+        .build_labeler(c.table.clone(), "conformance")
+        .map_err(|e| c.fail("builds from its table", e.to_string()))?;
+    let label = |split: &Split| -> Result<_, Failure> {
+        guarded(|| l.label(split))
+            .map_err(|p| c.fail("never panics", format!("labeler panicked: {p}")))
+    };
+    let first = label(&ds.train)?.map_err(|e| c.fail("labels a tiny split", e.to_string()))?;
+    rgd_core::labels::check_labels(&first, &ds.train, &c.component)
+        .map_err(|e| c.fail("one label in [0, 1] per question and model", e.to_string()))?;
+    let second = label(&ds.train)?.map_err(|e| c.fail("labels a tiny split", e.to_string()))?;
+    if first.values != second.values {
+        return Err(c.fail(
+            "deterministic",
+            "two calls on the same split give different labels".into(),
+        ));
+    }
+    for keep in [&[][..], &[0][..]] {
+        let sub = ds.train.select(keep);
+        if let Ok(labels) = label(&sub)? {
+            rgd_core::labels::check_labels(&labels, &sub, &c.component)
+                .map_err(|e| c.fail("one label in [0, 1] per question and model", e.to_string()))?;
+        }
+    }
+    let mut unkeyed = ds.train.clone();
+    unkeyed.questions.iter_mut().for_each(|q| q.answer = None);
+    let mut ctx = Context::new(".");
+    ctx.labelers
+        .insert(c.component.clone(), std::sync::Arc::from(l));
+    let l = ctx.labelers[&c.component].clone();
+    if l.needs().key {
+        if ctx.labels(&c.component, &unkeyed).is_ok() {
+            return Err(c.fail(
+                "reads only what it says",
+                "it says it reads the key, and labeled a split without one".into(),
+            ));
+        }
+    } else {
+        let labels = ctx.labels(&c.component, &unkeyed).map_err(|e| {
+            c.fail(
+                "reads only what it says",
+                format!("it says it needs no key, and a split without one fails: {e}"),
+            )
+        })?;
+        if labels.values != first.values {
+            return Err(c.fail(
+                "reads only what it says",
+                "it says it needs no key, and its labels change when the key is removed".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Check a data source given as its TOML table, relative paths resolving against `base_dir`:
 /// it never panics, its dataset passes [`Dataset::validate`], and two loads give the same
 /// dataset. Returns the dataset for further checks.

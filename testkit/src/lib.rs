@@ -18,7 +18,9 @@ mod build;
 pub mod conformance;
 
 pub use build::{SplitBuilder, World};
-pub use conformance::{Failure, check_data_source, check_filter, check_questions, check_router};
+pub use conformance::{
+    Failure, check_data_source, check_filter, check_labeler, check_questions, check_router,
+};
 
 /// The registry of every component linked into the test binary (`use my_crate as _;` links a
 /// crate that the test does not otherwise name).

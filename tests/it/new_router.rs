@@ -60,7 +60,7 @@ fn a_new_router_is_one_crate_and_one_line() {
     )
     .unwrap();
     let template = std::fs::read_to_string(repo.join("plugins/template/src/lib.rs")).unwrap();
-    let export = "rgd_core::export_plugin!(router \"centroid\" => Centroid, filter \"min_words\" => MinWords);";
+    let export = "rgd_core::export_plugin!(router \"centroid\" => Centroid, filter \"min_words\" => MinWords, labeler \"peer_share\" => PeerShare);";
     assert!(
         template.contains(export),
         "the template exports its components in one line"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An rgd router (and filter) in Python, standard library only, served over rgd's
+"""An rgd router (and a filter and a labeler) in Python, standard library only, served over rgd's
 JSON-lines process protocol (version 1; see plugins/process/src/lib.rs).
 
 Use it from a pipeline:
@@ -13,6 +13,8 @@ Use it from a pipeline:
 (plugins/template): each model's score is the cosine between the query and the mean embedding
 of the training questions it answered with the pool's plurality, plus `prior` times its share
 of such answers. `min_words_py` drops training questions shorter than `min_words` words.
+`peer_share_py` labels each (question, model) with the share of the other models that chose
+the same letter (what `[labelers.NAME] type = "process"` serves to routers' `labels`).
 
 Write logs to stderr: stdout carries the protocol only.
 """
@@ -73,6 +75,17 @@ def filter_split(config, split):
     return {"keep": keep, "removed": {"too short": keep.count(False)}}
 
 
+def peer_share(split):
+    out = []
+    for row in split["choices"]:
+        others = max(1, len(row) - 1)
+        out.append([
+            0.0 if c is None else sum(1 for k, d in enumerate(row) if k != j and d == c) / others
+            for j, c in enumerate(row)
+        ])
+    return {"labels": out}
+
+
 LOADED = {}  # handle -> state, for this process's lifetime
 
 
@@ -88,6 +101,8 @@ def handle(req):
         return {"scores": score(LOADED[p["handle"]], p["queries"])}
     if method == "filter":
         return filter_split(p.get("config", {}), p["split"])
+    if method == "label":
+        return peer_share(p["split"])
     raise ValueError(f"unknown method {method!r}")
 
 
@@ -102,6 +117,8 @@ def main():
                      "doc": "Nearest centroid of the questions each model answered with the plurality."},
                     {"kind": "filter", "type": "min_words_py",
                      "doc": "Drops training questions shorter than min_words words."},
+                    {"kind": "labeler", "type": "peer_share_py",
+                     "doc": "Share of the other models that chose the same letter."},
                 ],
             }
         else:

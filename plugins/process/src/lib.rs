@@ -16,6 +16,9 @@
 //!    ...]}}`
 //! 4. host: `{"id": N, "method": "filter", "params": {"type", "config", "models", "split"}}`;
 //!    plugin: `{"id": N, "result": {"keep": [bool, ...], "removed": {"reason": count}}}`
+//! 5. host: `{"id": N, "method": "label", "params": {"type", "config", "split"}}`;
+//!    plugin: `{"id": N, "result": {"labels": [[a number in 0..1 per model], ...]}}` (one row
+//!    per question; a labeler offered as `{"kind": "labeler", ...}`)
 //!
 //! Any reply may be `{"id": N, "error": "message"}`. A split is `{"questions": [{"id",
 //! "subject", "text", "options", "answer"}], "choices": [[letter or null per model]],
@@ -25,7 +28,8 @@
 
 use ndarray::Array2;
 use rgd_core::{
-    Context, Filter, FilterOutcome, Query, Result, Router, Split, Supervision, TrainedRouter,
+    Context, Filter, FilterOutcome, Labeler, Labels, Needs, Query, Result, Router, Split,
+    Supervision, TrainedRouter,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -66,7 +70,7 @@ rgd_core::component_error!(ProcessError, "process plugin");
 /// One component a process offers (its handshake).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Offered {
-    /// `router` or `filter`.
+    /// `router`, `filter` or `labeler`.
     pub kind: String,
     /// Its type name inside the process.
     #[serde(rename = "type")]
@@ -487,6 +491,73 @@ impl Filter for ProcessFilter {
     }
 }
 
+/// A labeler served by another process (`type = "process"` under `[labelers.NAME]`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessLabeler {
+    /// The command line.
+    pub command: Vec<String>,
+    /// The labeler's type name inside the process (default: its only labeler).
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Settings passed to the labeler as `config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, Value>,
+    /// Seconds to wait for the answer.
+    #[serde(default = "default_timeout")]
+    pub timeout_s: f64,
+    /// Whether it reads the answer key (then routers learning from it are query-answer, and
+    /// data without a key is refused before training).
+    #[serde(default)]
+    pub reads_key: bool,
+}
+
+impl Labeler for ProcessLabeler {
+    fn label(&self, split: &Split) -> Result<Labels> {
+        let mut c = Connection::start(&self.command, self.timeout_s)?;
+        let component = c.pick("labeler", self.component.as_deref())?;
+        let r = c.call(
+            "label",
+            json!({"type": component, "config": self.config, "split": split_json(split)}),
+        )?;
+        let rows: Vec<Vec<f64>> =
+            serde_json::from_value(r.get("labels").cloned().unwrap_or(Value::Null))
+                .map_err(|e| c.err(format!("label reply `labels`: {e}")))?;
+        let m = split.n_models();
+        if rows.len() != split.len() || rows.iter().any(|r| r.len() != m) {
+            return Err(c
+                .err(format!(
+                    "label reply has {} rows for {} questions (each must have {m} labels)",
+                    rows.len(),
+                    split.len()
+                ))
+                .into());
+        }
+        let mut values = Array2::zeros((split.len(), m));
+        for (q, row) in rows.iter().enumerate() {
+            for (j, x) in row.iter().enumerate() {
+                values[[q, j]] = *x;
+            }
+        }
+        Ok(Labels {
+            kind: component,
+            values,
+        })
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            key: self.reads_key,
+            letters: !self.reads_key,
+        }
+    }
+    fn check(&self) -> Result<()> {
+        if self.command.is_empty() {
+            return Err(rgd_core::Error::Data("`command` is empty".into()));
+        }
+        check_timeout(self.timeout_s).map_err(rgd_core::Error::Data)
+    }
+}
+
 /// Start `command` and return what it offers (for `rgd plugins`).
 pub fn offered(
     command: &[String],
@@ -497,3 +568,4 @@ pub fn offered(
 
 rgd_core::register!(router, "process", ProcessRouter);
 rgd_core::register!(filter, "process", ProcessFilter);
+rgd_core::register!(labeler, "process", ProcessLabeler);

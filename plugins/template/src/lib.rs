@@ -1,4 +1,4 @@
-//! A dynamic-library rgd plugin to copy: one router and one filter, exported in one line.
+//! A dynamic-library rgd plugin to copy: a router, a filter and a labeler, exported in one line.
 //!
 //! Build it (`cargo build --release -p rgd-plugin-template`), then name the library in a
 //! pipeline: `plugins = ["target/release/librgd_plugin_template.so"]` and use its types:
@@ -7,8 +7,8 @@
 
 use ndarray::{Array1, Array2};
 use rgd_core::{
-    Context, Filter, FilterOutcome, Query, Result, Router, Split, Supervision, TrainedRouter,
-    check_dim,
+    Context, Filter, FilterOutcome, Labeler, Labels, Needs, Query, Result, Router, Split,
+    Supervision, TrainedRouter, check_dim,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -153,4 +153,37 @@ impl Filter for MinWords {
     }
 }
 
-rgd_core::export_plugin!(router "centroid" => Centroid, filter "min_words" => MinWords);
+/// A model's label on a question is the share of the other models that chose the same letter
+/// (0 for an abstention): query-only, no key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerShare {}
+
+impl Labeler for PeerShare {
+    fn label(&self, split: &Split) -> Result<Labels> {
+        let choice = &split.responses.choice;
+        let (n, m) = choice.dim();
+        let others = (m.max(2) - 1) as f64;
+        let values = Array2::from_shape_fn((n, m), |(q, j)| match choice[[q, j]] {
+            None => 0.0,
+            Some(c) => {
+                let same = (0..m)
+                    .filter(|&k| k != j && choice[[q, k]] == Some(c))
+                    .count();
+                same as f64 / others
+            }
+        });
+        Ok(Labels {
+            kind: "peer_share".into(),
+            values,
+        })
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            key: false,
+            letters: true,
+        }
+    }
+}
+
+rgd_core::export_plugin!(router "centroid" => Centroid, filter "min_words" => MinWords, labeler "peer_share" => PeerShare);

@@ -29,3 +29,8 @@ fn centroid() {
 fn min_words() {
     check_filter(&registry(), "type = \"min_words\"").unwrap();
 }
+
+#[test]
+fn peer_share() {
+    rgd_testkit::check_labeler(&registry(), "type = \"peer_share\"").unwrap();
+}

@@ -1,7 +1,9 @@
 //! Reference routers: `best_single` (always the model best on the training labels) and
 //! `random` (a uniformly random model per query, deterministic for a seed).
 
-use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
+use rgd_core::{Context, Query, Router, Split, Supervision, TrainedRouter};
+// the built-in labelers `labels = "TYPE"` names are registered wherever this router is linked
+use rgd_labelers as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,28 +17,19 @@ pub enum BaselineError {
 
 rgd_core::component_error!(BaselineError, "baseline router");
 
-/// Which training labels `best_single` averages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Labels {
-    /// Correctness against the answer key (query-answer).
-    Correctness,
-    /// Consensus scores (query-only).
-    Consensus,
-}
-
 /// Always routes to the model with the best mean label on the training data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BestSingle {
-    /// `correctness` (against the key) or `consensus` (no key).
-    pub labels: Labels,
+    /// The labels it averages: a `[labelers.NAME]` or a labeler type (`key`: correct against
+    /// the key; `consensus`, `plurality`, `dawid_skene`: no key).
+    pub labels: String,
 }
 
 impl Default for BestSingle {
     fn default() -> Self {
         BestSingle {
-            labels: Labels::Correctness,
+            labels: "key".into(),
         }
     }
 }
@@ -78,15 +71,12 @@ impl Router for BestSingle {
         &self,
         train: &Split,
         models: &[String],
-        _ctx: &Context,
+        ctx: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
         if train.is_empty() {
             return Err(BaselineError::Train("the training split has no question".into()).into());
         }
-        let labels = match self.labels {
-            Labels::Correctness => rgd_labelers::Correctness::default().label(train)?,
-            Labels::Consensus => rgd_labelers::Consensus::default().label(train)?,
-        };
+        let labels = ctx.labels(&self.labels, train)?;
         let scores = labels
             .values
             .columns()
@@ -98,11 +88,8 @@ impl Router for BestSingle {
             scores,
         }))
     }
-    fn supervision(&self) -> Supervision {
-        match self.labels {
-            Labels::Correctness => Supervision::QueryAnswer,
-            Labels::Consensus => Supervision::QueryOnly,
-        }
+    fn labels(&self) -> Option<&str> {
+        Some(&self.labels)
     }
 }
 

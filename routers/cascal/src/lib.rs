@@ -1,7 +1,8 @@
 //! CASCAL (docs/cascal.md): consensus scores, per-model weighted spherical k-means on the
 //! questions each model "shows proficiency" on, centroid merging and pruning, per-cluster model
 //! rankings, and two-stage inference (subject, then nearest clusters) with a global fallback.
-//! `cascal_gt` is the same router learning from correctness against the answer key.
+//! Its labels come from its own consensus scoring unless `labels` names a labeler; `cascal_gt`
+//! is `cascal` with `labels = "key"` (correctness against the answer key).
 //!
 //! Deviations from the authors' code, all deterministic where theirs is random:
 //! an unparseable answer abstains (no vote, consensus 0) instead of becoming a random letter;
@@ -24,8 +25,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use rgd_core::stats::LocScale;
-use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
-use rgd_labelers::{Consensus, Correctness};
+use rgd_core::{Context, Labeler, Query, Router, Split, TrainedRouter};
+use rgd_labelers::Consensus;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,25 +54,17 @@ pub enum CascalError {
 
 rgd_core::component_error!(CascalError, "cascal");
 
-/// Which labels the rankings average.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LabelSource {
-    /// Consensus scores (query-only; no answer key used).
-    Consensus,
-    /// Correctness against the answer key (query-answer; "CASCAL-GT").
-    Correctness,
-}
-
 /// CASCAL, the query-only router of RGD: consensus scores + skill clusters, two-stage routing.
 /// Every threshold and temperature has the authors' default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cascal {
-    /// Labels the cluster rankings average: `consensus` (query-only) or `correctness` (uses
-    /// the key); unset: `consensus` for `cascal`, `correctness` for `cascal_gt`.
-    pub labels: Option<LabelSource>,
-    /// Consensus scoring parameters (tau, z_scale, weight_min, weight_max).
+    /// Labels the cluster rankings average: a `[labelers.NAME]` or a labeler type (`key` reads
+    /// the answer key); unset: its own consensus scores (`consensus` below) for `cascal`,
+    /// `key` for `cascal_gt`.
+    pub labels: Option<String>,
+    /// Consensus scoring parameters (tau, z_scale, weight_min, weight_max) of its own labels
+    /// (used when `labels` is unset).
     pub consensus: Consensus,
     /// Skip questions whose plurality share of the pool is below this.
     pub min_agreement: f64,
@@ -156,53 +149,12 @@ impl Default for Cascal {
     }
 }
 
-/// CASCAL-GT: CASCAL whose rankings average correctness against the generator's answer key
-/// instead of consensus (the paper's query-answer variant).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct CascalGt(pub Cascal);
-
-impl Default for CascalGt {
-    fn default() -> Self {
-        CascalGt(Cascal {
-            labels: Some(LabelSource::Correctness),
-            ..Cascal::default()
-        })
-    }
-}
-
-impl CascalGt {
-    fn resolved(&self) -> Cascal {
-        Cascal {
-            labels: Some(self.0.labels.unwrap_or(LabelSource::Correctness)),
-            ..self.0.clone()
-        }
-    }
-}
-
 impl Router for Cascal {
     fn check(&self) -> rgd_core::Result<()> {
         Ok(Cascal::check(self)?)
     }
-    fn train(
-        &self,
-        train: &Split,
-        models: &[String],
-        _ctx: &Context,
-    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        Ok(Box::new(self.fit(train, models)?))
-    }
-    fn supervision(&self) -> Supervision {
-        match self.label_source() {
-            LabelSource::Consensus => Supervision::QueryOnly,
-            LabelSource::Correctness => Supervision::QueryAnswer,
-        }
-    }
-}
-
-impl Router for CascalGt {
-    fn check(&self) -> rgd_core::Result<()> {
-        Ok(self.resolved().check()?)
+    fn labels(&self) -> Option<&str> {
+        Some(self.labels.as_deref().unwrap_or("consensus"))
     }
     fn train(
         &self,
@@ -210,21 +162,52 @@ impl Router for CascalGt {
         models: &[String],
         ctx: &Context,
     ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        self.resolved().train(train, models, ctx)
-    }
-    fn supervision(&self) -> Supervision {
-        self.resolved().supervision()
+        let labels = match &self.labels {
+            None => self.own_labels(train)?,
+            Some(name) => ctx.labels(name, train)?.values,
+        };
+        Ok(Box::new(self.fit_labeled(train, models, &labels)?))
     }
 }
 
+/// `cascal_gt`: CASCAL-GT, the paper's query-answer variant (`labels` defaults to `key`).
+fn cascal_gt(mut c: Cascal) -> Box<dyn Router> {
+    c.labels.get_or_insert_with(|| "key".into());
+    Box::new(c)
+}
+
 impl Cascal {
-    /// The labels used (unset = consensus).
-    pub fn label_source(&self) -> LabelSource {
-        self.labels.unwrap_or(LabelSource::Consensus)
+    /// Its own consensus labels of `train` (when `labels` is unset).
+    fn own_labels(&self, train: &Split) -> Result<Array2<f64>, CascalError> {
+        Ok(self
+            .consensus
+            .label(train)
+            .map_err(|e| CascalError::Train(e.to_string()))?
+            .values)
     }
 
-    /// Train CASCAL on a split.
+    /// Train CASCAL on a split, with the labels `labels` names resolved among the built-in
+    /// labeler types (the pipeline resolves `[labelers.NAME]` tables through the context).
     pub fn fit(&self, train: &Split, models: &[String]) -> Result<TrainedCascal, CascalError> {
+        let labels = match &self.labels {
+            None => self.own_labels(train)?,
+            Some(name) => {
+                Context::new(".")
+                    .labels(name, train)
+                    .map_err(|e| CascalError::Train(e.to_string()))?
+                    .values
+            }
+        };
+        self.fit_labeled(train, models, &labels)
+    }
+
+    /// Train CASCAL on a split with the given `[question, model]` labels.
+    pub fn fit_labeled(
+        &self,
+        train: &Split,
+        models: &[String],
+        labels: &Array2<f64>,
+    ) -> Result<TrainedCascal, CascalError> {
         self.check()?;
         if train.is_empty() {
             return Err(CascalError::Train(
@@ -234,17 +217,19 @@ impl Cascal {
         if models.is_empty() {
             return Err(CascalError::Train("the pool has no model".into()));
         }
-        let labels = match self.label_source() {
-            LabelSource::Consensus => self.consensus.label(train),
-            LabelSource::Correctness => Correctness::default().label(train),
+        if labels.dim() != (train.len(), models.len()) {
+            return Err(CascalError::Train(format!(
+                "{:?} labels for {} questions and {} models",
+                labels.dim(),
+                train.len(),
+                models.len()
+            )));
         }
-        .map_err(|e| CascalError::Train(e.to_string()))?
-        .values;
         let xn = normalize_rows(train.embeddings.clone());
         let groups = train.by_subject();
         let subjects: Vec<SubjectModel> = groups
             .par_iter()
-            .map(|(s, idx)| self.train_subject(train, &xn, &labels, models, s, idx))
+            .map(|(s, idx)| self.train_subject(train, &xn, labels, models, s, idx))
             .collect();
         let n = train.len() as f64;
         let global = (0..models.len())
@@ -273,7 +258,14 @@ impl Cascal {
 }
 
 rgd_core::register!(router, "cascal", Cascal);
-rgd_core::register!(router, "cascal_gt", CascalGt);
+rgd_core::register!(
+    router,
+    "cascal_gt",
+    Cascal,
+    cascal_gt,
+    doc =
+        "CASCAL-GT: alias of `cascal` with `labels = \"key\"` (the paper's query-answer variant)."
+);
 
 #[cfg(test)]
 mod tests {
@@ -410,18 +402,11 @@ mod tests {
         );
         let c = Cascal {
             k_nearest: 2,
-            labels: Some(LabelSource::Correctness),
+            labels: Some("key".into()),
             ..Default::default()
         };
         let text = toml::to_string(&c).unwrap();
         assert_eq!(toml::from_str::<Cascal>(&text).unwrap(), c);
-        assert_eq!(
-            toml::from_str::<CascalGt>("")
-                .unwrap()
-                .resolved()
-                .label_source(),
-            LabelSource::Correctness
-        );
     }
 
     #[test]

@@ -19,27 +19,11 @@ pub enum DsError {
 
 rgd_core::component_error!(DsError, "dawid_skene router");
 
-/// Per-subject EM estimates of each model's accuracy from the pool's agreement.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct DawidSkene {
-    /// EM iterations at most.
-    pub iterations: usize,
-    /// Stop when no accuracy moves more than this.
-    pub tolerance: f64,
-    /// Beta(prior, prior) smoothing of each accuracy estimate.
-    pub prior: f64,
-}
-
-impl Default for DawidSkene {
-    fn default() -> Self {
-        DawidSkene {
-            iterations: 100,
-            tolerance: 1e-6,
-            prior: 1.0,
-        }
-    }
-}
+/// Per-subject EM estimates of each model's accuracy from the pool's agreement (the
+/// `dawid_skene` labeler's EM), routed to the nearest subject's most accurate model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct DawidSkene(pub rgd_labelers::DawidSkene);
 
 /// One subject's estimates.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,105 +48,13 @@ pub struct TrainedDawidSkene {
 
 /// One-coin Dawid–Skene on the questions `idx` of `split`: (accuracy per model, iterations).
 pub fn estimate(split: &Split, idx: &[usize], cfg: &DawidSkene) -> (Vec<f64>, usize) {
-    let m = split.n_models();
-    let ch = &split.responses.choice;
-    // letters per question: its options, at least the highest letter answered
-    let n_letters: Vec<usize> = idx
-        .iter()
-        .map(|&q| {
-            let hi = ch
-                .row(q)
-                .iter()
-                .flatten()
-                .map(|l| l.index() + 1)
-                .max()
-                .unwrap_or(1);
-            split.questions[q].options.len().max(hi).max(2)
-        })
-        .collect();
-    // start from the plurality vote
-    let mut post: Vec<Vec<f64>> = idx
-        .iter()
-        .zip(&n_letters)
-        .map(|(&q, &l)| {
-            let mut p = vec![0.0; l];
-            for c in ch.row(q).iter().flatten() {
-                p[c.index()] += 1.0;
-            }
-            let s: f64 = p.iter().sum();
-            if s > 0.0 {
-                p.iter_mut().for_each(|x| *x /= s);
-            } else {
-                p.iter_mut().for_each(|x| *x = 1.0 / l as f64);
-            }
-            p
-        })
-        .collect();
-    let mut acc = vec![0.5; m];
-    let mut iters = 0;
-    for it in 0..cfg.iterations.max(1) {
-        iters = it + 1;
-        // M-step: accuracy = expected share of a model's answers that are the true letter
-        let mut new = vec![0.0; m];
-        for (j, a) in new.iter_mut().enumerate() {
-            let (mut hit, mut n) = (0.0, 0.0);
-            for (k, &q) in idx.iter().enumerate() {
-                if let Some(c) = ch[[q, j]] {
-                    hit += post[k][c.index()];
-                    n += 1.0;
-                }
-            }
-            *a = (hit + cfg.prior) / (n + 2.0 * cfg.prior);
-        }
-        let moved = new
-            .iter()
-            .zip(&acc)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        acc = new;
-        // E-step (uniform prior over letters)
-        for (k, &q) in idx.iter().enumerate() {
-            let l = n_letters[k];
-            let mut logp = vec![0.0f64; l];
-            for (j, a) in acc.iter().enumerate() {
-                if let Some(c) = ch[[q, j]] {
-                    let a = a.clamp(1e-6, 1.0 - 1e-6);
-                    let wrong = ((1.0 - a) / (l - 1) as f64).ln();
-                    for (t, lp) in logp.iter_mut().enumerate() {
-                        *lp += if t == c.index() { a.ln() } else { wrong };
-                    }
-                }
-            }
-            let mx = logp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = logp.iter().map(|x| (x - mx).exp()).sum();
-            post[k] = logp.iter().map(|x| (x - mx).exp() / z).collect();
-        }
-        if moved < cfg.tolerance {
-            break;
-        }
-    }
-    (acc, iters)
+    let e = rgd_labelers::estimate(split, idx, &cfg.0);
+    (e.accuracy, e.iterations)
 }
 
 impl Router for DawidSkene {
     fn check(&self) -> rgd_core::Result<()> {
-        let bad = |msg: String| Err(rgd_core::Error::Data(msg));
-        if !(self.prior >= 0.0 && self.prior.is_finite()) {
-            return bad(format!(
-                "`prior` (Beta smoothing) must be a finite number >= 0, got {}",
-                self.prior
-            ));
-        }
-        if !(self.tolerance >= 0.0 && self.tolerance.is_finite()) {
-            return bad(format!(
-                "`tolerance` must be a finite number >= 0, got {}",
-                self.tolerance
-            ));
-        }
-        if self.iterations == 0 {
-            return bad("`iterations` must be >= 1".into());
-        }
-        Ok(())
+        Ok(self.0.check()?)
     }
     fn train(
         &self,
@@ -281,7 +173,13 @@ impl TrainedRouter for TrainedDawidSkene {
     }
 }
 
-rgd_core::register!(router, "dawid_skene", DawidSkene);
+rgd_core::register!(
+    router,
+    "dawid_skene",
+    DawidSkene,
+    Box::new,
+    doc = "Per-subject Dawid–Skene estimates of each model's accuracy from the pool's agreement (no key), routed to the nearest subject's most accurate model."
+);
 
 #[cfg(test)]
 mod tests {

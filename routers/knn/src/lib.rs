@@ -1,7 +1,7 @@
-//! kNN routers. A query's score for a model is the mean training label of the model on the
-//! query's `k` most similar training questions (cosine of the embeddings). `knn` learns from
-//! correctness against the answer key (query-answer); `consensus_knn` from CASCAL's consensus
-//! scores (query-only). With `k = 0`, `k` is chosen by cross-validation on the training data:
+//! The kNN router. A query's score for a model is the mean training label of the model on the
+//! query's `k` most similar training questions (cosine of the embeddings). The labels come from
+//! its labeler (`labels`, default `key`: correctness against the answer key); `consensus_knn`
+//! is `knn` with `labels = "consensus"` (CASCAL's consensus scores, query-only). With `k = 0`, `k` is chosen by cross-validation on the training data:
 //! the candidate whose held-out routing picks the model with the best label most often.
 
 use candle_core::{Device, Tensor};
@@ -10,7 +10,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
+use rgd_core::{Context, Query, Router, Split, TrainedRouter};
+// the built-in labelers `labels = "TYPE"` names are registered wherever this router is linked
+use rgd_labelers as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -27,10 +29,13 @@ pub enum KnnError {
 
 rgd_core::component_error!(KnnError, "knn router");
 
-/// Settings shared by `knn` and `consensus_knn`.
+/// The kNN router's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
+    /// The labels it averages: a `[labelers.NAME]` or a labeler type (unset: `key` for `knn`,
+    /// `consensus` for `consensus_knn`).
+    pub labels: Option<String>,
     /// Neighbours (0: choose among `candidates` by cross-validation).
     pub k: usize,
     /// Candidate values of k for cross-validation.
@@ -46,6 +51,7 @@ pub struct KnnConfig {
 impl Default for KnnConfig {
     fn default() -> Self {
         KnnConfig {
+            labels: None,
             k: 0,
             candidates: vec![1, 3, 5, 10, 20, 40, 80],
             folds: 5,
@@ -55,15 +61,19 @@ impl Default for KnnConfig {
     }
 }
 
-/// kNN on correctness against the answer key (query-answer).
+/// kNN: the mean label of the `k` most similar training questions (labels from its labeler;
+/// default `key`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Knn(pub KnnConfig);
 
-/// kNN on consensus scores (query-only: no key).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(transparent)]
-pub struct ConsensusKnn(pub KnnConfig);
+impl Knn {
+    /// `consensus_knn`: `knn` whose labels default to `consensus` (query-only: no key).
+    pub fn consensus(mut self) -> Knn {
+        self.0.labels.get_or_insert_with(|| "consensus".into());
+        self
+    }
+}
 
 /// A trained kNN router: the unit training embeddings, their labels and k.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -375,43 +385,41 @@ impl KnnConfig {
     }
 }
 
-/// The two kNN routers differ only in the labels they average and what that learns from.
-macro_rules! knn_router {
-    ($router:ty, $labeler:ty, $supervision:expr) => {
-        impl Router for $router {
-            fn check(&self) -> rgd_core::Result<()> {
-                self.0.check()
-            }
-            fn train(
-                &self,
-                train: &Split,
-                models: &[String],
-                _ctx: &Context,
-            ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-                let labels = <$labeler>::default().label(train)?;
-                Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
-            }
-            fn supervision(&self) -> Supervision {
-                $supervision
-            }
-        }
-    };
+impl Router for Knn {
+    fn check(&self) -> rgd_core::Result<()> {
+        self.0.check()
+    }
+    fn labels(&self) -> Option<&str> {
+        Some(self.0.labels.as_deref().unwrap_or("key"))
+    }
+    fn train(
+        &self,
+        train: &Split,
+        models: &[String],
+        ctx: &Context,
+    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+        let labels = ctx.labels(self.labels().expect("always set"), train)?;
+        Ok(Box::new(train_knn(&self.0, train, models, labels.values)?))
+    }
 }
 
-knn_router!(Knn, rgd_labelers::Correctness, Supervision::QueryAnswer);
-knn_router!(
-    ConsensusKnn,
-    rgd_labelers::Consensus,
-    Supervision::QueryOnly
-);
+fn consensus_knn(k: Knn) -> Box<dyn Router> {
+    Box::new(k.consensus())
+}
 
 rgd_core::register!(router, "knn", Knn);
-rgd_core::register!(router, "consensus_knn", ConsensusKnn);
+rgd_core::register!(
+    router,
+    "consensus_knn",
+    Knn,
+    consensus_knn,
+    doc = "Alias of `knn` with `labels = \"consensus\"` (CASCAL's consensus scores: query-only, no key)."
+);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rgd_core::{Letter, Question, Responses};
+    use rgd_core::{Labeler, Letter, Question, Responses};
 
     #[test]
     fn streaming_the_k_best_gives_top_k_exactly_ties_included() {
@@ -509,7 +517,8 @@ mod tests {
         train.questions.iter_mut().for_each(|q| q.answer = None);
         let test = world(50, 2);
         let models: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let t = ConsensusKnn::default()
+        let t = Knn::default()
+            .consensus()
             .train(&train, &models, &Context::new("."))
             .unwrap();
         let scores = t.score_split(&test).unwrap();

@@ -22,7 +22,9 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
-use rgd_core::{Context, Labeler, Query, Router, Split, Supervision, TrainedRouter};
+use rgd_core::{Context, Query, Router, Split, TrainedRouter};
+// the built-in labelers `labels = "TYPE"` names are registered wherever these routers are linked
+use rgd_labelers as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,9 @@ rgd_core::component_error!(NeuralError, "neural router");
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The labels it learns: a `[labelers.NAME]` or a labeler type (`key`: correct against the
+    /// key; `consensus`, `plurality`, `dawid_skene`: no key; soft labels stay soft).
+    pub labels: String,
     /// Hidden units (`mlp`) or rank (`mf`); 0: 64 for `mlp`, 16 for `mf`.
     pub width: usize,
     /// Passes over the training data.
@@ -108,6 +113,7 @@ impl TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            labels: "key".into(),
             width: 0,
             epochs: 40,
             batch: 128,
@@ -119,12 +125,13 @@ impl Default for TrainConfig {
     }
 }
 
-/// An MLP from the query embedding to each model's correctness (query-answer).
+/// An MLP from the query embedding to each model's label (default `key`: correctness).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Mlp(pub TrainConfig);
 
-/// Matrix factorization: learned model vectors against a projected query (query-answer).
+/// Matrix factorization: learned model vectors against a projected query (labels default
+/// `key`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Mf(pub TrainConfig);
@@ -165,21 +172,13 @@ fn train_net(
     train: &Split,
     models: &[String],
     kind: &str,
+    labels: ndarray::Array2<f64>,
 ) -> Result<TrainedNet, NeuralError> {
     if train.is_empty() {
         return Err(NeuralError::Train(
             "the training split has no question".into(),
         ));
     }
-    if train.questions.iter().all(|q| q.answer.is_none()) {
-        return Err(NeuralError::Train(
-            "no training question has an answer key (this router learns from it)".into(),
-        ));
-    }
-    let labels = rgd_labelers::Correctness::default()
-        .label(train)
-        .map_err(|e| NeuralError::Train(e.to_string()))?
-        .values;
     let dev = Device::Cpu;
     let (n, d) = train.embeddings.dim();
     let m = models.len();
@@ -381,12 +380,13 @@ impl TrainedRouter for TrainedNet {
     }
 }
 
-/// A listwise ranker over the pool (LLMRank-style; ListNet loss on the key's correctness).
+/// A listwise ranker over the pool (LLMRank-style; ListNet loss on its labels, default `key`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
 pub struct Ranker(pub TrainConfig);
 
-/// Train one of the three with its default width (when `width = 0`).
+/// Train one of the three with its default width (when `width = 0`), on its labeler's labels.
+#[allow(clippy::too_many_arguments)]
 fn train_kind(
     cfg: &TrainConfig,
     kind: &str,
@@ -395,7 +395,9 @@ fn train_kind(
     listwise: bool,
     train: &Split,
     models: &[String],
+    ctx: &Context,
 ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+    let labels = ctx.labels(&cfg.labels, train)?.values;
     let cfg = TrainConfig {
         width: if cfg.width == 0 {
             default_width
@@ -405,60 +407,35 @@ fn train_kind(
         ..cfg.clone()
     };
     Ok(Box::new(train_net(
-        &cfg, relu, listwise, train, models, kind,
+        &cfg, relu, listwise, train, models, kind, labels,
     )?))
 }
 
-impl Router for Mlp {
-    fn check(&self) -> rgd_core::Result<()> {
-        self.0.check()
-    }
-    fn train(
-        &self,
-        t: &Split,
-        m: &[String],
-        _: &Context,
-    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        train_kind(&self.0, "mlp", 64, true, false, t, m)
-    }
-    fn supervision(&self) -> Supervision {
-        Supervision::QueryAnswer
-    }
+/// The three differ in their default width, activation and loss.
+macro_rules! neural_router {
+    ($router:ty, $kind:literal, $width:expr, $relu:expr, $listwise:expr) => {
+        impl Router for $router {
+            fn check(&self) -> rgd_core::Result<()> {
+                self.0.check()
+            }
+            fn labels(&self) -> Option<&str> {
+                Some(&self.0.labels)
+            }
+            fn train(
+                &self,
+                t: &Split,
+                m: &[String],
+                ctx: &Context,
+            ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
+                train_kind(&self.0, $kind, $width, $relu, $listwise, t, m, ctx)
+            }
+        }
+    };
 }
 
-impl Router for Mf {
-    fn check(&self) -> rgd_core::Result<()> {
-        self.0.check()
-    }
-    fn train(
-        &self,
-        t: &Split,
-        m: &[String],
-        _: &Context,
-    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        train_kind(&self.0, "mf", 16, false, false, t, m)
-    }
-    fn supervision(&self) -> Supervision {
-        Supervision::QueryAnswer
-    }
-}
-
-impl Router for Ranker {
-    fn check(&self) -> rgd_core::Result<()> {
-        self.0.check()
-    }
-    fn train(
-        &self,
-        t: &Split,
-        m: &[String],
-        _: &Context,
-    ) -> rgd_core::Result<Box<dyn TrainedRouter>> {
-        train_kind(&self.0, "ranker", 64, true, true, t, m)
-    }
-    fn supervision(&self) -> Supervision {
-        Supervision::QueryAnswer
-    }
-}
+neural_router!(Mlp, "mlp", 64, true, false);
+neural_router!(Mf, "mf", 16, false, false);
+neural_router!(Ranker, "ranker", 64, true, true);
 
 rgd_core::register!(router, "ranker", Ranker);
 rgd_core::register!(router, "mlp", Mlp);
