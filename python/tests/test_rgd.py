@@ -210,6 +210,54 @@ def test_an_exception_in_a_python_router_fails_that_router_only_naming_it():
     assert t.loc["bad", "status"] == "failed"
 
 
+class PeerShare:
+    """Share of the other models that chose the same letter (no key)."""
+
+    def __init__(self, **config):
+        self.config = config
+
+    def label(self, split):
+        choice = split.choice  # [question, model], -1 for an abstention
+        same = (choice[:, :, None] == choice[:, None, :]) & (choice[:, :, None] >= 0)
+        others = max(1, choice.shape[1] - 1)
+        return (same.sum(axis=2) - (choice >= 0)) / others
+
+
+def test_a_python_labeler_labels_a_knn_like_the_same_labeler_in_rust():
+    rgd.register_labeler("py_peer_share", PeerShare)
+    world = json.loads(json.dumps(WORLD))
+    world["labelers"] = {"peers": {"type": "py_peer_share"}}
+    world["routers"] = {
+        "knn_py": {"type": "knn", "labels": "peers"},
+        "knn_py_direct": {"type": "knn", "labels": "py_peer_share"},
+        "knn_plurality": {"type": "knn", "labels": "plurality"},
+        "knn_key": {"type": "knn"},
+    }
+    r = rgd.run(world, progress=False)
+    assert not r["failed"], r["failed"]
+    py = r["routers"]["knn_py"]
+    assert py["supervision"] == "query_only" and py["labels"] == "peers"
+    assert py["top1"] == r["routers"]["knn_py_direct"]["top1"]
+    assert r["routers"]["knn_key"]["supervision"] == "query_answer"
+    quality = {(q["labeler"], q["split"]): q for q in r["label_quality"]}
+    assert quality[("key", "train")]["agreement"] == 1.0
+    assert 0 < quality[("peers", "train")]["brier"] < 1
+    assert "py_peer_share" in [c["type"] for c in rgd.components()["labeler"]]
+    # labels outside [0, 1] are refused naming the labeler
+    rgd.register_labeler("py_too_big", TooBig)
+    world["routers"] = {"knn": {"type": "knn", "labels": "py_too_big"}}
+    r = rgd.run(world, progress=False)
+    assert "py_too_big" in r["failed"]["knn"]["error"]
+    assert "[0, 1]" in r["failed"]["knn"]["error"]
+
+
+class TooBig:
+    """Labels of 2."""
+
+    def label(self, split):
+        return np.full(split.choice.shape, 2.0)
+
+
 def test_bad_input_raises_a_clear_error_naming_the_table():
     bad = json.loads(json.dumps(WORLD))
     bad["routers"]["knn"]["k_nearst"] = 5
@@ -225,6 +273,10 @@ def test_bad_input_raises_a_clear_error_naming_the_table():
         rgd.register_router("cascal", Centroid)
     with pytest.raises(rgd.RgdError, match="score"):
         rgd.register_router("py_nothing", object)
+    with pytest.raises(rgd.RgdError, match="built-in labeler"):
+        rgd.register_labeler("dawid_skene", PeerShare)
+    with pytest.raises(rgd.RgdError, match="label"):
+        rgd.register_labeler("py_no_label", object)
 
 
 def assets_present():

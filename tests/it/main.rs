@@ -13,6 +13,7 @@ mod fake_openai;
 mod fixture;
 mod formats;
 mod generation;
+mod labelers;
 mod library;
 mod mmlu_pro;
 mod new_router;

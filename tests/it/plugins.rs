@@ -66,7 +66,7 @@ fn a_built_in_a_dylib_and_a_python_router_compare_side_by_side() {
     std::fs::write(
         &p,
         format!(
-            "plugins = [\"{}\"]\n{}\n[filters.short]\ntype = \"min_words\"\nmin_words = 2\n\n[filters.short_py]\ntype = \"process\"\ncommand = [\"python3\", \"{py}\"]\nconfig = {{ min_words = 2 }}\n\n[routers.centroid]\ntype = \"centroid\"\n\n[routers.centroid_py]\ntype = \"process\"\ncommand = [\"python3\", \"{py}\"]\n\n[routers.best_single]\ntype = \"best_single\"\n",
+            "plugins = [\"{}\"]\n{}\n[filters.short]\ntype = \"min_words\"\nmin_words = 2\n\n[filters.short_py]\ntype = \"process\"\ncommand = [\"python3\", \"{py}\"]\nconfig = {{ min_words = 2 }}\n\n[routers.centroid]\ntype = \"centroid\"\n\n[routers.centroid_py]\ntype = \"process\"\ncommand = [\"python3\", \"{py}\"]\n\n[routers.best_single]\ntype = \"best_single\"\n\n[labelers.peers]\ntype = \"peer_share\"\n\n[labelers.peers_py]\ntype = \"process\"\ncommand = [\"python3\", \"{py}\"]\n\n[routers.knn_peers]\ntype = \"knn\"\nlabels = \"peers\"\n\n[routers.knn_peers_py]\ntype = \"knn\"\nlabels = \"peers_py\"\n\n[routers.knn_plurality]\ntype = \"knn\"\nlabels = \"plurality\"\n",
             lib.display(),
             world(),
             py = python_router()
@@ -98,6 +98,25 @@ fn a_built_in_a_dylib_and_a_python_router_compare_side_by_side() {
         "{}",
         r["routers"]
     );
+    // a dylib labeler and a process labeler (the same labels in Rust and Python) each label a
+    // kNN's training: the same decisions, query-only, and not those of another labeler
+    let top1 = |n: &str| r["routers"][n]["top1"].as_f64().unwrap();
+    assert_eq!(top1("knn_peers"), top1("knn_peers_py"), "{}", r["routers"]);
+    for n in ["knn_peers", "knn_peers_py"] {
+        assert_eq!(r["routers"][n]["supervision"], "query_only");
+    }
+    assert_eq!(r["routers"]["knn_peers_py"]["labels"], "peers_py");
+    let quality = r["label_quality"].as_array().unwrap();
+    let agreement = |l: &str| {
+        quality
+            .iter()
+            .find(|q| q["labeler"] == l && q["split"] == "train")
+            .unwrap_or_else(|| panic!("no label quality for {l}: {quality:?}"))["brier"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(agreement("peers"), agreement("peers_py"));
+    assert_ne!(agreement("peers"), agreement("plurality"));
     let steps: Vec<&str> = r["training_data"]["filters"]
         .as_array()
         .unwrap()
@@ -119,6 +138,10 @@ fn a_built_in_a_dylib_and_a_python_router_compare_side_by_side() {
         "{s}"
     );
     assert!(s.contains("[built-in (rgd-router-cascal)]"), "{s}");
+    assert!(
+        s.contains("peer_share_py") && s.contains("labeler"),
+        "the process's labeler is listed: {s}"
+    );
     let o = rgd(
         t.path(),
         &["--plugin", lib.to_str().unwrap(), "plugins", "--json"],
@@ -131,6 +154,26 @@ fn a_built_in_a_dylib_and_a_python_router_compare_side_by_side() {
         .find(|e| e["type"] == "centroid")
         .unwrap();
     assert_eq!(centroid["origin"]["origin"], "dylib");
+    // the labeler kind: the built-in types with their fields, and the dylib's
+    let labelers = v["labeler"].as_array().unwrap();
+    for ty in [
+        "key",
+        "consensus",
+        "plurality",
+        "dawid_skene",
+        "process",
+        "peer_share",
+    ] {
+        assert!(
+            labelers.iter().any(|e| e["type"] == ty),
+            "labeler `{ty}` listed: {labelers:?}"
+        );
+    }
+    let ds = labelers
+        .iter()
+        .find(|e| e["type"] == "dawid_skene")
+        .unwrap();
+    assert!(ds.to_string().contains("iterations"), "{ds}");
 }
 
 #[test]

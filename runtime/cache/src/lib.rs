@@ -137,6 +137,72 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, identity TEXT NOT NULL, op TEXT NOT NULL,
     request TEXT NOT NULL, response TEXT NOT NULL);";
 
+/// The SQLite `application_id` rgd writes into its cache files ("rgd1"): a file with another
+/// non-zero id is another program's database, refused and never modified.
+pub const APPLICATION_ID: i32 = 0x7267_6431;
+
+/// A cache or recording path must be a regular file (or not exist yet): a FIFO, a device or
+/// a folder would block or fail inside SQLite.
+pub fn check_regular_file(path: &Path) -> Result<(), CacheError> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() => Err(CacheError::Corrupt {
+            path: path.to_path_buf(),
+            detail: "not a regular file (a folder, a FIFO or a device); give the path of an rgd cache file, or a new path to create one".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An existing database is rgd's: its `application_id` is [`APPLICATION_ID`], or it is 0 and
+/// its only table is rgd's `calls` with rgd's columns (a cache written before the marker).
+fn check_ours(conn: &Connection, path: &Path) -> Result<(), CacheError> {
+    let foreign = |detail: String| CacheError::Corrupt {
+        path: path.to_path_buf(),
+        detail: format!(
+            "{detail}: not an rgd call cache (left untouched); give another path for the cache"
+        ),
+    };
+    let id: i32 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| foreign(e.to_string()))?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    if id != 0 {
+        return Err(foreign(format!("its SQLite application_id is {id:#x}")));
+    }
+    let mut st = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .map_err(|e| foreign(e.to_string()))?;
+    let tables: Vec<String> = st
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| foreign(e.to_string()))?;
+    if tables.is_empty() {
+        return Ok(()); // an empty database: nothing to lose
+    }
+    if tables != ["calls"] {
+        return Err(foreign(format!(
+            "it holds the tables {}",
+            tables.join(", ")
+        )));
+    }
+    let mut st = conn
+        .prepare("SELECT name FROM pragma_table_info('calls')")
+        .map_err(|e| foreign(e.to_string()))?;
+    let cols: Vec<String> = st
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| foreign(e.to_string()))?;
+    if cols != ["key", "identity", "op", "request", "response"] {
+        return Err(foreign(format!(
+            "its table `calls` has the columns {}",
+            cols.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// The persistent call cache (cheap to clone; one SQLite connection behind a mutex).
 #[derive(Clone, Debug)]
 pub struct CallCache {
@@ -179,6 +245,7 @@ impl CallCache {
                 source,
             })?;
         }
+        check_regular_file(path)?;
         let existed = path.exists();
         let conn = if mode == CacheMode::ReadOnly {
             Connection::open_with_flags(
@@ -210,11 +277,12 @@ impl CallCache {
                     });
                 }
             }
+            check_ours(&conn, path)?;
         }
         if mode != CacheMode::ReadOnly {
             // WAL + synchronous=NORMAL: every committed call survives a killed process
             conn.execute_batch(&format!(
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {SCHEMA}"
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; {SCHEMA}"
             ))
             .map_err(|e| CacheError::Corrupt {
                 path: path.to_path_buf(),

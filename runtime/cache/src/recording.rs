@@ -151,6 +151,7 @@ impl CallCache {
             path: path.to_path_buf(),
             source,
         };
+        crate::check_regular_file(path)?;
         let f = std::fs::File::open(path).map_err(io)?;
         let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
             Box::new(BufReader::new(GzDecoder::new(f)))

@@ -86,16 +86,19 @@ fn sample_files(path: &Path) -> Result<IndexMap<String, PathBuf>, FileError> {
     if path.is_file() {
         files.push(path.to_path_buf());
     } else {
-        let mut stack = vec![path.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let rd = std::fs::read_dir(&dir).map_err(|e| FileError::io(&dir, e))?;
-            for e in rd {
-                let p = e.map_err(|e| FileError::io(&dir, e))?.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if task_of(&p).is_some() {
-                    files.push(p);
+        // walkdir follows directory links and reports a link back to a folder it is inside
+        // instead of entering it: such a loop (`ln -s .`) is skipped, so the search ends
+        for e in walkdir::WalkDir::new(path).follow_links(true) {
+            let e = match e {
+                Ok(e) => e,
+                Err(e) if e.loop_ancestor().is_some() => continue,
+                Err(e) => {
+                    let at = e.path().unwrap_or(path).to_path_buf();
+                    return Err(FileError::io(&at, std::io::Error::other(e.to_string())));
                 }
+            };
+            if e.file_type().is_file() && task_of(e.path()).is_some() {
+                files.push(e.path().to_path_buf());
             }
         }
     }

@@ -94,6 +94,8 @@ pub(crate) struct Columns<'t> {
     subject: Option<&'t [Cell]>,
     id: Option<&'t [Cell]>,
     stem: String,
+    /// A row without an answer is skipped (question files); otherwise it is unlabeled.
+    answer_required: bool,
 }
 
 /// A question read from row `row`, or why the row was skipped.
@@ -169,6 +171,7 @@ impl Mapping {
             }
         };
         Ok(Columns {
+            answer_required: need_options,
             question,
             options_list: matches!(options_spec, Some(Options::List(_))),
             options,
@@ -222,7 +225,9 @@ impl Columns<'_> {
             ));
         }
         let answer = match self.answer.map(|c| &c[i]) {
-            None | Some(Cell::Null) if self.options.is_none() => None,
+            // a response matrix's question may come without a key: query-only routers and
+            // labelers learn from it, and the key-reading ones are refused before training
+            None | Some(Cell::Null) if self.options.is_none() || !self.answer_required => None,
             None | Some(Cell::Null) => return Err(format!("no `{}`", self.answer_name)),
             Some(cell) => {
                 let labels = self.labels.and_then(|l| l[i].text_list());
