@@ -195,10 +195,10 @@ fn check_labelers(r: &Resolved, ds: &Dataset) -> Result<()> {
 fn label_quality(r: &Resolved, ds: &Dataset) -> Result<Vec<rgd_core::LabelQuality>> {
     let mut names: Vec<&str> = Vec::new();
     for router in &r.routers {
-        if let Some(n) = router.value.labels() {
-            if !names.contains(&n) {
-                names.push(n);
-            }
+        if let Some(n) = router.value.labels()
+            && !names.contains(&n)
+        {
+            names.push(n);
         }
     }
     let mut out = Vec::new();

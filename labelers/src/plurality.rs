@@ -28,10 +28,10 @@ impl Plurality {
             }
             let tied = votes.iter().filter(|&&v| v == top).count() as f64;
             for j in 0..m {
-                if let Some(c) = split.responses.choice[[q, j]] {
-                    if votes[c.index()] == top {
-                        out[[q, j]] = 1.0 / tied;
-                    }
+                if let Some(c) = split.responses.choice[[q, j]]
+                    && votes[c.index()] == top
+                {
+                    out[[q, j]] = 1.0 / tied;
                 }
             }
         }

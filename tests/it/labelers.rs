@@ -89,7 +89,6 @@ fn every_router_learns_from_every_built_in_labeler_on_a_response_matrix() {
 
 #[test]
 fn a_router_learns_exactly_the_labels_its_labeler_gives() {
-    use rgd_core::{DataSource, Router};
     let registry = rgd_components::registry().unwrap();
     let src = registry
         .build_data_source(

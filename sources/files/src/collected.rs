@@ -69,11 +69,8 @@ impl Collected {
         let model = &self.models[m];
         if let Some(cell) = pick(&cols.choice).filter(|c| !c.is_null()) {
             match resolve_answer(cell, &question.options, None, format) {
-                Some(l) => self.choice[[q, m]] = Some(l),
-                None => bad.add(
-                    t.at(i),
-                    format!("model `{model}`: a choice that names no option"),
-                ),
+                Ok(l) => self.choice[[q, m]] = Some(l),
+                Err(e) => bad.add(t.at(i), format!("model `{model}`: a choice {e}")),
             }
         }
         if let (Some(c), Some(cell)) = (self.correct.as_mut(), pick(&cols.correct)) {

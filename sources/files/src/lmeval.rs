@@ -240,9 +240,12 @@ fn read_samples(
             serde_json::Value::String(t) => Cell::Text(t.clone()),
             _ => Cell::Null,
         };
-        let Some(answer) = resolve_answer(&target, &options, None, AnswerFormat::Auto) else {
-            skipped.add(at, "a target that names no option");
-            continue;
+        let answer = match resolve_answer(&target, &options, None, AnswerFormat::Auto) {
+            Ok(a) => a,
+            Err(e) => {
+                skipped.add(at, format!("a target {e}"));
+                continue;
+            }
         };
         let text = s
             .doc

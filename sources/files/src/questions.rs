@@ -175,7 +175,12 @@ impl Mapping {
             question,
             options_list: matches!(options_spec, Some(Options::List(_))),
             options,
-            labels: optional(&self.labels, pl)?,
+            // ARC's keys are labels (`A`.., or `1`..): without the labels a `1` would be
+            // read as a 0-based index, one option off
+            labels: match (self.preset, &self.labels) {
+                (Some(Preset::Arc), None) => Some(t.column(pl.unwrap_or("choices.label"))?),
+                _ => optional(&self.labels, pl)?,
+            },
             answer,
             answer_name,
             subject: optional(&self.subject, ps.or(Some("subject")))?,
@@ -232,12 +237,8 @@ impl Columns<'_> {
             Some(cell) => {
                 let labels = self.labels.and_then(|l| l[i].text_list());
                 Some(
-                    resolve_answer(cell, &options, labels.as_deref(), format).ok_or_else(|| {
-                        format!(
-                            "answer {} names no option",
-                            cell.text().unwrap_or_else(|| "(a list)".into())
-                        )
-                    })?,
+                    resolve_answer(cell, &options, labels.as_deref(), format)
+                        .map_err(|e| format!("answer {e}"))?,
                 )
             }
         };
@@ -262,8 +263,14 @@ pub(crate) fn resolve_answer(
     options: &[String],
     labels: Option<&[String]>,
     format: AnswerFormat,
-) -> Option<Letter> {
-    let text = cell.text()?;
+) -> Result<Letter, String> {
+    let names_none = || {
+        format!(
+            "{} names no option",
+            cell.text().unwrap_or_else(|| "(a list)".into())
+        )
+    };
+    let text = cell.text().ok_or_else(names_none)?;
     let t = text.trim();
     let in_range = |i: usize| (i < options.len() || options.is_empty()).then_some(i);
     let index = |base: usize| -> Option<usize> {
@@ -280,14 +287,29 @@ pub(crate) fn resolve_answer(
                 l.iter().position(|x| x.trim() == t)
             } else if let Some(l) = Letter::parse(t).filter(|_| t.len() <= 4) {
                 Some(l.index())
-            } else if let Some(i) = index(0) {
-                Some(i)
             } else {
-                options.iter().position(|o| o.trim() == t)
+                let by_text = options.iter().position(|o| o.trim() == t);
+                let by_index = index(0).and_then(in_range);
+                match (by_text, by_index) {
+                    // written as text, it may be the option's text or its 0-based index, and
+                    // the two name different options: refuse to guess
+                    (Some(p), Some(i)) if p != i && matches!(cell, Cell::Text(_)) => {
+                        return Err(format!(
+                            "`{t}` is the text of option {} and the 0-based index of option {}; set `answer_format` to `text` or `index`",
+                            Letter::from_index(p).map_or("?".into(), |l| l.to_string()),
+                            Letter::from_index(i).map_or("?".into(), |l| l.to_string()),
+                        ));
+                    }
+                    // a typed number is an index
+                    (_, Some(i)) => Some(i),
+                    (p, None) => p,
+                }
             }
         }
     };
-    i.and_then(in_range).and_then(Letter::from_index)
+    i.and_then(in_range)
+        .and_then(Letter::from_index)
+        .ok_or_else(names_none)
 }
 
 /// Read every question of `t`; rows that cannot be read are skipped with their reason; an id

@@ -135,3 +135,50 @@ fn an_id_that_appears_twice_names_both_lines() {
         "{e}"
     );
 }
+
+#[test]
+fn an_answer_that_is_both_an_options_text_and_an_index_is_refused_not_guessed() {
+    let t = tempfile::tempdir().unwrap();
+    // options are numbers; answers given as the right option's text
+    let mut csv = String::from("id,question,options,answer\n");
+    for (i, a) in ["1", "2", "3", "4"].iter().enumerate() {
+        csv.push_str(&format!(
+            "q{i},Which number is {a}?,\"[\"\"1\"\", \"\"2\"\", \"\"3\"\", \"\"4\"\"]\",{a}\n"
+        ));
+    }
+    std::fs::write(t.path().join("n.csv"), csv).unwrap();
+    let ctx = Context::new(t.path());
+    let (qs, skipped) = source("path = \"n.csv\"\n").load(&ctx).unwrap();
+    // `1`, `2`, `3` are each an option's text and another option's 0-based index: refused;
+    // `4` is only a text
+    assert_eq!(skipped.total(), 3);
+    let line = skipped.line("row(s) skipped").unwrap();
+    assert!(line.contains("answer_format"), "{line}");
+    assert_eq!(qs.len(), 1);
+    assert_eq!(qs[0].answer, Letter::from_index(3));
+    // saying how the answer is written reads every key right
+    let (qs, skipped) = source("path = \"n.csv\"\nanswer_format = \"text\"\n")
+        .load(&ctx)
+        .unwrap();
+    assert_eq!(skipped.total(), 0);
+    let mut keys: Vec<_> = qs.iter().map(|q| (q.id.clone(), q.answer)).collect();
+    keys.sort();
+    for (i, (_, a)) in keys.iter().enumerate() {
+        assert_eq!(*a, Letter::from_index(i));
+    }
+}
+
+#[test]
+fn the_arc_preset_needs_the_option_labels() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("a.jsonl"),
+        "{\"id\": \"x\", \"question\": \"Q?\", \"choices\": {\"text\": [\"a\", \"b\"]}, \"answerKey\": \"1\"}\n",
+    )
+    .unwrap();
+    let e = source("path = \"a.jsonl\"\npreset = \"arc\"\n")
+        .load(&Context::new(t.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("choices.label"), "{e}");
+}
