@@ -83,20 +83,48 @@ impl Collected {
                 ),
             }
         }
-        if let Some(x) = pick(&cols.confidence).and_then(|c| c.number()) {
-            self.confidence[[q, m]] = x;
+        // a present cell must be a number of its kind; anything else is counted and left
+        // unknown, never read as a value
+        let read = |cell: Option<&Cell>, ok: fn(f64) -> bool| -> Result<Option<f64>, String> {
+            match cell {
+                None => Ok(None),
+                Some(c) if c.is_null() => Ok(None),
+                Some(c) => match c.number() {
+                    Some(x) if ok(x) => Ok(Some(x)),
+                    _ => Err(c.text().unwrap_or_else(|| "(a list)".into()).into_owned()),
+                },
+            }
+        };
+        match read(pick(&cols.confidence), |x| x.is_finite() && x <= 0.0) {
+            Ok(Some(x)) => self.confidence[[q, m]] = x,
+            Ok(None) => {}
+            Err(v) => bad.add(
+                t.at(i),
+                format!(
+                    "model `{model}`: a confidence `{v}` that is not a log-probability (a finite number <= 0)"
+                ),
+            ),
         }
-        if let (Some(a), Some(x)) = (
-            self.cost.as_mut(),
-            pick(&cols.cost).and_then(|c| c.number()),
-        ) {
-            a[[q, m]] = x;
+        let non_negative = |x: f64| x.is_finite() && x >= 0.0;
+        if self.cost.is_some() {
+            match read(pick(&cols.cost), non_negative) {
+                Ok(Some(x)) => self.cost.as_mut().expect("checked")[[q, m]] = x,
+                Ok(None) => {}
+                Err(v) => bad.add(
+                    t.at(i),
+                    format!("model `{model}`: a cost `{v}` that is not a finite number >= 0"),
+                ),
+            }
         }
-        if let (Some(a), Some(x)) = (
-            self.latency.as_mut(),
-            pick(&cols.latency).and_then(|c| c.number()),
-        ) {
-            a[[q, m]] = x;
+        if self.latency.is_some() {
+            match read(pick(&cols.latency), non_negative) {
+                Ok(Some(x)) => self.latency.as_mut().expect("checked")[[q, m]] = x,
+                Ok(None) => {}
+                Err(v) => bad.add(
+                    t.at(i),
+                    format!("model `{model}`: a latency `{v}` that is not a finite number of seconds >= 0"),
+                ),
+            }
         }
     }
 

@@ -390,7 +390,7 @@ impl ResponseMatrix {
         }
         let warnings = [
             skipped.line("row(s) skipped"),
-            bad.line("answer(s) unreadable, abstentions there"),
+            bad.line("cell(s) unreadable, left unknown (an abstention, no confidence or no cost)"),
         ]
         .into_iter()
         .flatten()
@@ -509,7 +509,7 @@ impl ResponseMatrix {
         c.questions = questions;
         let warnings = [
             skipped.line("row(s) skipped"),
-            bad.line("answer(s) unreadable, abstentions there"),
+            bad.line("cell(s) unreadable, left unknown (an abstention, no confidence or no cost)"),
             missing.line("answer(s) missing, abstentions there"),
         ]
         .into_iter()

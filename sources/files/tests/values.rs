@@ -1,0 +1,79 @@
+//! A response matrix's confidences, costs and latencies are numbers of their kind: a text, an
+//! infinity, a positive log-probability or a negative cost is counted in a warning and left
+//! unknown, never read as a value.
+
+use rgd_core::Context;
+use rgd_files as _;
+use rgd_testkit::builtin;
+use std::path::PathBuf;
+
+#[test]
+fn unreadable_confidences_and_costs_are_counted_and_left_unknown() {
+    let wide = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/formats/wide");
+    let t = tempfile::tempdir().unwrap();
+    let train = std::fs::read_to_string(wide.join("train.csv")).unwrap();
+    let mut lines: Vec<String> = train.lines().map(String::from).collect();
+    lines[0].push_str(",alpha|cost,beta|cost,gamma|cost");
+    for (i, l) in lines.iter_mut().enumerate().skip(1) {
+        l.push_str(if i == 1 { ",-0.25,inf,text" } else { ",1,2,3" });
+    }
+    // the first row's confidences: a word, an infinity, a positive log-probability
+    let first = lines[1].clone();
+    let n = first.len();
+    let tail = ",A,-0.1,C,-1.5,D,-1.5,-0.25,inf,text";
+    assert!(first.ends_with(tail), "{first}");
+    lines[1] = format!(
+        "{},A,high,C,inf,D,0.5,-0.25,inf,text",
+        &first[..n - tail.len()]
+    );
+    std::fs::write(t.path().join("train.csv"), lines.join("\n") + "\n").unwrap();
+    let test = std::fs::read_to_string(wide.join("test.csv")).unwrap();
+    let test: Vec<String> = test
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                format!("{l},alpha|cost,beta|cost,gamma|cost")
+            } else {
+                format!("{l},1,2,3")
+            }
+        })
+        .collect();
+    std::fs::write(t.path().join("test.csv"), test.join("\n") + "\n").unwrap();
+    let src = builtin()
+        .build_data_source(
+            toml::from_str("type = \"responses\"\nlayout = \"wide\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nchoice = \"{model}|choice\"\nconfidence = \"{model}|confidence\"\ncost = \"{model}|cost\"").unwrap(),
+            "test",
+        )
+        .unwrap();
+    let ctx = Context::new(t.path());
+    let ds = src.load(&ctx).unwrap();
+    let q = ds
+        .train
+        .questions
+        .iter()
+        .position(|q| q.id == "arith-00")
+        .unwrap();
+    assert!(
+        ds.train
+            .responses
+            .confidence
+            .row(q)
+            .iter()
+            .all(|c| c.is_nan())
+    );
+    let cost = ds.train.responses.cost.as_ref().unwrap();
+    assert!(cost.row(q).iter().all(|c| c.is_nan()), "{:?}", cost.row(q));
+    assert_eq!(cost[[q + 1, 0]], 1.0);
+    let warnings = ctx.warnings.lock().unwrap().join("\n");
+    for said in [
+        "confidence `high`",
+        "confidence `inf`",
+        "confidence `0.5`",
+        "cost `-0.25`",
+        "cost `inf`",
+        "cost `text`",
+    ] {
+        assert!(warnings.contains(said), "`{said}` not in: {warnings}");
+    }
+}
