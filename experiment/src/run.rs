@@ -172,22 +172,25 @@ fn baselines(r: &Resolved, ds: &Dataset) -> Result<Baselines> {
 }
 
 /// Before any training: every router's labeler must find what it reads in the training data
-/// (a key, the pool's letters); the error names the router and the labeler.
-fn check_labelers(r: &Resolved, ds: &Dataset) -> Result<()> {
+/// (a key, the pool's letters). Those that cannot, by router name, with an error naming the
+/// router and the labeler: they are reported failed without training; the others run.
+fn check_labelers(r: &Resolved, ds: &Dataset) -> Result<BTreeMap<String, String>> {
+    let mut refused = BTreeMap::new();
     for router in &r.routers {
         let Some(name) = router.value.labels() else {
             continue;
         };
-        let labeler = r.ctx.labeler(name)?;
-        labeler
-            .needs()
-            .check(&ds.train)
-            .map_err(|msg| rgd_core::Error::Config {
-                context: format!("[routers.{}] (type `{}`)", router.name, router.type_name),
-                msg: format!("it learns from labeler `{name}`, and {msg}"),
-            })?;
+        if let Err(msg) = r.ctx.labeler(name)?.needs().check(&ds.train) {
+            refused.insert(
+                router.name.clone(),
+                format!(
+                    "[routers.{}] (type `{}`) learns from labeler `{name}`, and {msg}",
+                    router.name, router.type_name
+                ),
+            );
+        }
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// How well the labels of each labeler the routers learn from agree with the key, on the
@@ -347,7 +350,10 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let routers_dir = prepare_outputs(r, out)?;
     let loaded = load_stage(r, session, out)?;
     let ds = &loaded.ds;
-    check_labelers(r, ds)?;
+    let refused = check_labelers(r, ds)?;
+    for msg in refused.values() {
+        session.warn(msg);
+    }
     let label_quality = label_quality(r, ds)?;
     let b = baselines(r, ds)?;
 
@@ -356,6 +362,16 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let mut failed = BTreeMap::new();
     for router in &r.routers {
         r.ctx.check_interrupt()?;
+        if let Some(msg) = refused.get(&router.name) {
+            failed.insert(
+                router.name.clone(),
+                RouterFailure {
+                    type_name: router.type_name.clone(),
+                    error: msg.clone(),
+                },
+            );
+            continue;
+        }
         match router_stage(
             r,
             session,

@@ -245,7 +245,15 @@ impl Columns<'_> {
         let subject = self
             .subject
             .and_then(|c| c[i].text().map(|s| s.into_owned()))
-            .unwrap_or_else(|| self.stem.clone());
+            .unwrap_or_else(|| {
+                // a question file is often one subject; a response matrix's train and test
+                // files are not (their stems would make no training subject match a test one)
+                if self.answer_required {
+                    self.stem.clone()
+                } else {
+                    "all".to_string()
+                }
+            });
         Ok(Question {
             id,
             subject,
