@@ -376,6 +376,9 @@ impl KnnConfig {
         if self.folds < 2 {
             return bad("`folds` must be >= 2");
         }
+        if self.k == 0 && self.cv_max < 2 {
+            return bad("`cv_max` must be >= 2 (questions that take part in cross-validation)");
+        }
         if self.k > MAX_K || self.candidates.iter().any(|&c| c > MAX_K) {
             return bad(&format!(
                 "`k` and every value of `candidates` must be at most {MAX_K} (neighbours)"

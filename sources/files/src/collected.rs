@@ -74,7 +74,16 @@ impl Collected {
             }
         }
         if let (Some(c), Some(cell)) = (self.correct.as_mut(), pick(&cols.correct)) {
-            match cell.number() {
+            // 0/1, a boolean, or its text (`true`, `True`: pandas writes booleans so)
+            let truth = cell.number().or_else(|| {
+                cell.text()
+                    .and_then(|t| match t.trim().to_ascii_lowercase().as_str() {
+                        "true" => Some(1.0),
+                        "false" => Some(0.0),
+                        _ => None,
+                    })
+            });
+            match truth {
                 Some(x) if x == 0.0 || x == 1.0 => c[[q, m]] = x == 1.0,
                 None if cell.is_null() => bad.add(t.at(i), format!("model `{model}`: no score")),
                 _ => bad.add(

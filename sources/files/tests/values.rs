@@ -77,3 +77,34 @@ fn unreadable_confidences_and_costs_are_counted_and_left_unknown() {
         assert!(warnings.contains(said), "`{said}` not in: {warnings}");
     }
 }
+
+#[test]
+fn correctness_written_as_pandas_booleans_reads_as_0_and_1() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, rows) in [("train", 0..6), ("test", 6..10)] {
+        let mut csv = String::from("id,subject,question,embedding,a|correct,b|correct\n");
+        for i in rows {
+            let (a, b) = if i % 2 == 0 {
+                ("True", "False")
+            } else {
+                ("false", "TRUE")
+            };
+            csv.push_str(&format!("q{i},s,Question {i}?,\"[1.0, {i}.0]\",{a},{b}\n"));
+        }
+        std::fs::write(t.path().join(format!("{name}.csv")), csv).unwrap();
+    }
+    let src = builtin()
+        .build_data_source(
+            toml::from_str("type = \"responses\"\nlayout = \"wide\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\ncorrect = \"{model}|correct\"").unwrap(),
+            "test",
+        )
+        .unwrap();
+    let ctx = Context::new(t.path());
+    let ds = src.load(&ctx).unwrap();
+    let c = ds.train.responses.correct.as_ref().unwrap();
+    for (q, question) in ds.train.questions.iter().enumerate() {
+        let even = question.id[1..].parse::<usize>().unwrap() % 2 == 0;
+        assert_eq!((c[[q, 0]], c[[q, 1]]), (even, !even), "{}", question.id);
+    }
+    assert!(ctx.warnings.lock().unwrap().is_empty());
+}
