@@ -230,7 +230,7 @@ fn a_router_that_cannot_train_is_reported_and_the_others_still_run() {
         r["failed"]["gt"]["error"]
             .as_str()
             .unwrap()
-            .contains("has no answer key"),
+            .contains("learns from labeler `key`, and it reads the answer key"),
         "{r}"
     );
     assert!(r["routers"]["cascal"]["top1"].as_f64().unwrap() > 0.5);
@@ -516,6 +516,12 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
             "cascal.json",
             Box::new(|v| v["models"][1] = v["models"][0].clone()),
             "artifact field `models`: `M0` appears twice",
+        ),
+        (
+            // a label beyond what any labeler gives
+            "knn.json",
+            Box::new(|v| v["labels"]["data"][0] = 5.0.into()),
+            "artifact field `labels`",
         ),
         (
             "knn.json",

@@ -259,7 +259,11 @@ impl TrainedRouter for TrainedKnn {
         artifact::len("ids", self.ids.len(), n, "one per training question")?;
         artifact::range("k", self.k as f64, 1.0, n as f64)?;
         artifact::finite("embeddings", &self.embeddings)?;
-        artifact::finite("labels", &self.labels)
+        // labels come from a labeler: numbers in [0, 1]
+        for &l in &self.labels {
+            artifact::range("labels", l, 0.0, 1.0)?;
+        }
+        Ok(())
     }
     fn score(&self, query: &Query<'_>, out: &mut [f64]) -> rgd_core::Result<()> {
         let nbrs = self.neighbours(query)?;

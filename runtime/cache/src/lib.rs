@@ -776,5 +776,16 @@ mod tests {
         let c = CallCache::open(&t.path().join("c.sqlite"), CacheMode::ReadWrite).unwrap();
         let e = c.import(&p).unwrap_err().to_string();
         assert!(e.contains(":1: key does not match"), "{e}");
+        // the same call twice (the later would silently win) names both lines
+        let line = format!(
+            "{{\"key\":\"{key}\",\"identity\":\"id\",\"op\":\"score\",\"request\":\"x\",\"response\":1}}\n"
+        );
+        std::fs::write(
+            &p,
+            format!("{line}{}", line.replace("\"response\":1", "\"response\":2")),
+        )
+        .unwrap();
+        let e = c.import(&p).unwrap_err().to_string();
+        assert!(e.contains(":2: the call of line 1 again"), "{e}");
     }
 }

@@ -161,6 +161,8 @@ impl CallCache {
         let mut conn = self.inner.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(self.sq())?;
         let mut n = 0;
+        // a key seen twice would let the later line silently win: refuse it, naming both
+        let mut seen: std::collections::HashMap<String, usize> = Default::default();
         for (i, line) in reader.lines().enumerate() {
             let line = line.map_err(io)?;
             if line.trim().is_empty() {
@@ -175,6 +177,12 @@ impl CallCache {
             let req = rec.request.get().to_string();
             if Self::key(&rec.identity, &rec.op, &req) != rec.key {
                 return Err(bad("key does not match identity, op and request".into()));
+            }
+            if let Some(first) = seen.insert(rec.key.clone(), i + 1) {
+                return Err(bad(format!(
+                    "the call of line {first} again (key {}); a recording holds each call once",
+                    rec.key
+                )));
             }
             let resp = rec.response.get().to_string();
             tx.execute(
