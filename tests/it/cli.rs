@@ -64,7 +64,7 @@ fn contract_pipeline_with_relative_path_writes_results_json() {
     assert_eq!(r["references"]["single"].as_object().unwrap().len(), 6);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        report.contains("| cascal | cascal | pool answers |"),
+        report.contains("| cascal | cascal | pool answers (`consensus` labels) |"),
         "{report}"
     );
     // the saved artifact routes exactly as the run did
