@@ -46,12 +46,14 @@ rgd_core::component_error!(BenchError, "question source benchmark");
 pub use rgd_core::data::Part;
 
 /// Real benchmark questions with gold answers (MMLU; MedMCQA, ARC-Easy/Challenge,
-/// CommonsenseQA, OpenBookQA, SciQ), sampled per subject with disjoint parts.
+/// CommonsenseQA, OpenBookQA, SciQ; BIG-bench's multiple-choice tasks), sampled per subject
+/// with disjoint parts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Benchmark {
-    /// `mmlu`, `medmcqa`, `arc_easy`, `arc_challenge`, `csqa`, `openbookqa` or `sciq`, or a
-    /// list of them (their subjects side by side, e.g. `["mmlu", "arc_challenge"]`).
+    /// `mmlu`, `medmcqa`, `arc_easy`, `arc_challenge`, `csqa`, `openbookqa`, `sciq` or
+    /// `bigbench` (its multiple-choice tasks as subjects), or a list of them (their subjects
+    /// side by side, e.g. `["mmlu", "arc_challenge"]`).
     pub name: Names,
     /// Subjects to keep (MMLU topics such as `high school biology`, MedMCQA subjects such as
     /// `Anatomy`); empty: all. The single-subject benchmarks have one subject, their name.
