@@ -443,7 +443,31 @@ impl ResponseMatrix {
                 continue;
             };
             let q = match qindex.get(&id) {
-                Some(&q) => q,
+                Some(&q) => {
+                    // every row of a question must say the same question: the first row's
+                    // text, options and key are used, so another one is a conflict, not a
+                    // choice to make silently
+                    if let Ok(again) = qcols.question(i, self.answer_format) {
+                        let first = &questions[q];
+                        let differs = [
+                            ("question text", again.text != first.text),
+                            ("options", again.options != first.options),
+                            ("answer", again.answer != first.answer),
+                            ("subject", again.subject != first.subject),
+                        ];
+                        if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
+                            return Err(FileError::invalid(
+                                &t.path,
+                                format!(
+                                    "question `{id}`: {} gives another {what} than {}",
+                                    t.at(i),
+                                    t.at(first_row[q])
+                                ),
+                            ));
+                        }
+                    }
+                    q
+                }
                 None => match qcols.question(i, self.answer_format) {
                     Ok(question) => {
                         questions.push(question);

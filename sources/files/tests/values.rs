@@ -108,3 +108,33 @@ fn correctness_written_as_pandas_booleans_reads_as_0_and_1() {
     }
     assert!(ctx.warnings.lock().unwrap().is_empty());
 }
+
+#[test]
+fn rows_of_one_question_that_disagree_on_it_are_an_error_naming_both_lines() {
+    let t = tempfile::tempdir().unwrap();
+    let opts = "\"[\"\"x\"\", \"\"y\"\"]\"";
+    let row = |id: &str, model: &str, answer: &str| {
+        format!("{id},{model},Q {id}?,{opts},{answer},A,\"[1.0, 0.5]\"\n")
+    };
+    let header = "question_id,model,question,options,answer,choice,embedding\n";
+    let mut train = String::from(header);
+    train.push_str(&row("q1", "a", "A"));
+    train.push_str(&row("q1", "b", "B")); // the same question, another key
+    let mut test = String::from(header);
+    test.push_str(&row("q2", "a", "A"));
+    test.push_str(&row("q2", "b", "A"));
+    std::fs::write(t.path().join("train.csv"), train).unwrap();
+    std::fs::write(t.path().join("test.csv"), test).unwrap();
+    let src = builtin()
+        .build_data_source(
+            toml::from_str("type = \"responses\"\nlayout = \"long\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nchoice = \"choice\"").unwrap(),
+            "test",
+        )
+        .unwrap();
+    let e = src.load(&Context::new(t.path())).unwrap_err().to_string();
+    assert!(
+        e.contains("train.csv") && e.contains("question `q1`") && e.contains("another answer"),
+        "{e}"
+    );
+    assert!(e.contains("line 3") && e.contains("line 2"), "{e}");
+}
