@@ -43,6 +43,11 @@ pub struct LmEval {
     /// The task's name in reports.
     #[serde(default = "default_task")]
     pub task: String,
+    /// How a sample's `target` names the right option: `auto` (an index or the option's
+    /// text; a target that could be either, naming different options, is skipped and
+    /// counted), `index` (lm-eval's usual, a 0-based index) or `text`.
+    #[serde(default)]
+    pub target_format: AnswerFormat,
 }
 
 fn half() -> f64 {
@@ -172,6 +177,7 @@ fn pairs(args: &serde_json::Value) -> Option<Vec<(String, String)>> {
 fn read_samples(
     file: &Path,
     task: &str,
+    format: AnswerFormat,
     skipped: &mut Skipped,
 ) -> Result<Vec<Answered>, FileError> {
     use std::io::BufRead;
@@ -240,7 +246,7 @@ fn read_samples(
             serde_json::Value::String(t) => Cell::Text(t.clone()),
             _ => Cell::Null,
         };
-        let answer = match resolve_answer(&target, &options, None, AnswerFormat::Auto) {
+        let answer = match resolve_answer(&target, &options, None, format) {
             Ok(a) => a,
             Err(e) => {
                 skipped.add(at, format!("a target {e}"));
@@ -306,10 +312,29 @@ impl LmEval {
                     continue;
                 };
                 let mut skipped = Skipped::new(file);
-                for a in read_samples(file, task, &mut skipped)? {
+                for a in read_samples(file, task, self.target_format, &mut skipped)? {
                     match index.get(&a.question.id) {
                         Some(&q) => {
                             let n = questions[q].options.len();
+                            let first = &questions[q];
+                            // the same document id must be the same question in every model's
+                            // samples: another text, option list or target is another version
+                            let differs = [
+                                ("question text", a.question.text != first.text),
+                                ("options", a.question.options != first.options),
+                                ("target", a.question.answer != first.answer),
+                            ];
+                            if a.loglik.len() == n
+                                && let Some((what, _)) = differs.iter().find(|(_, d)| *d)
+                            {
+                                return Err(FileError::invalid(
+                                    file,
+                                    format!(
+                                        "document `{}` has another {what} here than in an earlier model's samples: the models ran different versions of the task",
+                                        a.question.id
+                                    ),
+                                ));
+                            }
                             if a.loglik.len() != n {
                                 return Err(FileError::invalid(
                                     file,

@@ -303,7 +303,7 @@ pub(crate) fn resolve_answer(
                     // the two name different options: refuse to guess
                     (Some(p), Some(i)) if p != i && matches!(cell, Cell::Text(_)) => {
                         return Err(format!(
-                            "`{t}` is the text of option {} and the 0-based index of option {}; set `answer_format` to `text` or `index`",
+                            "`{t}` is the text of option {} and the 0-based index of option {}; say which with `answer_format` (`target_format` for lm-eval logs): `text` or `index`",
                             Letter::from_index(p).map_or("?".into(), |l| l.to_string()),
                             Letter::from_index(i).map_or("?".into(), |l| l.to_string()),
                         ));
