@@ -7,7 +7,13 @@ use std::path::PathBuf;
 fn the_mmlu_pro_pools_replay_to_the_committed_numbers() {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let registry = rgd_components::registry().unwrap();
-    for pool in ["six-7b", "specialists", "largest"] {
+    for pool in [
+        "six-7b",
+        "specialists",
+        "largest",
+        "labelers",
+        "labelers-specialists",
+    ] {
         let committed: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(
                 repo.join(format!("examples/mmlu-pro/out/{pool}/results.json")),
@@ -22,12 +28,22 @@ fn the_mmlu_pro_pools_replay_to_the_committed_numbers() {
             .map(|m| m.as_str().unwrap().to_string())
             .collect();
         // the quick routers (the neural ones train for seconds each in a debug build)
-        let routers: Vec<String> = ["cascal", "knn", "best_single"].map(String::from).to_vec();
+        let (types, routers): (Vec<String>, Vec<String>) = if pool.starts_with("labelers") {
+            (
+                ["cascal", "knn"].map(String::from).to_vec(),
+                ["cascal", "knn-key", "knn-consensus", "knn-plurality", "knn-dawid_skene"]
+                    .map(String::from)
+                    .to_vec(),
+            )
+        } else {
+            let r = ["cascal", "knn", "best_single"].map(String::from).to_vec();
+            (r.clone(), r)
+        };
         let r = rgd_experiment::Resolved::from_file_with_pool(
             &registry,
             &repo.join(format!("examples/mmlu-pro/{pool}.toml")),
             &models,
-            &routers,
+            &types,
             true,
         )
         .unwrap();
@@ -54,6 +70,20 @@ fn the_mmlu_pro_pools_replay_to_the_committed_numbers() {
                 want["top1"]
             );
             assert!(close(got.top3_vote, &want["top3_vote"]), "{pool} {name}");
+        }
+        // each labeler's agreement with the key, as committed
+        for q in &out.label_quality {
+            let want = committed["label_quality"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["labeler"] == q.labeler.as_str() && w["split"] == q.split.as_str())
+                .unwrap_or_else(|| panic!("{pool}: no committed quality for {q:?}"));
+            assert!(close(q.agreement, &want["agreement"]), "{pool} {q:?}");
+            assert!(close(q.brier, &want["brier"]), "{pool} {q:?}");
+        }
+        if pool.starts_with("labelers") {
+            assert_eq!(out.label_quality.len(), 8, "{pool}");
         }
     }
 }
