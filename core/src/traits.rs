@@ -371,9 +371,27 @@ pub mod artifact {
     }
 }
 
-/// Check that a query's embedding has the dimension a router was trained on (an error naming
-/// the query otherwise).
+/// Check that a query's embedding holds finite numbers only (a value beyond f32, such as
+/// 1e39, reads as infinity and would make every distance NaN); the error names the query.
+pub fn check_finite(query: &Query<'_>) -> Result<()> {
+    match query
+        .embedding
+        .iter()
+        .enumerate()
+        .find(|(_, x)| !x.is_finite())
+    {
+        Some((i, x)) => Err(crate::Error::Data(format!(
+            "query `{}`: embedding value {i} is {x}, not a finite number",
+            query.id
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Check that a query's embedding is finite and has the dimension a router was trained on (an
+/// error naming the query otherwise).
 pub fn check_dim(query: &Query<'_>, want: usize) -> Result<()> {
+    check_finite(query)?;
     if query.embedding.len() == want {
         Ok(())
     } else {

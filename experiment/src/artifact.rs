@@ -95,6 +95,7 @@ pub fn route(
         text: query,
         embedding: ndarray::ArrayView1::from(&emb[..]),
     };
+    rgd_core::check_finite(&q)?;
     let mut scores = vec![0.0; trained.models().len()];
     trained.score(&q, &mut scores)?;
     Ok(Ranking {

@@ -488,6 +488,25 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
     ] {
         let o = route(f);
         assert!(o.status.success(), "{f}: {}", stderr(&o));
+        // a value beyond f32 reads as infinity: refused, naming the value
+        {
+            let huge = format!("[1e39{}]", ", 0.25".repeat(7));
+            let o = rgd(
+                t.path(),
+                &[
+                    "route",
+                    routers.join(f).to_str().unwrap(),
+                    "q",
+                    "--embedding",
+                    &huge,
+                ],
+            );
+            assert!(
+                !o.status.success() && stderr(&o).contains("embedding value 0 is inf"),
+                "{f}: {}",
+                stderr(&o)
+            );
+        }
     }
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![

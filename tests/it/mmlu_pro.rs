@@ -31,9 +31,15 @@ fn the_mmlu_pro_pools_replay_to_the_committed_numbers() {
         let (types, routers): (Vec<String>, Vec<String>) = if pool.starts_with("labelers") {
             (
                 ["cascal", "knn"].map(String::from).to_vec(),
-                ["cascal", "knn-key", "knn-consensus", "knn-plurality", "knn-dawid_skene"]
-                    .map(String::from)
-                    .to_vec(),
+                [
+                    "cascal",
+                    "knn-key",
+                    "knn-consensus",
+                    "knn-plurality",
+                    "knn-dawid_skene",
+                ]
+                .map(String::from)
+                .to_vec(),
             )
         } else {
             let r = ["cascal", "knn", "best_single"].map(String::from).to_vec();
