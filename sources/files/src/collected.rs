@@ -115,9 +115,9 @@ impl Collected {
             ),
         }
         let non_negative = |x: f64| x.is_finite() && x >= 0.0;
-        if self.cost.is_some() {
+        if let Some(cost) = self.cost.as_mut() {
             match read(pick(&cols.cost), non_negative) {
-                Ok(Some(x)) => self.cost.as_mut().expect("checked")[[q, m]] = x,
+                Ok(Some(x)) => cost[[q, m]] = x,
                 Ok(None) => {}
                 Err(v) => bad.add(
                     t.at(i),
@@ -125,9 +125,9 @@ impl Collected {
                 ),
             }
         }
-        if self.latency.is_some() {
+        if let Some(latency) = self.latency.as_mut() {
             match read(pick(&cols.latency), non_negative) {
-                Ok(Some(x)) => self.latency.as_mut().expect("checked")[[q, m]] = x,
+                Ok(Some(x)) => latency[[q, m]] = x,
                 Ok(None) => {}
                 Err(v) => bad.add(
                     t.at(i),
