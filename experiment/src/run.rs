@@ -194,7 +194,8 @@ fn check_labelers(r: &Resolved, ds: &Dataset) -> Result<BTreeMap<String, String>
 }
 
 /// How well the labels of each labeler the routers learn from agree with the key, on the
-/// training and test splits that have one.
+/// training and test splits that have one (a labeler that fails is left out: the routers
+/// that learn from it fail, naming it).
 fn label_quality(r: &Resolved, ds: &Dataset) -> Result<Vec<rgd_core::LabelQuality>> {
     let mut names: Vec<&str> = Vec::new();
     for router in &r.routers {
@@ -211,8 +212,10 @@ fn label_quality(r: &Resolved, ds: &Dataset) -> Result<Vec<rgd_core::LabelQualit
             if labeler.needs().check(split).is_err() {
                 continue;
             }
-            let labels = r.ctx.labels(name, split)?;
-            out.extend(rgd_core::labels::quality(&labels, split, name));
+            // a labeler that fails here fails its routers too, which report why
+            if let Ok(labels) = r.ctx.labels(name, split) {
+                out.extend(rgd_core::labels::quality(&labels, split, name));
+            }
         }
     }
     Ok(out)
