@@ -400,11 +400,11 @@ impl Dataset {
     }
 }
 
-/// Per-(question, model) labels a router learns from: correctness against a key (0/1), or a
-/// soft score such as CASCAL's consensus.
+/// Per-(question, model) labels a router learns from, what a [`crate::Labeler`] returns:
+/// correctness against a key (0/1), or a soft score in [0, 1] such as CASCAL's consensus.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Labels {
-    /// What the labels are (`consensus`, `correctness`, ...).
+    /// What the labels are (the labeler: `key`, `consensus`, `plurality`, `dawid_skene`, ...).
     pub kind: String,
     /// `[question, model]` values, higher = better.
     pub values: Array2<f64>,

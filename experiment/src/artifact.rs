@@ -34,6 +34,13 @@ pub fn save_embedder(dir: &Path, table: &toml::Table) -> Result<()> {
 
 /// Load a trained router artifact, checking that it is whole and ours.
 pub fn load_router(artifact: &Path) -> Result<Box<dyn TrainedRouter>> {
+    // a device or a FIFO (`/dev/urandom`) would be read without end
+    if std::fs::metadata(artifact).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::Invalid(format!(
+            "{}: not a regular file; give the path of a trained router artifact (routers/NAME.json)",
+            artifact.display()
+        )));
+    }
     let text = std::fs::read_to_string(artifact)
         .with_context(|| format!("reading {}", artifact.display()))?;
     let trained: Box<dyn TrainedRouter> = serde_json::from_str(&text)

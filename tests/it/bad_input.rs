@@ -532,6 +532,17 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
             "subjects[0].clusters[0].centroid`: 7 values, expected 8",
         ),
         (
+            // the one edited vector is named, not the centroids measured against it
+            "cascal.json",
+            Box::new(|v| {
+                v["subjects"][0]["representative"]
+                    .as_array_mut()
+                    .unwrap()
+                    .pop();
+            }),
+            "subjects[0].representative`: 7 values, expected 8",
+        ),
+        (
             "cascal.json",
             Box::new(|v| v["models"][1] = v["models"][0].clone()),
             "artifact field `models`: `M0` appears twice",
@@ -581,6 +592,16 @@ fn edited_or_foreign_artifacts_are_refused_naming_the_file_and_field() {
         );
         std::fs::write(&path, original).unwrap();
     }
+    // a device is not an artifact: refused at once, never read
+    let o = rgd(
+        t.path(),
+        &["route", "/dev/urandom", "q", "--embedding", &emb],
+    );
+    let e = stderr(&o);
+    assert!(
+        o.status.code() == Some(1) && e.contains("/dev/urandom: not a regular file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -218,7 +218,19 @@ impl TrainedRouter for TrainedCascal {
         if !self.train_stats.is_empty() {
             artifact::len("train_stats", self.train_stats.len(), m, "one per model")?;
         }
-        let d = self.subjects.first().map(|s| s.representative.len());
+        // the embedding dimension is the length most vectors have, so the one vector that was
+        // edited is the one named (not its neighbours, measured against it)
+        let mut lengths: BTreeMap<usize, usize> = BTreeMap::new();
+        for s in &self.subjects {
+            *lengths.entry(s.representative.len()).or_default() += 1;
+            for c in &s.clusters {
+                *lengths.entry(c.centroid.len()).or_default() += 1;
+            }
+        }
+        let d = lengths
+            .iter()
+            .max_by_key(|(len, n)| (**n, std::cmp::Reverse(**len)))
+            .map(|(len, _)| *len);
         if d == Some(0) {
             return Err(rgd_core::Error::Data(
                 "artifact field `subjects[0].representative`: empty".into(),
