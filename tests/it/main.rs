@@ -9,6 +9,7 @@ mod bigbench;
 mod cli;
 mod common;
 mod cost;
+mod extremes;
 mod fake_openai;
 mod fixture;
 mod formats;

@@ -289,7 +289,7 @@ fn train_net(
         Some((_, s)) => s,
         None => snapshot()?,
     };
-    Ok(TrainedNet {
+    let net = TrainedNet {
         models: models.to_vec(),
         kind: kind.into(),
         relu,
@@ -298,7 +298,19 @@ fn train_net(
         w2: to_nd(&w2t)?,
         b2: Array1::from(b2t.to_vec1::<f32>()?),
         loss: losses,
-    })
+    };
+    // a step too large for the data overflows the weights: say so instead of routing on NaN
+    let finite = net.w1.iter().all(|x| x.is_finite())
+        && net.b1.iter().all(|x| x.is_finite())
+        && net.w2.iter().all(|x| x.is_finite())
+        && net.b2.iter().all(|x| x.is_finite());
+    if !finite {
+        return Err(NeuralError::Train(format!(
+            "training diverged (the weights are no longer finite numbers); lower `lr` (now {})",
+            cfg.lr
+        )));
+    }
+    Ok(net)
 }
 
 impl TrainedNet {
