@@ -3,6 +3,7 @@
 //! progress and pipeline arguments given as a path, a TOML string or a dict.
 
 mod arrays;
+mod pyclass;
 mod pylabeler;
 mod pyrouter;
 

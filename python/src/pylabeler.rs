@@ -38,35 +38,20 @@ pub fn register_labeler(
     cls: Py<PyAny>,
     reads_key: bool,
 ) -> PyResult<()> {
-    rgd_core::pipeline::check_name(name).map_err(crate::err)?;
-    let builtin = rgd_components::registry().map_err(crate::err)?;
-    if builtin.get(Kind::Labeler, name).is_some() {
-        return Err(crate::err(format!(
-            "`{name}` is a built-in labeler type; register the class under another name"
-        )));
-    }
-    let c = cls.bind(py);
-    if !c.hasattr("label")? {
-        return Err(crate::err(format!(
-            "the class registered as `{name}` has no `label` method (a labeler class needs label(split))"
-        )));
-    }
-    let qualname: String = c.getattr("__qualname__")?.extract()?;
-    let doc: String = c
-        .getattr("__doc__")?
-        .extract::<Option<String>>()?
-        .unwrap_or_default()
-        .trim()
-        .lines()
-        .next()
-        .unwrap_or("a labeler written in Python")
-        .to_string();
+    let described = crate::pyclass::check_and_describe(
+        Kind::Labeler,
+        name,
+        cls.bind(py),
+        &["label"],
+        "label(split)",
+        "a labeler written in Python",
+    )?;
     classes().insert(
         name.to_string(),
         Registered {
             class: cls,
-            qualname,
-            doc,
+            qualname: described.qualname,
+            doc: described.doc,
             reads_key,
         },
     );
@@ -76,10 +61,7 @@ pub fn register_labeler(
 /// Add every registered class to `registry` as a labeler type.
 pub fn add_to(registry: &mut Registry) -> rgd_core::Result<()> {
     for (name, r) in classes().iter() {
-        let schema = schemars::Schema::try_from(serde_json::json!({
-            "description": r.doc, "type": "object"
-        }))
-        .map_err(|e| rgd_core::Error::Data(e.to_string()))?;
+        let schema = crate::pyclass::schema(&r.doc)?;
         let (type_name, reads_key) = (name.clone(), r.reads_key);
         registry.add(Entry::from_schema(
             Kind::Labeler,

@@ -39,21 +39,14 @@ pub fn register_router(
     cls: Py<PyAny>,
     supervision: &str,
 ) -> PyResult<()> {
-    rgd_core::pipeline::check_name(name).map_err(crate::err)?;
-    let builtin = rgd_components::registry().map_err(crate::err)?;
-    if builtin.get(Kind::Router, name).is_some() {
-        return Err(crate::err(format!(
-            "`{name}` is a built-in router type; register the class under another name"
-        )));
-    }
-    let c = cls.bind(py);
-    for method in ["train", "score"] {
-        if !c.hasattr(method)? {
-            return Err(crate::err(format!(
-                "the class registered as `{name}` has no `{method}` method (a router class needs train(split) and score(split))"
-            )));
-        }
-    }
+    let described = crate::pyclass::check_and_describe(
+        Kind::Router,
+        name,
+        cls.bind(py),
+        &["train", "score"],
+        "train(split) and score(split)",
+        "a router written in Python",
+    )?;
     let supervision: Supervision = serde_json::from_value(serde_json::Value::String(
         supervision.to_string(),
     ))
@@ -62,22 +55,12 @@ pub fn register_router(
             "supervision `{supervision}`: expected query_answer, query_only or none"
         ))
     })?;
-    let qualname: String = c.getattr("__qualname__")?.extract()?;
-    let doc: String = c
-        .getattr("__doc__")?
-        .extract::<Option<String>>()?
-        .unwrap_or_default()
-        .trim()
-        .lines()
-        .next()
-        .unwrap_or("a router written in Python")
-        .to_string();
     classes().insert(
         name.to_string(),
         Registered {
             class: cls,
-            qualname,
-            doc,
+            qualname: described.qualname,
+            doc: described.doc,
             supervision,
         },
     );
@@ -87,10 +70,7 @@ pub fn register_router(
 /// Add every registered class to `registry` as a router type.
 pub fn add_to(registry: &mut Registry) -> rgd_core::Result<()> {
     for (name, r) in classes().iter() {
-        let schema = schemars::Schema::try_from(serde_json::json!({
-            "description": r.doc, "type": "object"
-        }))
-        .map_err(|e| rgd_core::Error::Data(e.to_string()))?;
+        let schema = crate::pyclass::schema(&r.doc)?;
         let (type_name, supervision) = (name.clone(), r.supervision);
         registry.add(Entry::from_schema(
             Kind::Router,

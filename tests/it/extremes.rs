@@ -9,6 +9,27 @@ use std::time::Duration;
 const INTEGERS: [i64; 4] = [0, 1, 4_294_967_295, i64::MAX];
 const NUMBERS: [f64; 6] = [0.0, -1.0, 1e308, -1e308, f64::INFINITY, f64::NAN];
 
+/// The tables that set one numeric field of a type to each extreme value, with what each is.
+fn probes(
+    entry: &rgd_core::Entry,
+    field: &rgd_core::registry::FieldDoc,
+) -> Vec<(toml::Table, String)> {
+    let values: Vec<toml::Value> = match field.ty.as_str() {
+        "integer" => INTEGERS.iter().map(|&x| toml::Value::Integer(x)).collect(),
+        "number" => NUMBERS.iter().map(|&x| toml::Value::Float(x)).collect(),
+        _ => Vec::new(),
+    };
+    values
+        .into_iter()
+        .map(|v| {
+            let mut t = toml::Table::new();
+            t.insert("type".into(), entry.type_name.clone().into());
+            t.insert(field.name.clone(), v.clone());
+            (t, format!("{} {} = {v}", entry.type_name, field.name))
+        })
+        .collect()
+}
+
 #[test]
 fn extreme_values_of_every_routers_numeric_fields_are_refused_or_handled() {
     let registry = rgd_components::registry().unwrap();
@@ -28,16 +49,7 @@ fn extreme_values_of_every_routers_numeric_fields_are_refused_or_handled() {
             continue;
         }
         for field in &entry.fields {
-            let values: Vec<toml::Value> = match field.ty.as_str() {
-                "integer" => INTEGERS.iter().map(|&x| toml::Value::Integer(x)).collect(),
-                "number" => NUMBERS.iter().map(|&x| toml::Value::Float(x)).collect(),
-                _ => continue,
-            };
-            for v in values {
-                let mut t = toml::Table::new();
-                t.insert("type".into(), entry.type_name.clone().into());
-                t.insert(field.name.clone(), v.clone());
-                let what = format!("{} {} = {v}", entry.type_name, field.name);
+            for (t, what) in probes(entry, field) {
                 let router = match registry.build_router(t, &what) {
                     Ok(r) => r,
                     Err(e) => {
@@ -90,16 +102,7 @@ fn extreme_values_of_every_labelers_numeric_fields_are_refused_or_give_labels_in
     let mut tried = 0;
     for entry in registry.entries(Kind::Labeler) {
         for field in &entry.fields {
-            let values: Vec<toml::Value> = match field.ty.as_str() {
-                "integer" => INTEGERS.iter().map(|&x| toml::Value::Integer(x)).collect(),
-                "number" => NUMBERS.iter().map(|&x| toml::Value::Float(x)).collect(),
-                _ => continue,
-            };
-            for v in values {
-                let mut t = toml::Table::new();
-                t.insert("type".into(), entry.type_name.clone().into());
-                t.insert(field.name.clone(), v.clone());
-                let what = format!("{} {} = {v}", entry.type_name, field.name);
+            for (t, what) in probes(entry, field) {
                 let Ok(labeler) = registry.build_labeler(t, &what) else {
                     continue;
                 };

@@ -324,12 +324,22 @@ fn default_supervision() -> Supervision {
     Supervision::QueryOnly
 }
 
+/// A component's `command` names a program and its `timeout_s` is in range.
+fn check_command(command: &[String], timeout_s: f64) -> Result<()> {
+    if command.is_empty() {
+        return Err(rgd_core::Error::Data("`command` is empty".into()));
+    }
+    check_timeout(timeout_s).map_err(rgd_core::Error::Data)
+}
+
+/// Rows of a reply (already checked to be `n` rows of `m`) as a `[row, column]` array.
+fn to_array(rows: &[Vec<f64>], n: usize, m: usize) -> Array2<f64> {
+    Array2::from_shape_fn((n, m), |(i, j)| rows[i][j])
+}
+
 impl Router for ProcessRouter {
     fn check(&self) -> Result<()> {
-        if self.command.is_empty() {
-            return Err(rgd_core::Error::Data("`command` is empty".into()));
-        }
-        check_timeout(self.timeout_s).map_err(rgd_core::Error::Data)
+        check_command(&self.command, self.timeout_s)
     }
     fn train(
         &self,
@@ -439,13 +449,7 @@ impl TrainedRouter for TrainedProcess {
             .map(|(i, q)| query_json(&q.id, &q.text, &split.embedding(i).to_vec()))
             .collect();
         let s = self.score_queries(queries)?;
-        let mut m = Array2::zeros((split.len(), self.models.len()));
-        for (i, row) in s.iter().enumerate() {
-            for (j, x) in row.iter().enumerate() {
-                m[[i, j]] = *x;
-            }
-        }
-        Ok(m)
+        Ok(to_array(&s, split.len(), self.models.len()))
     }
 }
 
@@ -533,15 +537,9 @@ impl Labeler for ProcessLabeler {
                 ))
                 .into());
         }
-        let mut values = Array2::zeros((split.len(), m));
-        for (q, row) in rows.iter().enumerate() {
-            for (j, x) in row.iter().enumerate() {
-                values[[q, j]] = *x;
-            }
-        }
         Ok(Labels {
             kind: component,
-            values,
+            values: to_array(&rows, split.len(), m),
         })
     }
     fn needs(&self) -> Needs {
@@ -551,10 +549,7 @@ impl Labeler for ProcessLabeler {
         }
     }
     fn check(&self) -> Result<()> {
-        if self.command.is_empty() {
-            return Err(rgd_core::Error::Data("`command` is empty".into()));
-        }
-        check_timeout(self.timeout_s).map_err(rgd_core::Error::Data)
+        check_command(&self.command, self.timeout_s)
     }
 }
 
