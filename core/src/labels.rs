@@ -79,14 +79,6 @@ pub trait Labeler: Send + Sync + Debug {
     }
 }
 
-/// The name old pipelines use for the `key` labeler (`labels = "correctness"`).
-pub const KEY_ALIAS: &str = "correctness";
-
-/// The labeler type a `labels = "NAME"` without a `[labelers.NAME]` table means.
-pub fn type_of(name: &str) -> &str {
-    if name == KEY_ALIAS { "key" } else { name }
-}
-
 /// Check labels a labeler returned for `split`: one row per question, one column per model,
 /// every value a number in [0, 1]. The message names the labeler and the first bad cell.
 pub fn check_labels(labels: &Labels, split: &Split, labeler: &str) -> Result<()> {
@@ -151,14 +143,13 @@ impl Context {
     }
 }
 
-/// Build the labeler type `name` (or the `key` alias) with its defaults.
+/// Build the labeler type `name` with its defaults.
 fn build_default(
     registry: &crate::Registry,
     name: &str,
     context: &str,
 ) -> Result<Box<dyn Labeler>> {
-    let ty = type_of(name);
-    if registry.get(crate::Kind::Labeler, ty).is_none() {
+    if registry.get(crate::Kind::Labeler, name).is_none() {
         let known: Vec<&str> = registry
             .entries(crate::Kind::Labeler)
             .map(|e| e.type_name.as_str())
@@ -176,7 +167,7 @@ fn build_default(
         });
     }
     let mut t = toml::Table::new();
-    t.insert("type".into(), toml::Value::String(ty.to_string()));
+    t.insert("type".into(), toml::Value::String(name.to_string()));
     registry.build_labeler(t, context)
 }
 

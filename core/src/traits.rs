@@ -240,8 +240,8 @@ pub trait Router: Send + Sync + Debug {
     /// that takes labels the pipeline asks its labeler instead ([`Context::supervision_of`]);
     /// this default guesses from the labeler's name (`key` reads the key).
     fn supervision(&self) -> Supervision {
-        match self.labels().map(crate::labels::type_of) {
-            Some("key") => Supervision::QueryAnswer,
+        match self.labels() {
+            Some("key" | "correctness") => Supervision::QueryAnswer,
             _ => Supervision::QueryOnly,
         }
     }

@@ -195,6 +195,13 @@ impl Labeler for Key {
 }
 
 rgd_core::register!(labeler, "key", Key);
+rgd_core::register!(
+    labeler,
+    "correctness",
+    Key,
+    Box::new,
+    doc = "Alias of `key` (its name before labelers were a kind: `labels = \"correctness\"`)."
+);
 rgd_core::register!(labeler, "consensus", Consensus);
 rgd_core::register!(labeler, "plurality", Plurality);
 rgd_core::register!(labeler, "dawid_skene", DawidSkene);
