@@ -12,6 +12,7 @@ package is a thin layer over it.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import sys
@@ -68,11 +69,55 @@ def _pipeline(pipeline: Pipeline, base_dir: Optional[Union[str, "os.PathLike[str
     )
 
 
-def _printer(event: str, text: str) -> None:
-    """Default progress: a line per finished stage on stderr (notebooks show it)."""
-    if event in ("done", "info", "warning"):
-        prefix = "warning: " if event == "warning" else "  "
-        print(prefix + text, file=sys.stderr, flush=True)
+class _Progress:
+    """Default progress: a line per finished stage on stderr, and a bar for the long steps
+    (model calls, routers trained): tqdm's when it is installed (`tqdm.auto`, a widget in a
+    notebook), otherwise a plain line at every tenth of the way."""
+
+    def __init__(self) -> None:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            tqdm = None
+        self._tqdm = tqdm
+        self._bar: Any = None
+        self._label: Optional[str] = None
+        self._shown = -1
+
+    def _line(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def __call__(self, event: str, text: str) -> None:
+        if event in ("done", "info"):
+            self._line("  " + text)
+        elif event == "warning":
+            self._line("warning: " + text)
+
+    def update(self, label: str, done: int, total: int) -> None:
+        """`done` of `total` items of the long step `label`."""
+        if label != self._label:
+            self.close()
+            self._label = label
+            if self._tqdm is not None:
+                self._bar = self._tqdm(total=total, desc=label, file=sys.stderr, leave=False)
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.refresh()
+        else:
+            tenth = done * 10 // max(total, 1)
+            if tenth > self._shown:
+                self._shown = tenth
+                print(f"  {label} {done}/{total}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """The long step ended."""
+        if self._bar is not None:
+            self._bar.close()
+        self._bar, self._label, self._shown = None, None, -1
 
 
 class Results:
@@ -94,6 +139,41 @@ class Results:
         )
         return f"<rgd.Results {self.data['task']}: {routers}>"
 
+    def _repr_html_(self) -> str:
+        """The routers table as HTML (what a notebook shows for a `Results`)."""
+        d = self.data
+        esc = html.escape
+
+        def pct(x: Optional[float]) -> str:
+            return "" if x is None else f"{100 * x:.1f}"
+
+        def signed(x: Optional[float]) -> str:
+            return "" if x is None else f"{100 * x:+.1f}"
+
+        head = ("<tr><th>router</th><th>type</th><th>learns from</th><th>top-1 %</th>"
+                "<th>95% CI</th><th>vs best single</th><th>top-3 vote %</th></tr>")
+        rows = []
+        for name in self.order:
+            r = d["routers"].get(name)
+            if r is None:
+                f = d["failed"].get(name, {})
+                rows.append(f"<tr><td>{esc(name)}</td><td>{esc(str(f.get('type', '')))}</td>"
+                            f"<td colspan='5'>failed: {esc(str(f.get('error', '')))}</td></tr>")
+                continue
+            learns = r["supervision"] + (f" ({r['labels']} labels)" if r.get("labels") else "")
+            lo, hi = r["ci95"]["top1"]
+            vs = (r.get("vs_best_single") or {}).get("top1")
+            rows.append(
+                f"<tr><td>{esc(name)}</td><td>{esc(r['type'])}</td><td>{esc(learns)}</td>"
+                f"<td>{pct(r['top1'])}</td><td>[{pct(lo)}, {pct(hi)}]</td>"
+                f"<td>{signed(vs)}</td><td>{pct(r['top3_vote'])}</td></tr>")
+        refs = d["references"]
+        caption = (f"{esc(str(d['task']))}: {d['n_train']} training and {d['n_test']} test "
+                   f"questions, {len(d['models'])} models; best single "
+                   f"{pct(refs['best_single'])} %, oracle {pct(refs['oracle'])} %")
+        return (f"<table><caption>{caption}</caption><thead>{head}</thead>"
+                f"<tbody>{''.join(rows)}</tbody></table>")
+
     @property
     def order(self):
         """Router names in the pipeline's order."""
@@ -106,7 +186,8 @@ class Results:
     def to_pandas(self) -> Dict[str, Any]:
         """The results as pandas data frames: `routers` (one row per router, failed ones
         included), `references`, `per_subject` (router x subject top-1), and when the run
-        has them `sources` (router x source top-1) and `costs` (per model)."""
+        has them `sources` (router x source top-1), `costs` (per model) and `curves` (each
+        router's cost-quality curve: one row per point, `router`, `cost`, `top1`)."""
         try:
             import pandas as pd
         except ImportError as e:  # pragma: no cover - depends on the environment
@@ -164,6 +245,11 @@ class Results:
             out["costs"] = pd.DataFrame(
                 [{"model": m, **v} for m, v in d["costs"]["per_model"].items()]
             )
+            out["curves"] = pd.DataFrame(
+                [{"router": n, "cost": c, "top1": a}
+                 for n in self.order if n in d["routers"]
+                 for c, a in (d["routers"][n].get("curve") or [])]
+            )
         return out
 
 
@@ -179,19 +265,25 @@ def run(
     """Run a pipeline (a path, TOML text or a dict) and return its results.
 
     With `out`, writes what `rgd run` writes (results.json, report.md, results.csv, plots,
-    routers/NAME.json). `progress=True` prints a line per stage to stderr; a callable gets
-    `(event, text)`; False is silent. Ctrl-C stops the run at its next step and raises
+    routers/NAME.json). `progress=True` prints a line per stage to stderr and shows a bar for
+    the long steps (tqdm's when installed); a callable gets `(event, text)`; False is silent. Ctrl-C stops the run at its next step and raises
     KeyboardInterrupt; every model call that finished is in the cache.
     """
     kind, value, base = _pipeline(pipeline, base_dir)
-    cb = _printer if progress is True else (progress or None)
-    text, report = _rgd.run(
-        kind, value, base,
-        out=None if out is None else os.fspath(out),
-        progress=cb,
-        cache=None if cache is None else os.fspath(cache),
-        live=live,
-    )
+    bar = _Progress() if progress is True else None
+    cb = bar if progress is True else (progress or None)
+    try:
+        text, report = _rgd.run(
+            kind, value, base,
+            out=None if out is None else os.fspath(out),
+            progress=cb,
+            bar=bar,
+            cache=None if cache is None else os.fspath(cache),
+            live=live,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     return Results(json.loads(text), report)
 
 

@@ -15,7 +15,7 @@ use rgd_core::{Embedder, Registry, TrainedRouter};
 use rgd_experiment::{CacheOptions, Resolved, Session};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 create_exception!(
     _rgd,
@@ -88,12 +88,23 @@ fn to_toml(v: serde_json::Value) -> Result<toml::Value, String> {
     })
 }
 
-/// Progress for Python: each event goes to a Python callable `(event, text)`; Ctrl-C
-/// (a pending KeyboardInterrupt) stops the run at its next step, every finished call cached.
+/// Progress for Python: each event goes to a Python callable `(event, text)`; a bar object
+/// (`update(label, done, total)`, `close()`) follows the long steps — model calls, and the
+/// routers trained and tested so far (counted from their stages). Ctrl-C (a pending
+/// KeyboardInterrupt) stops the run at its next step, every finished call cached.
 struct PyProgress {
     callback: Option<Py<PyAny>>,
+    bar: Option<Py<PyAny>>,
+    /// How many routers the pipeline trains, and how many stages of them have ended.
+    routers: usize,
+    routers_done: AtomicUsize,
     interrupted: Arc<AtomicBool>,
 }
+
+/// The stage name of a router's training and test (`rgd_experiment::run`'s).
+const ROUTER_STAGE: &str = "router ";
+/// The bar's label while routers train.
+const ROUTERS_LABEL: &str = "routers trained and tested";
 
 impl PyProgress {
     fn send(&self, event: &str, text: &str) {
@@ -109,18 +120,48 @@ impl PyProgress {
             }
         });
     }
+
+    /// `bar.update(label, done, total)`, or `bar.close()` without a label.
+    fn bar(&self, update: Option<(&str, usize, usize)>) {
+        if let Some(bar) = &self.bar {
+            Python::attach(|py| {
+                let called = match update {
+                    Some(args) => bar.call_method1(py, "update", args),
+                    None => bar.call_method0(py, "close"),
+                };
+                if let Err(e) = called {
+                    e.print(py);
+                }
+            });
+        }
+    }
 }
 
 impl rgd_experiment::Progress for PyProgress {
     fn start(&self, stage: &str) {
+        if stage.starts_with(ROUTER_STAGE) {
+            let done = self.routers_done.load(Ordering::SeqCst);
+            self.bar(Some((ROUTERS_LABEL, done, self.routers)));
+        }
         self.send("start", stage);
     }
     fn done(&self, stage: &str, seconds: f64, note: &str) {
         let sep = if note.is_empty() { "" } else { ": " };
         self.send("done", &format!("{stage} ({seconds:.2}s){sep}{note}"));
+        if stage.starts_with(ROUTER_STAGE) {
+            let done = self.routers_done.fetch_add(1, Ordering::SeqCst) + 1;
+            self.bar(Some((ROUTERS_LABEL, done, self.routers)));
+            if done >= self.routers {
+                self.bar(None);
+            }
+        }
     }
     fn items(&self, label: &str, done: usize, total: usize) {
+        self.bar(Some((label, done, total)));
         self.send("items", &format!("{label} {done}/{total}"));
+    }
+    fn items_done(&self) {
+        self.bar(None);
     }
     fn info(&self, line: &str) {
         self.send("info", line);
@@ -133,7 +174,7 @@ impl rgd_experiment::Progress for PyProgress {
 /// Run a pipeline; returns `(results.json text, report.md text)`. With `out`, writes what
 /// `rgd run` writes there.
 #[pyfunction]
-#[pyo3(signature = (kind, value, base_dir, out=None, progress=None, cache=None, live=false))]
+#[pyo3(signature = (kind, value, base_dir, out=None, progress=None, bar=None, cache=None, live=false))]
 #[allow(clippy::too_many_arguments)]
 fn run(
     py: Python<'_>,
@@ -142,6 +183,7 @@ fn run(
     base_dir: PathBuf,
     out: Option<PathBuf>,
     progress: Option<Py<PyAny>>,
+    bar: Option<Py<PyAny>>,
     cache: Option<PathBuf>,
     live: bool,
 ) -> PyResult<(String, String)> {
@@ -160,6 +202,9 @@ fn run(
         },
         Arc::new(PyProgress {
             callback: progress,
+            bar,
+            routers: resolved.routers.len(),
+            routers_done: AtomicUsize::new(0),
             interrupted: interrupted.clone(),
         }),
         quiet,

@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,44 @@ def test_a_progress_callback_hears_every_stage():
     done = [t for e, t in events if e == "done"]
     assert any(t.startswith("load data") for t in done), done
     assert any(t.startswith("router cascal") for t in done), done
+
+
+def test_in_a_notebook_results_are_an_html_table_of_every_router():
+    r = rgd.run(WORLD, progress=False)
+    html = r._repr_html_()
+    assert html.startswith("<table>") and html.endswith("</table>")
+    for name in ("cascal", "knn", "best"):
+        assert f"<td>{name}</td>" in html
+    assert f"{100 * r['routers']['cascal']['top1']:.1f}" in html
+    assert "SIM: 480 training and 240 test questions, 4 models" in html
+
+
+def test_progress_is_a_tqdm_bar_when_tqdm_is_installed_and_plain_lines_otherwise(
+    capsys, monkeypatch
+):
+    pytest.importorskip("tqdm")
+    rgd.run(WORLD)
+    err = capsys.readouterr().err
+    assert "routers trained and tested" in err and "3/3" in err, err
+    assert "  router cascal (" in err, err
+    # without tqdm: a plain line at each tenth of the way, and the stage lines
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    rgd.run(WORLD)
+    lines = capsys.readouterr().err.splitlines()
+    assert "  routers trained and tested 0/3" in lines and "  routers trained and tested 3/3" in lines, lines
+    assert not any("it/s" in line for line in lines), lines
+
+
+def test_cost_quality_curves_as_a_data_frame():
+    pytest.importorskip("pandas")
+    r = rgd.run(REPO / "examples/pipelines/cost.toml", progress=False)
+    t = r.to_pandas()
+    curves = t["curves"]
+    assert set(curves.columns) == {"router", "cost", "top1"}
+    for name in r.order:
+        if name in r["routers"] and r["routers"][name].get("curve"):
+            got = curves[curves["router"] == name][["cost", "top1"]].values.tolist()
+            assert got == r["routers"][name]["curve"], name
 
 
 def test_load_router_ranks_numpy_embeddings_as_its_scores_say(tmp_path):
@@ -284,6 +323,12 @@ def assets_present():
     return (root / "minilm").exists()
 
 
+def wheel_has(kind, name):
+    return any(c["type"] == name for c in rgd.components()[kind])
+
+
+@pytest.mark.skipif(not wheel_has("embedder", "minilm") or not wheel_has("backend", "llamacpp"),
+                    reason="a lean wheel: build it with `--features full` for the local-model stack")
 @pytest.mark.skipif(not assets_present(), reason="MiniLM is fetched by scripts/test.sh")
 def test_the_default_experiment_replays_from_python_and_routes_text_with_minilm(tmp_path):
     out = tmp_path / "out"

@@ -162,20 +162,38 @@ pub(crate) fn embed_worker(embedder: &dyn Embedder, rx: std::sync::mpsc::Receive
             }
         }
         let texts: Vec<&str> = jobs.iter().map(|j| j.0.as_str()).collect();
-        match embedder.embed(&texts) {
-            Ok(m) => {
+        // a panicking embedder fails this batch's requests, not the worker (which every
+        // later request needs)
+        let embedded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| embedder.embed(&texts)));
+        let failure = match embedded {
+            Ok(Ok(m)) if m.nrows() == jobs.len() => {
                 for (i, (_, reply)) in jobs.into_iter().enumerate() {
                     let _ = reply.send(Ok(m.row(i).to_vec()));
                 }
+                continue;
             }
-            Err(e) => {
-                let msg = e.to_string();
-                for (_, reply) in jobs {
-                    let _ = reply.send(Err(msg.clone()));
-                }
-            }
+            Ok(Ok(m)) => format!(
+                "the embedder returned {} rows for {} queries",
+                m.nrows(),
+                jobs.len()
+            ),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => format!("the embedder panicked: {}", panic_message(&*panic)),
+        };
+        for (_, reply) in jobs {
+            let _ = reply.send(Err(failure.clone()));
         }
     }
+}
+
+/// The text a panic was raised with (`panic!("...")` carries a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 /// An error reply, boxed (a `Response` is large to pass around in `Result`s).
@@ -242,9 +260,29 @@ pub(crate) async fn route(st: &Arc<St>, query: &str) -> Result<Decision, Rejecti
         embedding: ndarray::ArrayView1::from(&emb[..]),
     };
     let mut scores = vec![0.0; st.router.models().len()];
-    st.router
-        .score(&q, &mut scores)
-        .map_err(|e| Box::new(internal(format!("router `{}`: {e}", st.name))))?;
+    // a router that panics on one query fails that request (a 500 naming it); the server
+    // goes on serving the others
+    let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        st.router.score(&q, &mut scores)
+    }));
+    let failed = |why: String| Box::new(internal(format!("router `{}`: {why}", st.name)));
+    match scored {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(failed(e.to_string())),
+        Err(panic) => {
+            return Err(failed(format!(
+                "it panicked on this query: {}",
+                panic_message(&*panic)
+            )));
+        }
+    }
+    if let Some(m) = scores.iter().position(|x| x.is_nan()) {
+        return Err(failed(format!(
+            "its score of `{}` is {} (not a number)",
+            st.router.models()[m],
+            scores[m]
+        )));
+    }
     let ranked = rgd_core::rank(&scores)
         .into_iter()
         .map(|m| st.member_of[m])

@@ -49,6 +49,26 @@ impl Collected {
         }
     }
 
+    /// The same answers with the models in `order` (a permutation of `self.models`), or `None`
+    /// when `order` names other models.
+    pub(crate) fn in_model_order(mut self, order: &[String]) -> Option<Self> {
+        if order.len() != self.models.len() {
+            return None;
+        }
+        let idx: Vec<usize> = order
+            .iter()
+            .map(|m| self.models.iter().position(|x| x == m))
+            .collect::<Option<_>>()?;
+        let cols = ndarray::Axis(1);
+        self.choice = self.choice.select(cols, &idx);
+        self.confidence = self.confidence.select(cols, &idx);
+        self.correct = self.correct.map(|a| a.select(cols, &idx));
+        self.cost = self.cost.map(|a| a.select(cols, &idx));
+        self.latency = self.latency.map(|a| a.select(cols, &idx));
+        self.models = order.to_vec();
+        Some(self)
+    }
+
     /// Fill answer `(q, m)` from row `i` (`which`: the model's column index in `cols`, 0 for
     /// long tables, ignored when `cols` hold one column each).
     #[allow(clippy::too_many_arguments)]

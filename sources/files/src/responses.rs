@@ -274,16 +274,19 @@ impl ResponseMatrix {
         let (train, test) = if collected.len() == 2 {
             let test = collected.pop().expect("two");
             let train = collected.pop().expect("two");
-            if test.models != train.models {
+            // the same models in another order (the long layout lists them as their rows
+            // come) are the same pool: the test columns follow the training file's order
+            let test_models = test.models.clone();
+            let Some(test) = test.in_model_order(&train.models) else {
                 return Err(FileError::invalid(
                     &files[1],
                     format!(
                         "its models ({}) differ from the training file's ({})",
-                        test.models.join(", "),
+                        test_models.join(", "),
                         train.models.join(", ")
                     ),
                 ));
-            }
+            };
             (
                 train.into_split("train", &files[0], external.as_ref())?,
                 test.into_split("test", &files[1], external.as_ref())?,
@@ -425,7 +428,7 @@ impl ResponseMatrix {
             .collect();
         let mut row_of: Vec<Option<(usize, usize)>> = vec![None; t.n_rows];
         for i in 0..t.n_rows {
-            let Some(model) = model_col[i].text() else {
+            let Some(model) = model_col[i].text().filter(|m| !m.trim().is_empty()) else {
                 skipped.add(t.at(i), format!("no `{}`", r.model));
                 continue;
             };

@@ -138,3 +138,54 @@ fn rows_of_one_question_that_disagree_on_it_are_an_error_naming_both_lines() {
     );
     assert!(e.contains("line 3") && e.contains("line 2"), "{e}");
 }
+
+#[test]
+fn a_test_file_listing_the_same_models_in_another_order_reads_in_the_training_order() {
+    let t = tempfile::tempdir().unwrap();
+    let opts = "\"[\"\"x\"\", \"\"y\"\"]\"";
+    let row = |id: &str, model: &str, choice: &str| {
+        format!("{id},{model},Q {id}?,{opts},A,{choice},\"[1.0, 0.5]\"\n")
+    };
+    let header = "question_id,model,question,options,answer,choice,embedding\n";
+    let mut train = String::from(header);
+    for id in ["q1", "q2"] {
+        train.push_str(&row(id, "a", "A"));
+        train.push_str(&row(id, "b", "B"));
+    }
+    // the test file's rows come model `b` first, and one row has an empty model cell
+    let mut test = String::from(header);
+    test.push_str(&row("q3", "b", "B"));
+    test.push_str(&row("q3", "a", "A"));
+    test.push_str(&row("q4", "b", "B"));
+    test.push_str(&row("q4", "a", "A"));
+    test.push_str(&row("q4", "", "B"));
+    std::fs::write(t.path().join("train.csv"), train).unwrap();
+    std::fs::write(t.path().join("test.csv"), test).unwrap();
+    let src = builtin()
+        .build_data_source(
+            toml::from_str("type = \"responses\"\nlayout = \"long\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nchoice = \"choice\"").unwrap(),
+            "test",
+        )
+        .unwrap();
+    let ctx = Context::new(t.path());
+    let ds = src.load(&ctx).unwrap();
+    assert_eq!(ds.models, ["a", "b"]);
+    for split in [&ds.train, &ds.test] {
+        for q in 0..split.questions.len() {
+            // model `a` always answered A (right), `b` always B
+            assert!(
+                split.responses.is_correct(q, 0, split.questions[q].answer),
+                "{q}"
+            );
+            assert!(
+                !split.responses.is_correct(q, 1, split.questions[q].answer),
+                "{q}"
+            );
+        }
+    }
+    let warnings = ctx.warnings.lock().unwrap().join("\n");
+    assert!(
+        warnings.contains("no `model`") && warnings.contains("line 6"),
+        "{warnings}"
+    );
+}
