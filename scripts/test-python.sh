@@ -45,3 +45,29 @@ PY
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && "$RGD_PY_VENV/bin/python" -m pytest -q -s "$OLDPWD/python/tests")
+
+# abi3: the same wheel on the oldest and the newest other CPython this machine has (pyenv's, when
+# present), each in its own new virtualenv with numpy: a pipeline gives the numbers it gives here
+smoke='import json, sys, rgd
+r = rgd.run(sys.argv[1], progress=False)
+print(json.dumps({n: x["top1"] for n, x in r["routers"].items()}, sort_keys=True))'
+expected=$("$RGD_PY_VENV/bin/python" -c "$smoke" "$PWD/examples/pipelines/zoo.toml")
+others=()
+for v in 3.9 3.10 3.12 3.13 3.14; do
+  for py in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$v".*/bin/python3; do
+    [ -x "$py" ] && others+=("$py") && break
+  done
+done
+if [ ${#others[@]} -gt 0 ]; then
+  for py in "${others[0]}" "${others[-1]}"; do
+    venv="$tmp/venv-$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install --quiet numpy "$wheel"
+    got=$(cd "$tmp" && "$venv/bin/python" -c "$smoke" "$OLDPWD/examples/pipelines/zoo.toml")
+    if [ "$got" != "$expected" ]; then
+      echo "test-python: error: on $("$py" --version) the zoo pipeline gives $got, here $expected" >&2
+      exit 1
+    fi
+    echo "test-python: the wheel on $("$py" --version): the same numbers" >&2
+  done
+fi
