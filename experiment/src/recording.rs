@@ -43,6 +43,10 @@ pub struct Manifest {
     pub recording: String,
     /// Number of calls in it.
     pub calls: usize,
+    /// sha256 of the recording file: a replay beside this manifest checks it (manifests of
+    /// format 1 have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// When it was written (UTC, RFC 3339).
     pub date: String,
     /// The command that produced it.
@@ -70,6 +74,37 @@ pub fn manifest_path(recording: &Path) -> PathBuf {
         .or_else(|| name.strip_suffix(".jsonl"))
         .unwrap_or(&name);
     recording.with_file_name(format!("{stem}.manifest.json"))
+}
+
+/// The hex sha256 of a file's bytes.
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Open a recording to replay: when its manifest is beside it and holds the file's sha256, the
+/// file must still have it (each record's response digest is checked as it is read).
+pub fn replay(path: &Path) -> Result<CallCache> {
+    let mp = manifest_path(path);
+    if let Ok(text) = std::fs::read_to_string(&mp) {
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a recording manifest", mp.display()))?;
+        if let Some(want) = &manifest.sha256 {
+            rgd_cache::check_regular_file(path)?;
+            let got = file_sha256(path)?;
+            if got != *want {
+                bail!(
+                    "{}: its sha256 is {got}, but its manifest {} says {want}: the recording was changed after it was written (re-record it with `--record`, or restore it)",
+                    path.display(),
+                    mp.display()
+                );
+            }
+        }
+    }
+    Ok(CallCache::from_recording(path)?)
 }
 
 /// Note the components of a run, and when the cache replays (read_only), refuse components
@@ -156,12 +191,13 @@ pub fn write(session: &Session, pipeline: &Path, out: &Path) -> Result<(usize, P
         })
         .collect();
     let manifest = Manifest {
-        format: 1,
+        format: 2,
         recording: out
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
         calls,
+        sha256: Some(file_sha256(out)?),
         date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rgd_version: env!("CARGO_PKG_VERSION").to_string(),

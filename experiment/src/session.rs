@@ -165,7 +165,7 @@ impl Session {
                     path.display()
                 );
             }
-            return Ok(CallCache::from_recording(&path)?);
+            return crate::recording::replay(&path);
         }
         if let Some(c) = &args.cache
             && is_recording(c)
@@ -176,7 +176,7 @@ impl Session {
                     c.display()
                 );
             }
-            return Ok(CallCache::from_recording(c)?);
+            return crate::recording::replay(c);
         }
         let mode = args.mode.or(table.mode).unwrap_or_default();
         if mode == CacheMode::Off {

@@ -692,3 +692,79 @@ fn serve_limits_out_of_range_are_refused_before_anything_starts() {
         );
     }
 }
+
+/// A replayed recording is the one that was written: a record whose response was edited (the
+/// log-probabilities rotated, key and request untouched) is refused by its `response_sha256`,
+/// and a recording file changed in any way is refused by its manifest's sha256.
+#[test]
+fn an_edited_recording_is_refused_by_its_digests() {
+    use std::io::{BufRead, Write};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let t = tempfile::tempdir().unwrap();
+    let rec = t.path().join("bigbench.jsonl.gz");
+    let manifest = t.path().join("bigbench.manifest.json");
+    let committed = root.join("examples/bigbench/recordings");
+    std::fs::copy(committed.join("bigbench.jsonl.gz"), &rec).unwrap();
+    std::fs::copy(committed.join("bigbench.manifest.json"), &manifest).unwrap();
+    // as committed it replays
+    let c = rgd_experiment::recording::replay(&rec).unwrap();
+    assert_eq!(c.len().unwrap(), 1912);
+
+    // one more byte at the end: the manifest's sha256 no longer matches
+    let mut bytes = std::fs::read(&rec).unwrap();
+    bytes.push(0);
+    std::fs::write(&rec, &bytes).unwrap();
+    let e = rgd_experiment::recording::replay(&rec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bigbench.jsonl.gz: its sha256 is") && e.contains("bigbench.manifest.json says"),
+        "{e}"
+    );
+
+    // a response's numbers rotated (no manifest: the record's own digest catches it)
+    std::fs::remove_file(&manifest).unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(
+        std::fs::File::open(committed.join("bigbench.jsonl.gz")).unwrap(),
+    ))
+    .lines()
+    .map(Result::unwrap)
+    .collect();
+    // the first record with log-probabilities: rotate them in its text, leaving every other
+    // byte (the key is over the request's exact text) as it was
+    let mut lines = lines;
+    let mut edited = 0;
+    for (i, line) in lines.iter_mut().enumerate() {
+        let Some(start) = line
+            .find("\"logprobs\":[")
+            .map(|s| s + "\"logprobs\":[".len())
+        else {
+            continue;
+        };
+        let end = start + line[start..].find(']').unwrap();
+        let mut values: Vec<&str> = line[start..end].split(',').collect();
+        if values.len() < 2 || values.iter().all(|v| *v == values[0]) {
+            continue;
+        }
+        values.rotate_left(1);
+        *line = format!("{}{}{}", &line[..start], values.join(","), &line[end..]);
+        edited = i + 1;
+        break;
+    }
+    assert!(edited > 0, "no record with two different log-probabilities");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&rec).unwrap(),
+        flate2::Compression::fast(),
+    );
+    gz.write_all((lines.join("\n") + "\n").as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let e = rgd_experiment::recording::replay(&rec)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            ":{edited}: the response does not match its `response_sha256`"
+        )),
+        "{e}"
+    );
+}

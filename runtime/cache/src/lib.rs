@@ -131,6 +131,16 @@ pub struct Record {
     pub request: Box<serde_json::value::RawValue>,
     /// The response, verbatim.
     pub response: Box<serde_json::value::RawValue>,
+    /// sha256 of the response's text: checked on import, so a response edited after it was
+    /// recorded (the key covers only the request) is refused. Written by every export;
+    /// recordings from before it have none, and are read unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_sha256: Option<String>,
+}
+
+/// The digest of a response's text (hex sha256).
+pub fn response_digest(response: &str) -> String {
+    format!("{:x}", Sha256::digest(response.as_bytes()))
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS calls (
@@ -542,6 +552,7 @@ impl CallCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
 
     /// A backend that always scores A highest among the request's options.
     #[derive(Debug)]
@@ -776,6 +787,32 @@ mod tests {
         let c = CallCache::open(&t.path().join("c.sqlite"), CacheMode::ReadWrite).unwrap();
         let e = c.import(&p).unwrap_err().to_string();
         assert!(e.contains(":1: key does not match"), "{e}");
+        // a response edited after it was recorded: its digest no longer matches
+        let out = t.path().join("rec.jsonl");
+        let c2 = CallCache::open(&t.path().join("e.sqlite"), CacheMode::ReadWrite).unwrap();
+        let _: Vec<f64> = c2
+            .call(
+                "id",
+                "score",
+                &"x",
+                |_| Ok(()),
+                || Ok(vec![-0.1, -2.0, -3.0]),
+            )
+            .unwrap();
+        c2.export(&out, None).unwrap();
+        let mut text = String::new();
+        GzDecoder::new(std::fs::File::open(&out).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        assert!(text.contains("\"response_sha256\":"), "{text}");
+        let rotated = text.replace("[-0.1,-2.0,-3.0]", "[-2.0,-3.0,-0.1]");
+        assert_ne!(rotated, text);
+        std::fs::write(&p, rotated).unwrap();
+        let e = c.import(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(":1: the response does not match its `response_sha256`"),
+            "{e}"
+        );
         // the same call twice (the later would silently win) names both lines
         let line = format!(
             "{{\"key\":\"{key}\",\"identity\":\"id\",\"op\":\"score\",\"request\":\"x\",\"response\":1}}\n"

@@ -129,12 +129,14 @@ impl CallCache {
                     serde_json::value::to_raw_value(&text)
                 })
             };
+            let response = raw(response).map_err(|e| io(std::io::Error::other(e)))?;
             let rec = Record {
                 key,
                 identity,
                 op,
                 request: raw(request).map_err(|e| io(std::io::Error::other(e)))?,
-                response: raw(response).map_err(|e| io(std::io::Error::other(e)))?,
+                response_sha256: Some(crate::response_digest(response.get())),
+                response,
             };
             serde_json::to_writer(&mut gz, &rec).map_err(|e| io(std::io::Error::other(e)))?;
             gz.write_all(b"\n").map_err(io)?;
@@ -185,6 +187,13 @@ impl CallCache {
                 )));
             }
             let resp = rec.response.get().to_string();
+            if let Some(d) = &rec.response_sha256
+                && *d != crate::response_digest(&resp)
+            {
+                return Err(bad(
+                    "the response does not match its `response_sha256` (it was edited after it was recorded)".into(),
+                ));
+            }
             tx.execute(
                 "INSERT OR REPLACE INTO calls (key, identity, op, request, response) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![rec.key, rec.identity, rec.op, req, resp],
