@@ -114,6 +114,15 @@ pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
             .await
             .with_context(|| format!("--listen {}: cannot bind", a.listen))?;
         let addr = listener.local_addr()?;
+        let (fitted, files) = limits(a).fitted();
+        if let Some(files) = files {
+            eprintln!(
+                "note: at most {} connections at once, not {}: the open-file limit is {files} (`ulimit -n`), {} of them kept for the server itself",
+                fitted.max_connections,
+                a.max_connections,
+                rgd_serve::conn::RESERVED_FILES
+            );
+        }
         if !quiet {
             eprintln!(
                 "serving rgd:{name} and rgd:{name}:top3 over {} on http://{addr}/v1",

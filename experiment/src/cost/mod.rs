@@ -313,7 +313,7 @@ impl CostSettings {
             } else if let Some(lat) = &measured {
                 if !lat[j].is_finite() {
                     return Err(err(format!(
-                        "no {} recorded for model `{m}`; give its cost in [costs.models] (`{m} = ...`)",
+                        "no {} recorded for model `{m}`: each cell of its column in the training data is empty or unreadable (the data warnings count them); give its cost in [costs.models] (`{m} = ...`)",
                         what.0
                     )));
                 }
@@ -339,21 +339,23 @@ pub fn mean_latency(split: &Split) -> Option<Vec<f64>> {
     split.responses.latency.as_ref().map(column_means)
 }
 
-/// Mean of each column over its finite cells (NaN for a column with none).
+/// Mean of each column over its finite cells (NaN for a column with none). A running mean, so
+/// that cells near f64::MAX do not overflow a sum into an infinite (unrecorded-looking) cost.
 fn column_means(a: &ndarray::Array2<f64>) -> Vec<f64> {
-    {
-        a.columns()
-            .into_iter()
-            .map(|c| {
-                let v: Vec<f64> = c.iter().copied().filter(|x| x.is_finite()).collect();
-                if v.is_empty() {
-                    f64::NAN
+    a.columns()
+        .into_iter()
+        .map(|c| {
+            let mut mean = f64::NAN;
+            for (k, x) in c.iter().copied().filter(|x| x.is_finite()).enumerate() {
+                mean = if k == 0 {
+                    x
                 } else {
-                    v.iter().sum::<f64>() / v.len() as f64
-                }
-            })
-            .collect()
-    }
+                    mean + (x - mean) / (k + 1) as f64
+                };
+            }
+            mean
+        })
+        .collect()
 }
 
 /// The cost per query of each pool model.
@@ -372,6 +374,16 @@ pub struct Costs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mean_of_huge_costs_does_not_overflow_into_an_unrecorded_cost() {
+        let a = ndarray::array![[1e308, f64::NAN], [1.7e308, f64::NAN], [f64::NAN, f64::NAN]];
+        let m = column_means(&a);
+        assert!((m[0] - 1.35e308).abs() < 1e295, "{}", m[0]);
+        assert!(m[1].is_nan());
+        let b = ndarray::array![[1.0], [2.0], [6.0]];
+        assert_eq!(column_means(&b), vec![3.0]);
+    }
 
     #[test]
     fn decision_rules() {

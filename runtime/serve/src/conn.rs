@@ -9,8 +9,9 @@
 //! - **Idle**: a connection with no request in progress and no byte read or written for
 //!   `idle_timeout` is closed (keep-alive clients reconnect).
 //! - **Connections**: at most `max_connections` at once; one more gets a `503` JSON error and
-//!   is closed. The process's open-file limit is raised to its hard limit at start so the cap,
-//!   not the kernel, is what refuses.
+//!   is closed (if it sends no request within a second, closed without one). The process's
+//!   open-file limit is raised to its hard limit at start, and the cap lowered to what that
+//!   limit leaves, so that the cap, not the kernel, is what refuses.
 //!
 //! axum's own `serve` has none of these limits, which is why this loop exists; each piece
 //! (HTTP parsing, the timer, the service) is hyper's or axum's.
@@ -200,12 +201,40 @@ async fn refuse_connection(stream: tokio::net::TcpStream, limits: Limits) {
     let mut b = http1(&limits);
     b.keep_alive(false);
     let conn = b.serve_connection(TokioIo::new(stream), svc);
-    let _ = tokio::time::timeout(limits.header_timeout + Duration::from_secs(1), conn).await;
+    // a client over the cap that sends no request within a second is closed: surplus idle
+    // sockets must not hold the files the cap is protecting
+    let wait = limits.header_timeout.min(Duration::from_secs(1));
+    let _ = tokio::time::timeout(wait + Duration::from_millis(100), conn).await;
 }
 
-/// Raise the soft open-file limit to the hard one (every connection is a file).
-fn raise_open_file_limit() {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+/// Open files the server keeps for itself beside its connections: the runtime's, the model
+/// and embedder files, the backends' own HTTP connections.
+pub const RESERVED_FILES: u64 = 64;
+
+impl Limits {
+    /// These limits as the process can keep them: the soft open-file limit raised to the hard
+    /// one (every connection is a file), and `max_connections` lowered to what that limit leaves
+    /// after [`RESERVED_FILES`], so that the cap — a prompt 503 — refuses, not the kernel
+    /// (whose refused `accept` leaves clients waiting in the backlog). Returns the limits and
+    /// the open-file limit when it lowered the cap.
+    pub fn fitted(self) -> (Limits, Option<u64>) {
+        let soft = rlimit::increase_nofile_limit(u64::MAX)
+            .ok()
+            .or_else(|| rlimit::Resource::NOFILE.get_soft().ok());
+        match soft {
+            Some(files) if files.saturating_sub(RESERVED_FILES) < self.max_connections as u64 => {
+                let max = files.saturating_sub(RESERVED_FILES).max(1) as usize;
+                (
+                    Limits {
+                        max_connections: max,
+                        ..self
+                    },
+                    Some(files),
+                )
+            }
+            _ => (self, None),
+        }
+    }
 }
 
 /// Serve `app` on `listener` under `limits` until `shutdown` resolves; then stop accepting,
@@ -216,7 +245,7 @@ pub async fn serve_with_limits(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    raise_open_file_limit();
+    let (limits, _) = limits.fitted();
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);

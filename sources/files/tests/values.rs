@@ -189,3 +189,27 @@ fn a_test_file_listing_the_same_models_in_another_order_reads_in_the_training_or
         "{warnings}"
     );
 }
+
+#[test]
+fn a_question_with_an_empty_options_list_is_skipped_and_counted() {
+    let t = tempfile::tempdir().unwrap();
+    let rows = "{\"id\":\"q1\",\"question\":\"What?\",\"options\":[],\"answer\":\"A\",\"a|choice\":\"A\",\"b|choice\":\"B\",\"embedding\":[1.0,0.0]}\n\
+                {\"id\":\"q2\",\"question\":\"Why?\",\"options\":[\"x\",\"y\"],\"answer\":\"A\",\"a|choice\":\"A\",\"b|choice\":\"B\",\"embedding\":[0.0,1.0]}\n";
+    std::fs::write(t.path().join("train.jsonl"), rows).unwrap();
+    std::fs::write(t.path().join("test.jsonl"), rows).unwrap();
+    let src = builtin()
+        .build_data_source(
+            toml::from_str("type = \"responses\"\nlayout = \"wide\"\ntrain = \"train.jsonl\"\ntest = \"test.jsonl\"\nchoice = \"{model}|choice\"").unwrap(),
+            "test",
+        )
+        .unwrap();
+    let ctx = Context::new(t.path());
+    let ds = src.load(&ctx).unwrap();
+    assert_eq!(ds.train.questions.len(), 1);
+    assert_eq!(ds.train.questions[0].id, "q2");
+    let warnings = ctx.warnings.lock().unwrap().join("\n");
+    assert!(
+        warnings.contains("0 options (rgd takes 2 to") && warnings.contains("line 1"),
+        "{warnings}"
+    );
+}
