@@ -396,8 +396,49 @@ impl Dataset {
                 self.test.len()
             ));
         }
+        let (shared, unseen) = self.subject_overlap();
+        if shared > 0 && !unseen.is_empty() {
+            out.push(format!(
+                "{} of the test split's {} subjects have no training question ({}): routers route them by the nearest training subject",
+                unseen.len(),
+                shared + unseen.len(),
+                name_list(&unseen)
+            ));
+        }
         out
     }
+
+    /// How many of the test split's subjects the training split has, and the test subjects it
+    /// lacks (sorted).
+    pub fn subject_overlap(&self) -> (usize, Vec<String>) {
+        let train: std::collections::BTreeSet<&str> = self
+            .train
+            .questions
+            .iter()
+            .map(|q| q.subject.as_str())
+            .collect();
+        let test: std::collections::BTreeSet<&str> = self
+            .test
+            .questions
+            .iter()
+            .map(|q| q.subject.as_str())
+            .collect();
+        let unseen: Vec<String> = test
+            .iter()
+            .filter(|s| !train.contains(*s))
+            .map(|s| s.to_string())
+            .collect();
+        (test.len() - unseen.len(), unseen)
+    }
+}
+
+/// Up to five names in backticks, then how many more (for messages).
+pub fn name_list(names: &[String]) -> String {
+    let mut shown: Vec<String> = names.iter().take(5).map(|n| format!("`{n}`")).collect();
+    if names.len() > 5 {
+        shown.push(format!("{} more", names.len() - 5));
+    }
+    shown.join(", ")
 }
 
 /// Per-(question, model) labels a router learns from, what a [`crate::Labeler`] returns:

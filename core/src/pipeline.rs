@@ -67,6 +67,9 @@ pub struct RawPipeline {
     plugins: Vec<PathBuf>,
     /// The run's seed (bootstrap intervals, components' defaults).
     seed: u64,
+    /// The test split's subjects differ from the training split's on purpose (routing to
+    /// subjects never trained on); without it a run whose splits share no subject stops.
+    disjoint_subjects: bool,
 }
 
 /// Longest name of a `[KIND.NAME]` table.
@@ -220,6 +223,9 @@ pub struct Pipeline {
     /// `plugins = ["path/to/librouter.so"]`: dynamic-library plugins to load before the
     /// components are built (resolved against the pipeline's folder).
     pub plugins: Vec<PathBuf>,
+    /// `disjoint_subjects = true`: train and test share no subject on purpose (routing to
+    /// unseen subjects); otherwise splits without a common subject are an error.
+    pub disjoint_subjects: bool,
 }
 
 /// A pipeline whose routers are built (the data stage is built by the runner, which knows
@@ -512,6 +518,7 @@ impl Pipeline {
             training_seeds: raw.training_seeds,
             ablate_filters: raw.ablate_filters,
             plugins: raw.plugins.iter().map(|p| base_dir.join(p)).collect(),
+            disjoint_subjects: raw.disjoint_subjects,
             backends: keyed(raw.backends, "backends")?,
             filters: keyed(raw.filters, "filters")?,
             labelers: keyed(raw.labelers, "labelers")?,

@@ -106,6 +106,7 @@ struct Loaded {
 fn load_stage(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<Loaded> {
     let stage = session.stage("load data");
     let (mut ds, cache, data_report) = load_data(r, session)?;
+    check_subjects(r, &ds)?;
     // what the components said while loading (already shown), then the dataset's own checks
     let mut warnings = data_report.warnings.clone();
     for w in ds.warnings() {
@@ -128,6 +129,30 @@ fn load_stage(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<Loa
         training,
         load_seconds,
     })
+}
+
+/// Train and test splits with no subject in common are an error unless the pipeline says so
+/// (`disjoint_subjects = true`): usually a subject column that was not read (the file names
+/// as subjects), and every per-subject router then trains on the wrong structure.
+fn check_subjects(r: &Resolved, ds: &Dataset) -> Result<()> {
+    let (shared, unseen) = ds.subject_overlap();
+    if shared == 0 && !ds.train.is_empty() && !unseen.is_empty() && !r.pipeline.disjoint_subjects {
+        let train: Vec<String> = ds
+            .train
+            .questions
+            .iter()
+            .map(|q| q.subject.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        crate::error::bail!(
+            "{}: the training and test splits share no subject (training: {}; test: {}). If the data has a subject column, name it (`subject = \"...\"` in [data]); to route to subjects never trained on, set `disjoint_subjects = true` at the top of the pipeline",
+            r.pipeline.path.display(),
+            rgd_core::data::name_list(&train),
+            rgd_core::data::name_list(&unseen)
+        );
+    }
+    Ok(())
 }
 
 /// What every router is compared against on the test split, computed once.

@@ -768,3 +768,69 @@ fn an_edited_recording_is_refused_by_its_digests() {
         "{e}"
     );
 }
+
+/// Splits that share no subject stop the run, naming both sides and the two ways on
+/// (`subject = ...`, `disjoint_subjects = true`); some unseen test subjects are a warning.
+#[test]
+fn train_and_test_splits_without_a_common_subject_are_an_error_unless_meant() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let wide = root.join("tests/fixtures/formats/wide");
+    let t = tempfile::tempdir().unwrap();
+    std::fs::copy(wide.join("train.csv"), t.path().join("train.csv")).unwrap();
+    let test = std::fs::read_to_string(wide.join("test.csv")).unwrap();
+    let subjects: Vec<String> = test
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().to_string())
+        .collect();
+    let first = subjects[0].clone();
+    // every test subject renamed: nothing in common
+    let renamed: String = test
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.to_string()
+            } else {
+                let mut cells: Vec<&str> = l.splitn(3, ',').collect();
+                let s = format!("new-{}", cells[1]);
+                cells[1] = &s;
+                cells.join(",")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(t.path().join("test.csv"), renamed + "\n").unwrap();
+    let data = "[data]\ntype = \"responses\"\nlayout = \"wide\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nchoice = \"{model}|choice\"\nconfidence = \"{model}|confidence\"\n[routers.cascal]\ntype = \"cascal\"\n";
+    std::fs::write(t.path().join("p.toml"), data).unwrap();
+    let p = t.path().join("p.toml");
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "o", "-q"]);
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("share no subject")
+            && e.contains(&format!("`{first}`"))
+            && e.contains(&format!("`new-{first}`"))
+            && e.contains("disjoint_subjects = true"),
+        "{e}"
+    );
+    // meant: it runs
+    std::fs::write(&p, format!("disjoint_subjects = true\n{data}")).unwrap();
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "o", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // one test subject unseen: a warning naming it
+    let one: String = test
+        .lines()
+        .map(|l| l.replacen(&format!(",{first},"), ",unseen,", 1))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(t.path().join("test.csv"), one + "\n").unwrap();
+    std::fs::write(&p, data).unwrap();
+    let o = rgd(t.path(), &["run", p.to_str().unwrap(), "--out", "o"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("have no training question (`unseen`)"),
+        "{}",
+        stderr(&o)
+    );
+}
