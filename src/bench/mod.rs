@@ -86,8 +86,9 @@ pub enum BenchCmd {
     },
     /// Each stage's time and peak memory on simulated worlds of growing training data.
     Scale {
-        /// Training questions of each world (14 subjects, 6 models, 384-d, 7,000 test queries).
-        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        /// Training questions of each world (14 subjects, 6 models, 384-d, 7,000 test queries):
+        /// 14 (one per subject) to 2,500,000 (a world's values stay under the simulator's 1e9).
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000", value_parser = count(14, 2_500_000))]
         sizes: Vec<usize>,
         /// Router types to run.
         #[arg(

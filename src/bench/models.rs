@@ -100,6 +100,10 @@ pub fn bench_pool(a: &PoolBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Most sequences decoded together: llama.cpp's `LLAMA_MAX_SEQ` (the `llamacpp` backend refuses
+/// more, naming `sequences`).
+const MAX_SEQUENCES: u64 = 256;
+
 /// `rgd bench generate`: the `llm` generator on a local model, timed without the cache.
 #[derive(clap::Args, Debug, Clone)]
 pub struct GenerateBenchArgs {
@@ -119,8 +123,9 @@ pub struct GenerateBenchArgs {
     #[arg(long, default_value_t = 5, value_parser = super::count(1, 100))]
     pub questions_per_call: usize,
     /// Instead of the generator: a thinking pool member's replies (step by step, then the
-    /// letter) to `--questions` MMLU questions, decoded this many together (e.g. 1,4,8,16).
-    #[arg(long, value_delimiter = ',')]
+    /// letter) to `--questions` MMLU questions, decoded this many together (e.g. 1,4,8,16;
+    /// 1 to 256, llama.cpp's most sequences).
+    #[arg(long, value_delimiter = ',', value_parser = super::count(1, MAX_SEQUENCES))]
     pub sequences: Vec<usize>,
     /// MMLU questions answered with `--sequences` (sampled across all subjects, seeded).
     #[arg(long, default_value_t = 16, value_parser = super::count(1, 100000))]
@@ -160,7 +165,7 @@ fn bench_sequences(a: &GenerateBenchArgs) -> Result<()> {
             n_ctx: 4096,
             threads: 0,
             chat_template: true,
-            sequences: n.max(1),
+            sequences: n,
         }
         .open()?;
         // load the model outside the timing

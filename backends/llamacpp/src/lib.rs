@@ -55,6 +55,9 @@ pub enum LlamaError {
     /// A llama.cpp call failed.
     #[error("llama.cpp: {0}")]
     Llama(String),
+    /// A setting out of range.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<LlamaError> for rgd_core::Error {
@@ -77,17 +80,17 @@ pub struct LlamaCpp {
     /// An asset name (`smollm2-135m`, `gemma3-270m`, `qwen2.5-coder-0.5b`, `qwen2.5-coder-1.5b`)
     /// or a path to a `.gguf` file.
     pub model: String,
-    /// Maximum context in tokens.
+    /// Maximum context in tokens (64 to 131,072).
     #[serde(default = "default_ctx")]
     pub n_ctx: u32,
-    /// CPU threads (0 = all cores).
+    /// CPU threads (0 = all cores; at most 1,024).
     #[serde(default)]
     pub threads: i32,
     /// Render prompts with the model's own chat template (when it has one).
     #[serde(default = "yes")]
     pub chat_template: bool,
     /// Generation requests decoded together, one pass per token for all of them (a thinking
-    /// pool member's replies, a generator's calls); 1 decodes them one at a time.
+    /// pool member's replies, a generator's calls); 1 decodes them one at a time (at most 256).
     #[serde(default = "default_sequences")]
     pub sequences: usize,
 }
@@ -216,7 +219,7 @@ impl LlmBackend for LlamaCppBackend {
     }
 
     fn batch_size(&self) -> usize {
-        self.cfg.sequences.max(1)
+        self.cfg.sequences
     }
 
     /// The requests that fit the context are decoded together (see `generate_together`); one
@@ -354,7 +357,43 @@ impl LlmBackend for LlamaCppBackend {
     }
 }
 
+/// Most sequences llama.cpp decodes together (`LLAMA_MAX_SEQ`).
+pub const MAX_SEQUENCES: usize = 256;
+/// The largest context rgd asks for (its KV cache must fit in memory before a call is made).
+pub const MAX_CTX: u32 = 131_072;
+
+impl LlamaCpp {
+    /// The sizes checked before the model is loaded: a value llama.cpp would abort on (or
+    /// that silently becomes another) is an error naming the field.
+    fn check(&self) -> Result<(), LlamaError> {
+        let bad = |field: &str, msg: String| Err(LlamaError::Config(format!("`{field}`: {msg}")));
+        if !(1..=MAX_SEQUENCES).contains(&self.sequences) {
+            return bad(
+                "sequences",
+                format!(
+                    "{} is not in 1..={MAX_SEQUENCES} (llama.cpp's most sequences)",
+                    self.sequences
+                ),
+            );
+        }
+        if !(64..=MAX_CTX).contains(&self.n_ctx) {
+            return bad(
+                "n_ctx",
+                format!("{} is not in 64..={MAX_CTX} tokens", self.n_ctx),
+            );
+        }
+        if !(0..=1024).contains(&self.threads) {
+            return bad(
+                "threads",
+                format!("{} is not in 0..=1024 (0: every core)", self.threads),
+            );
+        }
+        Ok(())
+    }
+}
+
 fn build(c: LlamaCpp) -> Result<Box<dyn LlmBackend>, LlamaError> {
+    c.check()?;
     Ok(Box::new(c.open()?))
 }
 
