@@ -7,6 +7,7 @@ pub mod descriptions;
 pub mod error;
 pub mod eval;
 pub mod labels;
+pub mod memory;
 pub mod pipeline;
 pub mod plugin;
 pub mod registry;

@@ -108,6 +108,12 @@ pub fn bench_matrix(
             super::MAX_VALUES
         );
     }
+    // the file's columns as written, then read back into a run's dataset: a few copies of
+    // the embeddings and the answers
+    rgd_core::memory::check(
+        &format!("a matrix of --questions {n} x (--dim {dim} + --models {models})"),
+        (n as u64) * (16 * dim as u64 + 48 * models as u64 + 256),
+    )?;
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("matrix.parquet");
     let t0 = Instant::now();

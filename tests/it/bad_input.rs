@@ -834,3 +834,39 @@ fn train_and_test_splits_without_a_common_subject_are_an_error_unless_meant() {
         stderr(&o)
     );
 }
+
+/// Under a memory limit (`ulimit -v`, as a campaign's 6 GB cap or a container's), a world that
+/// the size ceilings allow but the limit does not is refused up front, naming its sizes and
+/// the estimate, instead of aborting on the allocation.
+#[test]
+fn an_allocation_beyond_the_memory_limit_is_refused_with_its_estimate() {
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 3000000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_rgd"))
+        .args([
+            "bench",
+            "cascal",
+            "--subjects",
+            "10",
+            "--train-per-subject",
+            "100000",
+            "--test-per-subject",
+            "100000",
+            "--dim",
+            "120",
+            "--repeats",
+            "1",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("a world of 10 subjects x 200000 questions (train + test) x 120 dimensions")
+            && e.contains("needs about 3.4 GB of memory, and only")
+            && !e.contains("memory allocation"),
+        "{e}"
+    );
+}

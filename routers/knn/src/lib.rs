@@ -165,6 +165,15 @@ fn train_knn(
         order.truncate(cfg.cv_max.max(2));
         let folds = cfg.folds.max(2).min(order.len());
         let kmax = cfg.candidates.iter().copied().max().unwrap_or(1);
+        // the similarities of every sampled pair: n² f32
+        let n = order.len() as u64;
+        rgd_core::memory::check(
+            &format!(
+                "kNN's cross-validation on {n} questions (`cv_max` = {}: their {n} x {n} similarities)",
+                cfg.cv_max
+            ),
+            n * n * 4,
+        )?;
         let sub = embeddings.select(Axis(0), &order);
         let sims = sub.dot(&sub.t());
         let per_q: Vec<Vec<f64>> = (0..order.len())

@@ -259,6 +259,22 @@ impl Simulated {
                 MAX_VALUES * 4 / 1_000_000_000
             ));
         }
+        // what the world holds (embeddings in f32; a letter, a confidence and a latency per
+        // answer; ids and texts), twice for the arrays it is built through
+        let questions =
+            self.subjects as u64 * (self.train_per_subject as u64 + self.test_per_subject as u64);
+        let bytes = questions * (4 * self.dim as u64 + 20 * self.models as u64 + 256) * 2;
+        rgd_core::memory::check(
+            &format!(
+                "a world of {} subjects x {} questions (train + test) x {} dimensions and {} models",
+                self.subjects,
+                self.train_per_subject + self.test_per_subject,
+                self.dim,
+                self.models
+            ),
+            bytes,
+        )
+        .map_err(|e| SimError::Invalid(e.to_string()))?;
         Ok(())
     }
 
