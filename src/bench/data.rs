@@ -20,16 +20,67 @@ pub struct EmbedBenchArgs {
     /// `minilm` or `wordllama`.
     #[arg(long, default_value = "minilm")]
     pub embedder: String,
+    /// Take the texts from this pipeline's data (its questions, both splits, a seeded sample),
+    /// e.g. `examples/mmlu-pro/six-7b.toml`; default: MMLU's questions.
+    #[arg(long)]
+    pub pipeline: Option<std::path::PathBuf>,
+    /// Also embed the same texts with sentence-transformers (PyTorch on the CPU, the same
+    /// MiniLM files and threads) run by this Python, which has it installed; print both, their
+    /// ratio and the cosine between the two embeddings of each text (`minilm` only).
+    #[arg(long)]
+    pub against: Option<std::path::PathBuf>,
+    /// Threads of both (default: every core).
+    #[arg(long, value_parser = super::count(1, 1024))]
+    pub threads: Option<usize>,
 }
 
-/// Questions per second of an embedder on MMLU question texts.
+/// The bench's texts: a seeded sample of `n` questions of the pipeline's data, or of MMLU's.
 #[cfg(feature = "benchmarks")]
-pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
+fn bench_texts(a: &EmbedBenchArgs) -> Result<(String, Vec<String>)> {
     use rand::SeedableRng;
     use rand::seq::SliceRandom;
-    let (mut all, _) = rgd_components::rgd_benchmarks::load_all("mmlu")?;
-    all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
-    let texts: Vec<&str> = all.iter().take(a.batch).map(|q| q.text.as_str()).collect();
+    let (what, mut texts): (String, Vec<String>) = match &a.pipeline {
+        Some(p) => {
+            let registry = rgd_components::registry()?;
+            let r = rgd_experiment::Resolved::from_file(&registry, p, true)?;
+            let session = rgd_experiment::Session::new(
+                rgd_experiment::CacheOptions::default(),
+                std::sync::Arc::new(rgd_experiment::Silent),
+                true,
+            );
+            let (ds, _, _) = rgd_experiment::run::load_data(&r, &session)?;
+            let texts = [&ds.train, &ds.test]
+                .into_iter()
+                .flat_map(|s| s.questions.iter().map(|q| q.text.clone()))
+                .collect();
+            (format!("{} questions", ds.task), texts)
+        }
+        None => {
+            let (all, _) = rgd_components::rgd_benchmarks::load_all("mmlu")?;
+            (
+                "MMLU questions".into(),
+                all.into_iter().map(|q| q.text).collect(),
+            )
+        }
+    };
+    texts.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(7));
+    texts.truncate(a.batch);
+    Ok((what, texts))
+}
+
+/// Questions per second of an embedder on question texts (and of sentence-transformers on the
+/// same texts, with `--against`).
+#[cfg(feature = "benchmarks")]
+pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
+    let threads = a
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // the embedder's matrix products run on rayon's pool
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    let (what, texts) = bench_texts(a)?;
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let registry = rgd_components::registry()?;
     let mut t = toml::Table::new();
     t.insert("type".into(), a.embedder.clone().into());
@@ -37,16 +88,120 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
     e.embed(&texts[..1])?; // load
     let (secs, out) = time(a.repeats, || e.embed(&texts));
     let out = out?;
+    let rgd_rate = texts.len() as f64 / secs;
     println!(
-        "{}: {} MMLU questions (random sample, seed 7) in {:.3} s = {:.0} questions/s ({}-d, median of {})",
+        "{}: {} {what} (random sample, seed 7) in {:.3} s = {:.0} questions/s ({}-d, median of {}, {threads} threads)",
         a.embedder,
         texts.len(),
         secs,
-        texts.len() as f64 / secs,
+        rgd_rate,
         out.ncols(),
         a.repeats
     );
+    if let Some(python) = &a.against {
+        if a.embedder != "minilm" {
+            anyhow::bail!(
+                "--against compares MiniLM only (sentence-transformers runs all-MiniLM-L6-v2)"
+            );
+        }
+        let model_dir = rgd_assets::file("minilm", "config.json")?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let request = serde_json::json!({
+            "model_dir": model_dir,
+            "texts": texts,
+            "batch": 32,
+            "repeats": a.repeats,
+            "threads": threads,
+            "max_tokens": 256,
+        });
+        let reply = run_python(python, include_str!("st_embed.py"), &request)?;
+        let st_secs = reply["seconds"]
+            .as_f64()
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .ok_or_else(|| anyhow::anyhow!("{}: the reply has no `seconds`", python.display()))?;
+        let st: Vec<Vec<f32>> = serde_json::from_value(reply["embeddings"].clone())
+            .map_err(|e| anyhow::anyhow!("{}: the reply's `embeddings`: {e}", python.display()))?;
+        if st.len() != texts.len() || st.iter().any(|v| v.len() != out.ncols()) {
+            anyhow::bail!(
+                "{}: {} embeddings for {} texts",
+                python.display(),
+                st.len(),
+                texts.len()
+            );
+        }
+        let cos: Vec<f64> = st
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let r = out.row(i);
+                let dot: f64 = v
+                    .iter()
+                    .zip(r.iter())
+                    .map(|(a, b)| (*a as f64) * (*b as f64))
+                    .sum();
+                let na: f64 = v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
+                let nb: f64 = r.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
+                dot / (na * nb)
+            })
+            .collect();
+        let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
+        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+        let st_rate = texts.len() as f64 / st_secs;
+        println!(
+            "sentence-transformers {} (torch {}): the same texts in {st_secs:.3} s = {st_rate:.0} questions/s (batch 32, median of {}, {threads} threads)",
+            reply["versions"]["sentence_transformers"]
+                .as_str()
+                .unwrap_or("?"),
+            reply["versions"]["torch"].as_str().unwrap_or("?"),
+            a.repeats
+        );
+        println!(
+            "rgd / sentence-transformers: {:.2}x; cosine between their embeddings of each text: min {min:.6}, mean {mean:.6}",
+            rgd_rate / st_rate
+        );
+    }
     Ok(())
+}
+
+/// Run a Python script with a JSON request on stdin; its JSON reply from stdout.
+#[cfg(feature = "benchmarks")]
+fn run_python(
+    python: &std::path::Path,
+    script: &str,
+    request: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(python)
+        .args(["-c", script])
+        // the model files are rgd's: no hub is asked for anything, no bar drawn
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("--against {}: cannot start it: {e}", python.display()))?;
+    let body = serde_json::to_vec(request)?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(&body)
+        .map_err(|e| anyhow::anyhow!("--against {}: {e}", python.display()))?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "--against {}: the sentence-transformers run failed ({}); it needs `pip install sentence-transformers`",
+            python.display(),
+            out.status
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| anyhow::anyhow!("--against {}: its reply is not JSON: {e}", python.display()))
 }
 
 /// `rgd bench cache`: overhead of a cache hit.
