@@ -244,7 +244,11 @@ fn extreme_values_of_every_bench_flag_are_refused_before_anything_runs() {
             &["plugin"],
         ),
         ("pool", &["questions"], &["models", "cache", "plugin"]),
-        ("embed", &["batch", "repeats"], &["embedder", "plugin"]),
+        (
+            "embed",
+            &["batch", "repeats", "threads"],
+            &["embedder", "pipeline", "against", "plugin"],
+        ),
         ("cache", &[], &["plugin"]),
         ("cost", &["points", "repeats"], &["plugin"]),
         (
