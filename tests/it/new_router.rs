@@ -12,7 +12,7 @@ const SKIP: &[&str] = &[
     "target",
     ".git",
     "out",
-    "python",
+    "python/target",
     "fuzz",
     "examples",
     "tests/fixtures",
