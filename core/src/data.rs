@@ -160,6 +160,10 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.questions.is_empty()
     }
+    /// Its distinct subjects, sorted.
+    pub fn subjects(&self) -> std::collections::BTreeSet<&str> {
+        self.questions.iter().map(|q| q.subject.as_str()).collect()
+    }
     /// Number of pool models.
     pub fn n_models(&self) -> usize {
         self.responses.choice.ncols()
@@ -411,18 +415,8 @@ impl Dataset {
     /// How many of the test split's subjects the training split has, and the test subjects it
     /// lacks (sorted).
     pub fn subject_overlap(&self) -> (usize, Vec<String>) {
-        let train: std::collections::BTreeSet<&str> = self
-            .train
-            .questions
-            .iter()
-            .map(|q| q.subject.as_str())
-            .collect();
-        let test: std::collections::BTreeSet<&str> = self
-            .test
-            .questions
-            .iter()
-            .map(|q| q.subject.as_str())
-            .collect();
+        let train = self.train.subjects();
+        let test = self.test.subjects();
         let unseen: Vec<String> = test
             .iter()
             .filter(|s| !train.contains(*s))

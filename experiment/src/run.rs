@@ -137,14 +137,7 @@ fn load_stage(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<Loa
 fn check_subjects(r: &Resolved, ds: &Dataset) -> Result<()> {
     let (shared, unseen) = ds.subject_overlap();
     if shared == 0 && !ds.train.is_empty() && !unseen.is_empty() && !r.pipeline.disjoint_subjects {
-        let train: Vec<String> = ds
-            .train
-            .questions
-            .iter()
-            .map(|q| q.subject.clone())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let train: Vec<String> = ds.train.subjects().into_iter().map(String::from).collect();
         crate::error::bail!(
             "{}: the training and test splits share no subject (training: {}; test: {}). If the data has a subject column, name it (`subject = \"...\"` in [data]); to route to subjects never trained on, set `disjoint_subjects = true` at the top of the pipeline",
             r.pipeline.path.display(),
@@ -368,6 +361,9 @@ fn sources_stage(
     )?))
 }
 
+/// The label of the routers' progress items.
+const ROUTERS_STEP: &str = "routers trained and tested";
+
 /// Run the resolved pipeline. With `out`, the trained routers (`out/routers/NAME.json`, plus
 /// `embedder.toml`), the generated questions and the sources' training data are written
 /// there; results, report and plots are the caller's to write. The stages, in order: outputs,
@@ -388,7 +384,10 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
     let mut cost_seconds = 0.0;
     let mut routers = BTreeMap::new();
     let mut failed = BTreeMap::new();
-    for router in &r.routers {
+    // the routers are the run's other long step (beside model calls): a bar where one is shown
+    let n_routers = r.routers.len();
+    for (i, router) in r.routers.iter().enumerate() {
+        session.progress().items(ROUTERS_STEP, i, n_routers);
         r.ctx.check_interrupt()?;
         if let Some(msg) = refused.get(&router.name) {
             failed.insert(
@@ -417,6 +416,8 @@ pub fn run(r: &Resolved, session: &Session, out: Option<&Path>) -> Result<RunRes
             }
         }
     }
+    session.progress().items(ROUTERS_STEP, n_routers, n_routers);
+    session.progress().items_done();
     r.ctx.check_interrupt()?;
     let mut ablation = loaded
         .unfiltered_train

@@ -15,7 +15,7 @@ use rgd_core::{Embedder, Registry, TrainedRouter};
 use rgd_experiment::{CacheOptions, Resolved, Session};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 create_exception!(
     _rgd,
@@ -89,22 +89,14 @@ fn to_toml(v: serde_json::Value) -> Result<toml::Value, String> {
 }
 
 /// Progress for Python: each event goes to a Python callable `(event, text)`; a bar object
-/// (`update(label, done, total)`, `close()`) follows the long steps — model calls, and the
-/// routers trained and tested so far (counted from their stages). Ctrl-C (a pending
-/// KeyboardInterrupt) stops the run at its next step, every finished call cached.
+/// (`update(label, done, total)`, `close()`) follows the long steps (model calls, the routers
+/// trained and tested). Ctrl-C (a pending KeyboardInterrupt) stops the run at its next step,
+/// every finished call cached.
 struct PyProgress {
     callback: Option<Py<PyAny>>,
     bar: Option<Py<PyAny>>,
-    /// How many routers the pipeline trains, and how many stages of them have ended.
-    routers: usize,
-    routers_done: AtomicUsize,
     interrupted: Arc<AtomicBool>,
 }
-
-/// The stage name of a router's training and test (`rgd_experiment::run`'s).
-const ROUTER_STAGE: &str = "router ";
-/// The bar's label while routers train.
-const ROUTERS_LABEL: &str = "routers trained and tested";
 
 impl PyProgress {
     fn send(&self, event: &str, text: &str) {
@@ -139,22 +131,11 @@ impl PyProgress {
 
 impl rgd_experiment::Progress for PyProgress {
     fn start(&self, stage: &str) {
-        if stage.starts_with(ROUTER_STAGE) {
-            let done = self.routers_done.load(Ordering::SeqCst);
-            self.bar(Some((ROUTERS_LABEL, done, self.routers)));
-        }
         self.send("start", stage);
     }
     fn done(&self, stage: &str, seconds: f64, note: &str) {
         let sep = if note.is_empty() { "" } else { ": " };
         self.send("done", &format!("{stage} ({seconds:.2}s){sep}{note}"));
-        if stage.starts_with(ROUTER_STAGE) {
-            let done = self.routers_done.fetch_add(1, Ordering::SeqCst) + 1;
-            self.bar(Some((ROUTERS_LABEL, done, self.routers)));
-            if done >= self.routers {
-                self.bar(None);
-            }
-        }
     }
     fn items(&self, label: &str, done: usize, total: usize) {
         self.bar(Some((label, done, total)));
@@ -203,8 +184,6 @@ fn run(
         Arc::new(PyProgress {
             callback: progress,
             bar,
-            routers: resolved.routers.len(),
-            routers_done: AtomicUsize::new(0),
             interrupted: interrupted.clone(),
         }),
         quiet,

@@ -9,6 +9,16 @@ use std::time::Duration;
 const INTEGERS: [i64; 4] = [0, 1, 4_294_967_295, i64::MAX];
 const NUMBERS: [f64; 6] = [0.0, -1.0, 1e308, -1e308, f64::INFINITY, f64::NAN];
 
+/// A simulated world of the given `[data]` settings.
+fn simulated(registry: &rgd_core::Registry, world: &str) -> rgd_core::Dataset {
+    let spec = toml::from_str(&format!("type = \"simulated\"\n{world}")).unwrap();
+    registry
+        .build_data_source(spec, "world")
+        .unwrap()
+        .load(&Context::new("."))
+        .unwrap()
+}
+
 /// The tables that set one numeric field of a type to each extreme value, with what each is.
 fn probes(
     entry: &rgd_core::Entry,
@@ -33,14 +43,10 @@ fn probes(
 #[test]
 fn extreme_values_of_every_routers_numeric_fields_are_refused_or_handled() {
     let registry = rgd_components::registry().unwrap();
-    let ds = registry
-        .build_data_source(
-            toml::from_str("type = \"simulated\"\nsubjects = 2\ntrain_per_subject = 20\ntest_per_subject = 10\nseed = 21").unwrap(),
-            "world",
-        )
-        .unwrap()
-        .load(&Context::new("."))
-        .unwrap();
+    let ds = simulated(
+        &registry,
+        "subjects = 2\ntrain_per_subject = 20\ntest_per_subject = 10\nseed = 21",
+    );
     let mut tried = 0;
     let mut slow = Vec::new();
     for entry in registry.entries(Kind::Router) {
@@ -90,15 +96,7 @@ fn extreme_values_of_every_routers_numeric_fields_are_refused_or_handled() {
 #[test]
 fn extreme_values_of_every_labelers_numeric_fields_are_refused_or_give_labels_in_range() {
     let registry = rgd_components::registry().unwrap();
-    let ds = registry
-        .build_data_source(
-            toml::from_str("type = \"simulated\"\nsubjects = 2\ntrain_per_subject = 20\nseed = 22")
-                .unwrap(),
-            "world",
-        )
-        .unwrap()
-        .load(&Context::new("."))
-        .unwrap();
+    let ds = simulated(&registry, "subjects = 2\ntrain_per_subject = 20\nseed = 22");
     let mut tried = 0;
     for entry in registry.entries(Kind::Labeler) {
         for field in &entry.fields {
@@ -151,14 +149,10 @@ fn numeric_leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
 #[test]
 fn extreme_values_in_every_routers_artifact_are_refused_or_route() {
     let registry = rgd_components::registry().unwrap();
-    let ds = registry
-        .build_data_source(
-            toml::from_str("type = \"simulated\"\nsubjects = 2\ntrain_per_subject = 20\ntest_per_subject = 5\ndim = 8\nseed = 3").unwrap(),
-            "world",
-        )
-        .unwrap()
-        .load(&Context::new("."))
-        .unwrap();
+    let ds = simulated(
+        &registry,
+        "subjects = 2\ntrain_per_subject = 20\ntest_per_subject = 5\ndim = 8\nseed = 3",
+    );
     let t = tempfile::tempdir().unwrap();
     let path = t.path().join("artifact.json");
     const VALUES: [f64; 6] = [0.0, -1.0, 1e308, -1e308, 4_294_967_295.0, 1e20];

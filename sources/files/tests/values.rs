@@ -7,6 +7,38 @@ use rgd_files as _;
 use rgd_testkit::builtin;
 use std::path::PathBuf;
 
+/// A long-layout row: question `id` with options x/y, key `answer`, answered `choice` by `model`.
+fn long_row(id: &str, model: &str, answer: &str, choice: &str) -> String {
+    format!("{id},{model},Q {id}?,\"[\"\"x\"\", \"\"y\"\"]\",{answer},{choice},\"[1.0, 0.5]\"\n")
+}
+
+/// The header of [`long_row`]'s rows.
+const LONG_HEADER: &str = "question_id,model,question,options,answer,choice,embedding\n";
+
+/// `train` and `test` written as `train.EXT` and `test.EXT` in a new folder and read as a
+/// `responses` source with `settings`: what it read, and the context holding its warnings.
+fn read_pair(
+    ext: &str,
+    train: &str,
+    test: &str,
+    settings: &str,
+) -> (
+    rgd_core::Result<rgd_core::Dataset>,
+    Context,
+    tempfile::TempDir,
+) {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join(format!("train.{ext}")), train).unwrap();
+    std::fs::write(t.path().join(format!("test.{ext}")), test).unwrap();
+    let spec =
+        format!("type = \"responses\"\ntrain = \"train.{ext}\"\ntest = \"test.{ext}\"\n{settings}");
+    let src = builtin()
+        .build_data_source(toml::from_str(&spec).unwrap(), "test")
+        .unwrap();
+    let ctx = Context::new(t.path());
+    (src.load(&ctx), ctx, t)
+}
+
 #[test]
 fn unreadable_confidences_and_costs_are_counted_and_left_unknown() {
     let wide = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/formats/wide");
@@ -111,27 +143,25 @@ fn correctness_written_as_pandas_booleans_reads_as_0_and_1() {
 
 #[test]
 fn rows_of_one_question_that_disagree_on_it_are_an_error_naming_both_lines() {
-    let t = tempfile::tempdir().unwrap();
-    let opts = "\"[\"\"x\"\", \"\"y\"\"]\"";
-    let row = |id: &str, model: &str, answer: &str| {
-        format!("{id},{model},Q {id}?,{opts},{answer},A,\"[1.0, 0.5]\"\n")
-    };
-    let header = "question_id,model,question,options,answer,choice,embedding\n";
-    let mut train = String::from(header);
-    train.push_str(&row("q1", "a", "A"));
-    train.push_str(&row("q1", "b", "B")); // the same question, another key
-    let mut test = String::from(header);
-    test.push_str(&row("q2", "a", "A"));
-    test.push_str(&row("q2", "b", "A"));
-    std::fs::write(t.path().join("train.csv"), train).unwrap();
-    std::fs::write(t.path().join("test.csv"), test).unwrap();
-    let src = builtin()
-        .build_data_source(
-            toml::from_str("type = \"responses\"\nlayout = \"long\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nchoice = \"choice\"").unwrap(),
-            "test",
-        )
-        .unwrap();
-    let e = src.load(&Context::new(t.path())).unwrap_err().to_string();
+    let train = [
+        LONG_HEADER.to_string(),
+        long_row("q1", "a", "A", "A"),
+        long_row("q1", "b", "B", "A"), // the same question, another key
+    ]
+    .concat();
+    let test = [
+        LONG_HEADER.to_string(),
+        long_row("q2", "a", "A", "A"),
+        long_row("q2", "b", "A", "A"),
+    ]
+    .concat();
+    let (read, _, _t) = read_pair(
+        "csv",
+        &train,
+        &test,
+        "layout = \"long\"\nchoice = \"choice\"",
+    );
+    let e = read.unwrap_err().to_string();
     assert!(
         e.contains("train.csv") && e.contains("question `q1`") && e.contains("another answer"),
         "{e}"
@@ -141,34 +171,28 @@ fn rows_of_one_question_that_disagree_on_it_are_an_error_naming_both_lines() {
 
 #[test]
 fn a_test_file_listing_the_same_models_in_another_order_reads_in_the_training_order() {
-    let t = tempfile::tempdir().unwrap();
-    let opts = "\"[\"\"x\"\", \"\"y\"\"]\"";
-    let row = |id: &str, model: &str, choice: &str| {
-        format!("{id},{model},Q {id}?,{opts},A,{choice},\"[1.0, 0.5]\"\n")
-    };
-    let header = "question_id,model,question,options,answer,choice,embedding\n";
-    let mut train = String::from(header);
+    let mut train = LONG_HEADER.to_string();
     for id in ["q1", "q2"] {
-        train.push_str(&row(id, "a", "A"));
-        train.push_str(&row(id, "b", "B"));
+        train.push_str(&long_row(id, "a", "A", "A"));
+        train.push_str(&long_row(id, "b", "A", "B"));
     }
     // the test file's rows come model `b` first, and one row has an empty model cell
-    let mut test = String::from(header);
-    test.push_str(&row("q3", "b", "B"));
-    test.push_str(&row("q3", "a", "A"));
-    test.push_str(&row("q4", "b", "B"));
-    test.push_str(&row("q4", "a", "A"));
-    test.push_str(&row("q4", "", "B"));
-    std::fs::write(t.path().join("train.csv"), train).unwrap();
-    std::fs::write(t.path().join("test.csv"), test).unwrap();
-    let src = builtin()
-        .build_data_source(
-            toml::from_str("type = \"responses\"\nlayout = \"long\"\ntrain = \"train.csv\"\ntest = \"test.csv\"\nchoice = \"choice\"").unwrap(),
-            "test",
-        )
-        .unwrap();
-    let ctx = Context::new(t.path());
-    let ds = src.load(&ctx).unwrap();
+    let test = [
+        LONG_HEADER.to_string(),
+        long_row("q3", "b", "A", "B"),
+        long_row("q3", "a", "A", "A"),
+        long_row("q4", "b", "A", "B"),
+        long_row("q4", "a", "A", "A"),
+        long_row("q4", "", "A", "B"),
+    ]
+    .concat();
+    let (read, ctx, _t) = read_pair(
+        "csv",
+        &train,
+        &test,
+        "layout = \"long\"\nchoice = \"choice\"",
+    );
+    let ds = read.unwrap();
     assert_eq!(ds.models, ["a", "b"]);
     for split in [&ds.train, &ds.test] {
         for q in 0..split.questions.len() {
@@ -192,19 +216,15 @@ fn a_test_file_listing_the_same_models_in_another_order_reads_in_the_training_or
 
 #[test]
 fn a_question_with_an_empty_options_list_is_skipped_and_counted() {
-    let t = tempfile::tempdir().unwrap();
     let rows = "{\"id\":\"q1\",\"question\":\"What?\",\"options\":[],\"answer\":\"A\",\"a|choice\":\"A\",\"b|choice\":\"B\",\"embedding\":[1.0,0.0]}\n\
                 {\"id\":\"q2\",\"question\":\"Why?\",\"options\":[\"x\",\"y\"],\"answer\":\"A\",\"a|choice\":\"A\",\"b|choice\":\"B\",\"embedding\":[0.0,1.0]}\n";
-    std::fs::write(t.path().join("train.jsonl"), rows).unwrap();
-    std::fs::write(t.path().join("test.jsonl"), rows).unwrap();
-    let src = builtin()
-        .build_data_source(
-            toml::from_str("type = \"responses\"\nlayout = \"wide\"\ntrain = \"train.jsonl\"\ntest = \"test.jsonl\"\nchoice = \"{model}|choice\"").unwrap(),
-            "test",
-        )
-        .unwrap();
-    let ctx = Context::new(t.path());
-    let ds = src.load(&ctx).unwrap();
+    let (read, ctx, _t) = read_pair(
+        "jsonl",
+        rows,
+        rows,
+        "layout = \"wide\"\nchoice = \"{model}|choice\"",
+    );
+    let ds = read.unwrap();
     assert_eq!(ds.train.questions.len(), 1);
     assert_eq!(ds.train.questions[0].id, "q2");
     let warnings = ctx.warnings.lock().unwrap().join("\n");
