@@ -32,6 +32,11 @@ pub struct EmbedBenchArgs {
     /// Threads of both (default: every core).
     #[arg(long, value_parser = super::count(1, 1024))]
     pub threads: Option<usize>,
+    /// MiniLM's dense-layer arithmetic, `f32` or `int8`; with `int8` the f32 model embeds the
+    /// same texts too, and the speed-up and the cosine between the two vectors of each text
+    /// are printed.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
+    pub precision: String,
 }
 
 /// The bench's texts: a seeded sample of `n` questions of the pipeline's data, or of MMLU's.
@@ -82,22 +87,45 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
     let (what, texts) = bench_texts(a)?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let registry = rgd_components::registry()?;
-    let mut t = toml::Table::new();
-    t.insert("type".into(), a.embedder.clone().into());
-    let e = registry.build_embedder(t, "bench")?;
-    e.embed(&texts[..1])?; // load
-    let (secs, out) = time(a.repeats, || e.embed(&texts));
-    let out = out?;
+    if a.precision != "f32" && a.embedder != "minilm" {
+        anyhow::bail!("--precision is MiniLM's (`--embedder minilm`)");
+    }
+    // one timed run of the embedder at a precision: seconds (median) and the vectors
+    let run = |precision: &str| -> Result<(f64, ndarray::Array2<f32>)> {
+        let mut t = toml::Table::new();
+        t.insert("type".into(), a.embedder.clone().into());
+        if a.embedder == "minilm" {
+            t.insert("precision".into(), precision.into());
+        }
+        let e = registry.build_embedder(t, "bench")?;
+        e.embed(&texts[..1])?; // load
+        let (secs, out) = time(a.repeats, || e.embed(&texts));
+        let out = out?;
+        let label = if a.embedder == "minilm" {
+            format!("{} ({precision})", a.embedder)
+        } else {
+            a.embedder.clone()
+        };
+        println!(
+            "{label}: {} {what} (random sample, seed 7) in {secs:.3} s = {:.0} questions/s ({}-d, median of {}, {threads} threads)",
+            texts.len(),
+            texts.len() as f64 / secs,
+            out.ncols(),
+            a.repeats
+        );
+        Ok((secs, out))
+    };
+    let (secs, out) = run(&a.precision)?;
     let rgd_rate = texts.len() as f64 / secs;
-    println!(
-        "{}: {} {what} (random sample, seed 7) in {:.3} s = {:.0} questions/s ({}-d, median of {}, {threads} threads)",
-        a.embedder,
-        texts.len(),
-        secs,
-        rgd_rate,
-        out.ncols(),
-        a.repeats
-    );
+    if a.precision != "f32" {
+        let (f32_secs, reference) = run("f32")?;
+        let (min, mean) = cosines(&out, &reference);
+        println!(
+            "{} / f32: {:.2}x; cosine between their embeddings of each text: min {min:.6}, mean {mean:.6}",
+            a.precision,
+            f32_secs / secs
+        );
+    }
     if let Some(python) = &a.against {
         if a.embedder != "minilm" {
             anyhow::bail!(
@@ -131,23 +159,8 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
                 texts.len()
             );
         }
-        let cos: Vec<f64> = st
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                let r = out.row(i);
-                let dot: f64 = v
-                    .iter()
-                    .zip(r.iter())
-                    .map(|(a, b)| (*a as f64) * (*b as f64))
-                    .sum();
-                let na: f64 = v.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
-                let nb: f64 = r.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
-                dot / (na * nb)
-            })
-            .collect();
-        let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
-        let mean = cos.iter().sum::<f64>() / cos.len() as f64;
+        let st = ndarray::Array2::from_shape_fn((st.len(), out.ncols()), |(i, j)| st[i][j]);
+        let (min, mean) = cosines(&out, &st);
         let st_rate = texts.len() as f64 / st_secs;
         println!(
             "sentence-transformers {} (torch {}): the same texts in {st_secs:.3} s = {st_rate:.0} questions/s (batch 32, median of {}, {threads} threads)",
@@ -163,6 +176,24 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The least and the mean cosine between the rows of `a` and the same rows of `b`.
+#[cfg(feature = "benchmarks")]
+fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> (f64, f64) {
+    let cos: Vec<f64> = a
+        .rows()
+        .into_iter()
+        .zip(b.rows())
+        .map(|(x, y)| {
+            let dot: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64) * (*q as f64)).sum();
+            let nx = x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
+            let ny = y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (nx * ny).max(f64::MIN_POSITIVE)
+        })
+        .collect();
+    let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
+    (min, cos.iter().sum::<f64>() / cos.len().max(1) as f64)
 }
 
 /// Run a Python script with a JSON request on stdin; its JSON reply from stdout.
