@@ -17,9 +17,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
-use rten_gemm::{
-    GemmExecutor, GemmInputA, GemmInputB, GemmOptions, PackedBMatrix,
-};
+use rten_gemm::{GemmExecutor, GemmInputA, GemmInputB, GemmOptions, PackedBMatrix};
 use rten_tensor::NdTensorView;
 
 /// Settings read from the model's `config.json`.
@@ -82,6 +80,7 @@ struct Layer {
 /// A loaded BERT encoder.
 pub(crate) struct Bert {
     shape: BertShape,
+    precision: Precision,
     word: Vec<f32>,
     pos: Vec<f32>,
     type0: Vec<f32>,
@@ -228,6 +227,7 @@ impl Bert {
         }
         Ok(Bert {
             shape,
+            precision,
             word,
             pos,
             type0,
@@ -305,8 +305,7 @@ impl Bert {
         let h = self.shape.hidden_size;
         let heads = self.shape.num_attention_heads;
         let hd = h / heads;
-        let eps = self.shape.layer_norm_eps;
-        let qkv = product(&x, total, &l.qkv, |_| {})?; // [total, 3h]
+        let qkv = self.product(&x, total, &l.qkv, Then::Nothing)?; // [total, 3h]
         // attention, one text at a time (its own tokens only), every core
         let mut ctx = vec![0f32; total * h];
         let mut parts: Vec<(&mut [f32], usize, usize)> = Vec::with_capacity(offsets.len());
@@ -317,122 +316,163 @@ impl Bert {
             rest = tail;
         }
         let scale = 1.0 / (hd as f32).sqrt();
-        parts
-            .into_par_iter()
-            .try_for_each(|(out, start, len)| -> candle_core::Result<()> {
-                let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
-                // q, k, v of this text as [heads, len, hd]
-                let gather = |part: usize| {
-                    let mut m = vec![0f32; heads * len * hd];
-                    for (head, block) in m.chunks_exact_mut(len * hd).enumerate() {
-                        for (t, dst) in block.chunks_exact_mut(hd).enumerate() {
-                            let at = t * 3 * h + part * h + head * hd;
-                            dst.copy_from_slice(&rows[at..at + hd]);
-                        }
-                    }
-                    Tensor::from_vec(m, (heads, len, hd), &Device::Cpu)
-                };
-                let (q, k, v) = (gather(0)?, gather(1)?, gather(2)?);
-                let mut p = to_vec(&q.matmul(&k.t()?)?)?; // [heads, len, len]
-                p.chunks_exact_mut(len).for_each(|row| softmax(row, scale));
-                let p = Tensor::from_vec(p, (heads, len, len), &Device::Cpu)?;
-                let o = to_vec(&p.matmul(&v)?)?; // [heads, len, hd]
-                for (head, block) in o.chunks_exact(len * hd).enumerate() {
-                    for (t, src) in block.chunks_exact(hd).enumerate() {
-                        out[t * h + head * hd..t * h + (head + 1) * hd].copy_from_slice(src);
-                    }
-                }
-                Ok(())
-            })?;
-        // output projection + residual, layer norm
-        let x1 = product(&ctx, total, &l.out, |_| {})?;
-        let mut x1 = x1;
-        x1.par_chunks_mut(h)
-            .zip(x.par_chunks(h))
-            .for_each(|(r, res)| {
-                for (a, b) in r.iter_mut().zip(res) {
-                    *a += b;
-                }
-                layer_norm(r, &l.ln1, eps);
-            });
-        // feed-forward with GELU, residual, layer norm
-        let f = product(&x1, total, &l.ff1, |row| {
-            for a in row.iter_mut() {
-                *a = gelu(*a);
+        match self.precision {
+            // the fast attention sums blocks of 16 head dimensions (MiniLM's heads have 32)
+            Precision::Int8 if hd.is_multiple_of(W) => {
+                parts.into_par_iter().for_each(|(out, start, len)| {
+                    let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+                    pulp::Arch::new().dispatch(Attend {
+                        rows,
+                        out,
+                        len,
+                        h,
+                        heads,
+                        scale,
+                    })
+                })
             }
-        })?;
-        let mut y = product(&f, total, &l.ff2, |_| {})?;
-        y.par_chunks_mut(h)
-            .zip(x1.par_chunks(h))
-            .for_each(|(r, res)| {
-                for (a, b) in r.iter_mut().zip(res) {
-                    *a += b;
-                }
-                layer_norm(r, &l.ln2, eps);
-            });
+            _ => attention_exact(&qkv, parts, h, heads, scale)?,
+        }
+        // output projection + residual, layer norm
+        let x1 = self.product(&ctx, total, &l.out, Then::AddNorm(&x, &l.ln1))?;
+        // feed-forward with GELU, residual, layer norm
+        let f = self.product(&x1, total, &l.ff1, Then::Gelu)?;
+        let y = self.product(&f, total, &l.ff2, Then::AddNorm(&x1, &l.ln2))?;
         Ok(y)
     }
 }
 
-/// `x [rows, in] · w [in, out] + b`, then `then` on each output row (every core).
-fn product(
-    x: &[f32],
-    rows: usize,
-    d: &Dense,
-    then: impl Fn(&mut [f32]) + Sync,
-) -> candle_core::Result<Vec<f32>> {
-    match &d.w {
-        Weights::F32(w) => {
-            let (inp, out) = w.dims2()?;
-            let xt = Tensor::from_slice(x, (rows, inp), &Device::Cpu)?;
-            let mut y = to_vec(&xt.matmul(w)?)?;
-            y.par_chunks_mut(out).for_each(|row| {
-                for (a, b) in row.iter_mut().zip(&d.b) {
-                    *a += b;
+/// What follows a dense layer's product and bias, on each output row.
+#[derive(Clone, Copy)]
+enum Then<'a> {
+    /// Nothing.
+    Nothing,
+    /// GELU.
+    Gelu,
+    /// Add the residual rows (`[rows, out]`), then the layer norm.
+    AddNorm(&'a [f32], &'a Norm),
+}
+
+/// The rows of a dense layer's output after its product: `acc` is the f32 product (or,
+/// `int8`, the `i32` product's bits, rescaled here), then bias and [`Then`].
+struct Rows<'a> {
+    y: &'a mut [f32],
+    /// Index of `y`'s first row.
+    first: usize,
+    out: usize,
+    b: &'a [f32],
+    /// int8: the scales and column sums of the weights, and each row's `(scale, zero)`.
+    int8: Option<(&'a [f32], &'a [i32], &'a [(f32, u8)])>,
+    then: Then<'a>,
+    precision: Precision,
+    eps: f64,
+}
+
+impl pulp::WithSimd for Rows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let out = self.out;
+        for (r, row) in self.y.chunks_exact_mut(out).enumerate() {
+            let i = self.first + r;
+            match self.int8 {
+                None => {
+                    for (a, b) in row.iter_mut().zip(self.b) {
+                        *a += b;
+                    }
                 }
-                then(row);
-            });
-            Ok(y)
-        }
-        Weights::Int8 {
-            packed,
-            scale,
-            col_sum,
-            inp,
-            out,
-        } => {
-            let (inp, out) = (*inp, *out);
-            let gemm = GemmExecutor::<u8, i8, i32>::default();
-            // without VNNI the x86 int8 kernels add pairs in i16, which saturates unless
-            // the u8 side keeps to 7 bits
-            let levels = if gemm.may_saturate() { 127.0 } else { 255.0 };
-            let (xq, rows_q) = quantize_rows(x, inp, levels);
-            // the products of the codes as they are; each row's zero point is taken off below
-            // (`zero * column sum`), not by rten-gemm's `a_quant`, whose per-row zero points
-            // came out wrong past the first row tile in 0.27 (checked against a plain loop)
-            let mut acc = vec![0i32; rows * out];
-            gemm.gemm(
-                &mut acc,
-                GemmInputA::Unpacked(NdTensorView::from_data([rows, inp], &xq[..])),
-                GemmInputB::Packed(packed),
-                GemmOptions::default(),
-            )
-            .map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))?;
-            let mut y = vec![0f32; rows * out];
-            y.par_chunks_mut(out)
-                .zip(acc.par_chunks(out))
-                .zip(&rows_q)
-                .for_each(|((row, acc), &(sa, zero))| {
+                Some((scale, col_sum, rows_q)) => {
+                    let (sa, zero) = rows_q[i];
                     let zero = zero as i32;
-                    for ((((v, &a), s), b), c) in
-                        row.iter_mut().zip(acc).zip(scale).zip(&d.b).zip(col_sum)
-                    {
+                    for (((v, s), b), c) in row.iter_mut().zip(scale).zip(self.b).zip(col_sum) {
+                        let a = v.to_bits() as i32;
                         *v = (a - zero * c) as f32 * (sa * s) + b;
                     }
-                    then(row);
-                });
-            Ok(y)
+                }
+            }
+            match self.then {
+                Then::Nothing => {}
+                Then::Gelu => row.iter_mut().for_each(|a| *a = gelu(*a)),
+                Then::AddNorm(res, n) => {
+                    for (a, b) in row.iter_mut().zip(&res[i * out..(i + 1) * out]) {
+                        *a += b;
+                    }
+                    match self.precision {
+                        Precision::F32 => layer_norm(row, n, self.eps),
+                        Precision::Int8 => layer_norm_fast(row, n, self.eps),
+                    }
+                }
+            }
         }
+    }
+}
+
+impl Bert {
+    /// `x [rows, in] · w [in, out] + b`, then `then`, on every core. The elementwise loops run
+    /// in blocks of rows compiled for the widest vector instructions the CPU has (AVX-512,
+    /// AVX2 or baseline, chosen at run time by `pulp`); in the f32 path they keep their order
+    /// of operations, so its results are the baseline build's, bit for bit.
+    fn product(
+        &self,
+        x: &[f32],
+        rows: usize,
+        d: &Dense,
+        then: Then,
+    ) -> candle_core::Result<Vec<f32>> {
+        const BLOCK: usize = 32;
+        let (mut y, out, int8) = match &d.w {
+            Weights::F32(w) => {
+                let (inp, out) = w.dims2()?;
+                let xt = Tensor::from_slice(x, (rows, inp), &Device::Cpu)?;
+                (to_vec(&xt.matmul(w)?)?, out, None)
+            }
+            Weights::Int8 {
+                packed,
+                scale,
+                col_sum,
+                inp,
+                out,
+            } => {
+                let (inp, out) = (*inp, *out);
+                let gemm = GemmExecutor::<u8, i8, i32>::default();
+                // without VNNI the x86 int8 kernels add pairs in i16, which saturates unless
+                // the u8 side keeps to 7 bits
+                let levels = if gemm.may_saturate() { 127.0 } else { 255.0 };
+                let (xq, rows_q) = quantize_rows(x, inp, levels);
+                // the products of the codes as they are, written over the f32 output's
+                // memory (its bits are rescaled in place); each row's zero point is taken off
+                // then (`zero * column sum`), not by rten-gemm's `a_quant`, whose per-row zero
+                // points came out wrong past the first row tile in 0.27 (checked against a
+                // plain loop)
+                let mut y = vec![0f32; rows * out];
+                gemm.gemm(
+                    bytemuck::cast_slice_mut::<f32, i32>(&mut y),
+                    GemmInputA::Unpacked(NdTensorView::from_data([rows, inp], &xq[..])),
+                    GemmInputB::Packed(packed),
+                    GemmOptions::default(),
+                )
+                .map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))?;
+                (y, out, Some((&scale[..], &col_sum[..], rows_q)))
+            }
+        };
+        let int8 = int8.as_ref().map(|(s, c, q)| (*s, *c, &q[..]));
+        let arch = pulp::Arch::new();
+        y.par_chunks_mut(out * BLOCK)
+            .enumerate()
+            .for_each(|(k, block)| {
+                arch.dispatch(Rows {
+                    y: block,
+                    first: k * BLOCK,
+                    out,
+                    b: &d.b,
+                    int8,
+                    then,
+                    precision: self.precision,
+                    eps: self.shape.layer_norm_eps,
+                })
+            });
+        Ok(y)
     }
 }
 
@@ -445,20 +485,276 @@ fn quantize_rows(x: &[f32], n: usize, levels: f32) -> (Vec<u8>, Vec<(f32, u8)>) 
     q.par_chunks_mut(n)
         .zip(x.par_chunks(n))
         .zip(params.par_iter_mut())
-        .for_each(|((q, row), p)| {
-            let (lo, hi) = row
-                .iter()
-                .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-            let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
-            let inv = 1.0 / scale;
-            let zero = (-lo * inv).round().clamp(0.0, levels);
-            for (c, &v) in q.iter_mut().zip(row) {
-                // `+ 0.5` then truncation rounds (the value is clamped non-negative first)
-                *c = (v * inv + zero + 0.5).clamp(0.0, levels) as u8;
-            }
-            *p = (scale, zero as u8);
-        });
+        .for_each(|((q, row), p)| pulp::Arch::new().dispatch(Quantize { row, q, p, levels }));
     (q, params)
+}
+
+/// [`quantize_row`] as a `pulp` operation.
+struct Quantize<'a> {
+    row: &'a [f32],
+    q: &'a mut [u8],
+    p: &'a mut (f32, u8),
+    levels: f32,
+}
+
+impl pulp::WithSimd for Quantize<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        quantize_row(self.row, self.q, self.p, self.levels)
+    }
+}
+
+/// One row of [`quantize_rows`].
+#[inline(always)]
+fn quantize_row(row: &[f32], q: &mut [u8], p: &mut (f32, u8), levels: f32) {
+    let (lo, hi) = (
+        lanes(row, 0.0, |v| v, f32::min),
+        lanes(row, 0.0, |v| v, f32::max),
+    );
+    let scale = if hi > lo { (hi - lo) / levels } else { 1.0 };
+    let inv = 1.0 / scale;
+    let zero = (-lo * inv).round().clamp(0.0, levels);
+    for (c, &v) in q.iter_mut().zip(row) {
+        // `+ 0.5` then truncation rounds (the value is clamped non-negative first)
+        *c = (v * inv + zero + 0.5).clamp(0.0, levels) as u8;
+    }
+    *p = (scale, zero as u8);
+}
+
+/// Attention of each text (`parts`: its output rows, first token, length) on its own tokens,
+/// through candle's batched matrix products: BERT's arithmetic, as candle computes it.
+fn attention_exact(
+    qkv: &[f32],
+    parts: Vec<(&mut [f32], usize, usize)>,
+    h: usize,
+    heads: usize,
+    scale: f32,
+) -> candle_core::Result<()> {
+    let hd = h / heads;
+    parts
+        .into_par_iter()
+        .try_for_each(|(out, start, len)| -> candle_core::Result<()> {
+            let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+            // q, k, v of this text as [heads, len, hd]
+            let gather = |part: usize| {
+                let mut m = vec![0f32; heads * len * hd];
+                for (head, block) in m.chunks_exact_mut(len * hd).enumerate() {
+                    for (t, dst) in block.chunks_exact_mut(hd).enumerate() {
+                        let at = t * 3 * h + part * h + head * hd;
+                        dst.copy_from_slice(&rows[at..at + hd]);
+                    }
+                }
+                Tensor::from_vec(m, (heads, len, hd), &Device::Cpu)
+            };
+            let (q, k, v) = (gather(0)?, gather(1)?, gather(2)?);
+            let mut p = to_vec(&q.matmul(&k.t()?)?)?; // [heads, len, len]
+            p.chunks_exact_mut(len).for_each(|row| softmax(row, scale));
+            let p = Tensor::from_vec(p, (heads, len, len), &Device::Cpu)?;
+            let o = to_vec(&p.matmul(&v)?)?; // [heads, len, hd]
+            for (head, block) in o.chunks_exact(len * hd).enumerate() {
+                for (t, src) in block.chunks_exact(hd).enumerate() {
+                    out[t * h + head * hd..t * h + (head + 1) * hd].copy_from_slice(src);
+                }
+            }
+            Ok(())
+        })
+}
+
+/// Attention of one text in f32, for the int8 path: `rows` its `[len, 3h]` query-key-value
+/// rows, `out` its `[len, h]` context rows. The same sums as [`attention_exact`] in another
+/// order (over the other index, so each loop is a vector update) and the exponential of
+/// [`exp_fast`]: faster, equal to float rounding.
+#[inline(always)]
+fn attention_fast(rows: &[f32], out: &mut [f32], len: usize, h: usize, heads: usize, scale: f32) {
+    let hd = h / heads;
+    let lp = len.div_ceil(W) * W; // keys padded with zeros to whole blocks
+    let mut kt = vec![0f32; hd * lp];
+    let mut p = vec![0f32; 8 * lp];
+    for head in 0..heads {
+        // this head's keys, transposed: `kt[d * lp + j]`
+        for j in 0..len {
+            let k = &rows[j * 3 * h + h + head * hd..][..hd];
+            for (d, &v) in k.iter().enumerate() {
+                kt[d * lp + j] = v;
+            }
+        }
+        let a = Head {
+            rows,
+            kt: &kt,
+            len,
+            lp,
+            h,
+            hd,
+            head,
+            scale,
+        };
+        // queries 8, then 4, then 1 at a time: independent sums for the vector units
+        let mut i = 0;
+        while i < len {
+            match len - i {
+                8.. => a.queries::<8>(i, &mut p, out),
+                4.. => a.queries::<4>(i, &mut p, out),
+                _ => a.queries::<1>(i, &mut p, out),
+            }
+            i += match len - i {
+                8.. => 8,
+                4.. => 4,
+                _ => 1,
+            };
+        }
+    }
+}
+
+/// Lanes of the blocks [`attention_fast`] sums over (one AVX-512 vector of f32).
+const W: usize = 16;
+
+/// One head of one text in [`attention_fast`].
+struct Head<'a> {
+    rows: &'a [f32],
+    kt: &'a [f32],
+    len: usize,
+    lp: usize,
+    h: usize,
+    hd: usize,
+    head: usize,
+    scale: f32,
+}
+
+impl Head<'_> {
+    /// The context rows of queries `i0..i0 + R` (written to `out`), `p` scratch for their scores.
+    #[inline(always)]
+    fn queries<const R: usize>(&self, i0: usize, p: &mut [f32], out: &mut [f32]) {
+        let Head {
+            rows,
+            kt,
+            len,
+            lp,
+            h,
+            hd,
+            head,
+            scale,
+        } = *self;
+        for jb in 0..lp / W {
+            let mut acc = [[0f32; W]; R];
+            for d in 0..hd {
+                let k: &[f32; W] = kt[d * lp + jb * W..][..W].try_into().unwrap_or(&[0.0; W]);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let q = rows[(i0 + r) * 3 * h + head * hd + d];
+                    for (a, &kv) in acc.iter_mut().zip(k) {
+                        *a = q.mul_add(kv, *a);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                p[r * lp + jb * W..][..W].copy_from_slice(acc);
+            }
+        }
+        for r in 0..R {
+            softmax_fast(&mut p[r * lp..r * lp + len], scale);
+        }
+        for c in (0..hd).step_by(W) {
+            let mut acc = [[0f32; W]; R];
+            for j in 0..len {
+                let at = j * 3 * h + 2 * h + head * hd + c;
+                let v: &[f32; W] = rows[at..at + W].try_into().unwrap_or(&[0.0; W]);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let pj = p[r * lp + j];
+                    for (a, &vv) in acc.iter_mut().zip(v) {
+                        *a = pj.mul_add(vv, *a);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                out[(i0 + r) * h + head * hd + c..][..W].copy_from_slice(acc);
+            }
+        }
+    }
+}
+
+/// [`attention_fast`] as a `pulp` operation: compiled for the CPU's widest vectors.
+struct Attend<'a> {
+    rows: &'a [f32],
+    out: &'a mut [f32],
+    len: usize,
+    h: usize,
+    heads: usize,
+    scale: f32,
+}
+
+impl pulp::WithSimd for Attend<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        attention_fast(
+            self.rows, self.out, self.len, self.h, self.heads, self.scale,
+        )
+    }
+}
+
+/// `row * scale`, then softmax, in place; the max and the sum over 16 lanes (so they
+/// vectorize).
+#[inline(always)]
+fn softmax_fast(row: &mut [f32], scale: f32) {
+    let max = lanes(row, f32::NEG_INFINITY, |v| v, f32::max) * scale;
+    row.iter_mut().for_each(|v| *v = exp_fast(*v * scale - max));
+    let inv = 1.0 / lane_sum(row, |v| v);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `v`'s values through `map`, reduced by the associative `f` over 16 independent lanes, then
+/// across the lanes: an order that vectorizes.
+#[inline(always)]
+fn lanes(v: &[f32], init: f32, map: impl Fn(f32) -> f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = f(*a, map(x));
+        }
+    }
+    let mut out = rest.iter().fold(init, |a, &x| f(a, map(x)));
+    for a in acc {
+        out = f(out, a);
+    }
+    out
+}
+
+/// The sum of `v`'s values through `map`, over [`lanes`].
+#[inline(always)]
+fn lane_sum(v: &[f32], map: impl Fn(f32) -> f32) -> f32 {
+    lanes(v, 0.0, map, |a, b| a + b)
+}
+
+/// `e^x` for `x <= 0` (softmax's exponents): `2^n * e^r`, `r` in `[-ln2/2, ln2/2]`, `e^r` by
+/// its Taylor polynomial to `r^6` (relative error under 2e-7); written here because `f32::exp`
+/// is a libm call per element, which does not vectorize.
+#[inline(always)]
+fn exp_fast(x: f32) -> f32 {
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    // ln 2 in two parts (Cody and Waite), so that `r` keeps its low bits
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = 1.0
+        + r * (1.0
+            + r * (1.0 / 2.0
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+}
+
+/// Layer norm in f32 with [`lanes`]' sums, for the int8 path.
+#[inline(always)]
+fn layer_norm_fast(row: &mut [f32], n: &Norm, eps: f64) {
+    let len = row.len() as f32;
+    let mean = lane_sum(row, |v| v) / len;
+    let var = lane_sum(row, |v| (v - mean) * (v - mean)) / len;
+    let inv = 1.0 / (var + eps as f32).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(&n.g).zip(&n.b) {
+        *v = (*v - mean) * inv * g + b;
+    }
 }
 
 /// The values of a contiguous f32 tensor.
@@ -478,6 +774,7 @@ fn softmax(row: &mut [f32], scale: f32) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
+#[inline(always)]
 fn layer_norm(row: &mut [f32], n: &Norm, eps: f64) {
     let len = row.len() as f64;
     let mean = row.iter().map(|&v| v as f64).sum::<f64>() / len;
@@ -492,6 +789,7 @@ fn layer_norm(row: &mut [f32], n: &Norm, eps: f64) {
 /// (`1 - (1 + a1 x + ... + a6 x^6)^-16`; 3.4e-6 from the exact `erf` in f32, GELU within
 /// 6.3e-7 on [0, 12]): a polynomial and a division, which vectorize, where `libm::erff`
 /// was an eighth of the embedding time.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     const A: [f32; 6] = [
         0.070_523_08,
@@ -508,4 +806,34 @@ fn gelu(x: f32) -> f32 {
     let p8 = p4 * p4;
     let erf = (1.0 - 1.0 / (p8 * p8)).copysign(x);
     0.5 * x * (1.0 + erf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_fast_is_exp() {
+        for i in 0..8700 {
+            let x = -(i as f32) * 0.01;
+            let (a, b) = (exp_fast(x), x.exp());
+            assert!((a - b).abs() <= 3e-7 * b + 1e-38, "{x}: {a} {b}");
+        }
+    }
+
+    #[test]
+    fn fast_attention_is_attention() {
+        // 13 queries: blocks of 8, 4 and 1; heads of 32
+        let (len, h, heads) = (13usize, 64usize, 2usize);
+        let rows: Vec<f32> = (0..len * 3 * h)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let mut fast = vec![0f32; len * h];
+        attention_fast(&rows, &mut fast, len, h, heads, 0.5);
+        let mut exact = vec![0f32; len * h];
+        attention_exact(&rows, vec![(&mut exact[..], 0, len)], h, heads, 0.5).unwrap();
+        for (a, b) in fast.iter().zip(&exact) {
+            assert!((a - b).abs() < 1e-5, "{a} {b}");
+        }
+    }
 }

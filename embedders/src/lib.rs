@@ -142,10 +142,11 @@ impl MiniLmEmbedder {
                         Precision::F32 => bert::Precision::F32,
                         Precision::Int8 => bert::Precision::Int8,
                     };
-                    let model = Bert::load(bytes, shape, precision).map_err(|e| EmbedError::Load {
-                        what: weights.display().to_string(),
-                        detail: e.to_string(),
-                    })?;
+                    let model =
+                        Bert::load(bytes, shape, precision).map_err(|e| EmbedError::Load {
+                            what: weights.display().to_string(),
+                            detail: e.to_string(),
+                        })?;
                     let max_tokens = self.cfg.max_tokens.min(model.max_tokens());
                     Ok(MiniLmModel {
                         model,
