@@ -517,8 +517,10 @@ fn quantize_row(row: &[f32], q: &mut [u8], p: &mut (f32, u8), levels: f32) {
     let inv = 1.0 / scale;
     let zero = (-lo * inv).round().clamp(0.0, levels);
     for (c, &v) in q.iter_mut().zip(row) {
-        // `+ 0.5` then truncation rounds (the value is clamped non-negative first)
-        *c = (v * inv + zero + 0.5).clamp(0.0, levels) as u8;
+        // rounded to the nearest code by adding 2^23, whose float has no fraction bits left:
+        // the code is the low byte (a bit trick because `as` casts from f32 do not vectorize)
+        let t = (v * inv + zero).clamp(0.0, levels) + 8_388_608.0;
+        *c = t.to_bits() as u8;
     }
     *p = (scale, zero as u8);
 }
@@ -742,7 +744,9 @@ fn exp_fast(x: f32) -> f32 {
         + r * (1.0
             + r * (1.0 / 2.0
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    f32::from_bits(((n as i32 + 127) as u32) << 23) * p
+    // 2^n from the bits of 2^23 + 127 + n, whose low bits are the biased exponent (`n as i32`
+    // would not vectorize)
+    f32::from_bits((n + 8_388_735.0).to_bits() << 23) * p
 }
 
 /// Layer norm in f32 with [`lanes`]' sums, for the int8 path.
