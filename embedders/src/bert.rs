@@ -274,8 +274,9 @@ impl Bert {
                 }
                 layer_norm(row, &self.ln, self.shape.layer_norm_eps);
             });
+        let mut pool = Pool::default();
         for layer in &self.layers {
-            x = self.layer(layer, x, total, &offsets)?;
+            x = self.layer(layer, x, total, &offsets, &mut pool)?;
         }
         // mean pooling over each text's tokens, L2 normalization
         Ok(offsets
@@ -301,13 +302,14 @@ impl Bert {
         x: Vec<f32>,
         total: usize,
         offsets: &[usize],
+        pool: &mut Pool,
     ) -> candle_core::Result<Vec<f32>> {
         let h = self.shape.hidden_size;
         let heads = self.shape.num_attention_heads;
         let hd = h / heads;
-        let qkv = self.product(&x, total, &l.qkv, Then::Nothing)?; // [total, 3h]
+        let qkv = self.product(&x, total, &l.qkv, Then::Nothing, pool)?; // [total, 3h]
         // attention, one text at a time (its own tokens only), every core
-        let mut ctx = vec![0f32; total * h];
+        let mut ctx = pool.take(total * h); // every value is written below
         let mut parts: Vec<(&mut [f32], usize, usize)> = Vec::with_capacity(offsets.len());
         let mut rest: &mut [f32] = &mut ctx;
         for w in offsets.windows(2) {
@@ -334,11 +336,40 @@ impl Bert {
             _ => attention_exact(&qkv, parts, h, heads, scale)?,
         }
         // output projection + residual, layer norm
-        let x1 = self.product(&ctx, total, &l.out, Then::AddNorm(&x, &l.ln1))?;
+        let x1 = self.product(&ctx, total, &l.out, Then::AddNorm(&x, &l.ln1), pool)?;
         // feed-forward with GELU, residual, layer norm
-        let f = self.product(&x1, total, &l.ff1, Then::Gelu)?;
-        let y = self.product(&f, total, &l.ff2, Then::AddNorm(&x1, &l.ln2))?;
+        let f = self.product(&x1, total, &l.ff1, Then::Gelu, pool)?;
+        let y = self.product(&f, total, &l.ff2, Then::AddNorm(&x1, &l.ln2), pool)?;
+        for done in [x, qkv, ctx, x1, f] {
+            pool.give(done);
+        }
         Ok(y)
+    }
+}
+
+/// The buffers a forward pass is done with, for its next layers: fresh allocations of these
+/// sizes cost page faults and zeroing (a tenth of the int8 pass's time).
+#[derive(Default)]
+struct Pool(Vec<Vec<f32>>);
+
+impl Pool {
+    /// A buffer of `n` values, whatever they are (the caller writes every one).
+    fn take(&mut self, n: usize) -> Vec<f32> {
+        let mut v = match self.0.iter().position(|v| v.capacity() >= n) {
+            Some(i) => self.0.swap_remove(i),
+            None => Vec::with_capacity(n),
+        };
+        if v.len() >= n {
+            v.truncate(n);
+        } else {
+            v.resize(n, 0.0);
+        }
+        v
+    }
+
+    /// Keep `v` for a later [`Pool::take`].
+    fn give(&mut self, v: Vec<f32>) {
+        self.0.push(v);
     }
 }
 
@@ -419,6 +450,7 @@ impl Bert {
         rows: usize,
         d: &Dense,
         then: Then,
+        pool: &mut Pool,
     ) -> candle_core::Result<Vec<f32>> {
         const BLOCK: usize = 32;
         let (mut y, out, int8) = match &d.w {
@@ -445,7 +477,7 @@ impl Bert {
                 // then (`zero * column sum`), not by rten-gemm's `a_quant`, whose per-row zero
                 // points came out wrong past the first row tile in 0.27 (checked against a
                 // plain loop)
-                let mut y = vec![0f32; rows * out];
+                let mut y = pool.take(rows * out); // overwritten by the product
                 gemm.gemm(
                     bytemuck::cast_slice_mut::<f32, i32>(&mut y),
                     GemmInputA::Unpacked(NdTensorView::from_data([rows, inp], &xq[..])),
@@ -656,13 +688,14 @@ impl Head<'_> {
         for r in 0..R {
             softmax_fast(&mut p[r * lp..r * lp + len], scale);
         }
+        let scores: [&[f32]; R] = std::array::from_fn(|r| &p[r * lp..r * lp + len]);
         for c in (0..hd).step_by(W) {
             let mut acc = [[0f32; W]; R];
             for j in 0..len {
                 let at = j * 3 * h + 2 * h + head * hd + c;
                 let v: &[f32; W] = rows[at..at + W].try_into().unwrap_or(&[0.0; W]);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let pj = p[r * lp + j];
+                for (acc, s) in acc.iter_mut().zip(&scores) {
+                    let pj = s[j];
                     for (a, &vv) in acc.iter_mut().zip(v) {
                         *a = pj.mul_add(vv, *a);
                     }

@@ -45,8 +45,9 @@ fn run(e: impl std::fmt::Display) -> EmbedError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MiniLm {
-    /// Texts per forward pass (packed without padding; each pass uses every core).
-    pub batch_size: usize,
+    /// Texts per forward pass (packed without padding; each pass uses every core); default
+    /// 32 for `f32` and 64 for `int8` (the fastest of 16-128 on MMLU-Pro questions, 2 cores).
+    pub batch_size: Option<usize>,
     /// Tokens kept per text (longer texts are truncated).
     pub max_tokens: usize,
     /// Arithmetic of the dense layers: `f32` (the model as published) or `int8` (weights
@@ -69,7 +70,7 @@ pub enum Precision {
 impl Default for MiniLm {
     fn default() -> Self {
         MiniLm {
-            batch_size: 32,
+            batch_size: None,
             max_tokens: 256,
             precision: Precision::F32,
         }
@@ -186,7 +187,11 @@ impl Embedder for MiniLmEmbedder {
         order.sort_by_key(|&i| texts[i].len());
         let mut out = Array2::zeros((texts.len(), 384));
         // one batch at a time: each forward pass runs on every core
-        for chunk in order.chunks(self.cfg.batch_size.max(1)) {
+        let batch = self.cfg.batch_size.unwrap_or(match self.cfg.precision {
+            Precision::F32 => 32,
+            Precision::Int8 => 64,
+        });
+        for chunk in order.chunks(batch.max(1)) {
             let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
             for (&i, r) in chunk.iter().zip(self.embed_batch(m, &batch)?) {
                 out.row_mut(i).assign(&ndarray::ArrayView1::from(&r[..]));

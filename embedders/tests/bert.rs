@@ -54,8 +54,9 @@ fn matches_candle_bert_on_mmlu_questions_short_and_truncated_texts() {
     texts.push(String::new());
     texts.push("the mitochondria ".repeat(200)); // past 256 tokens: truncated
     let e = rgd_embedders::MiniLm {
-        batch_size: 7, // batches of mixed lengths
+        batch_size: Some(7), // batches of mixed lengths
         max_tokens: 256,
+        ..Default::default()
     }
     .open();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -68,4 +69,44 @@ fn matches_candle_bert_on_mmlu_questions_short_and_truncated_texts() {
         assert!(cos >= 0.9999, "text {i} ({:?}): cosine {cos}", &texts[i]);
     }
     eprintln!("lowest cosine over {} texts: {worst}", texts.len());
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
+fn int8_is_close_to_f32_on_mmlu_questions_short_and_truncated_texts() {
+    let (mut all, _) = rgd_benchmarks::load_all("mmlu").unwrap();
+    all.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(12));
+    let mut texts: Vec<String> = all.iter().take(200).map(|q| q.text.clone()).collect();
+    texts.push("a".into());
+    texts.push(String::new());
+    texts.push("the mitochondria ".repeat(200));
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let open = |precision| {
+        rgd_embedders::MiniLm {
+            precision,
+            ..Default::default()
+        }
+        .open()
+    };
+    let f32 = open(rgd_embedders::Precision::F32).embed(&refs).unwrap();
+    let int8 = open(rgd_embedders::Precision::Int8).embed(&refs).unwrap();
+    let cos: Vec<f32> = (0..texts.len())
+        .map(|i| f32.row(i).dot(&int8.row(i)))
+        .collect();
+    let worst = cos.iter().copied().fold(f32::INFINITY, f32::min);
+    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+    eprintln!("int8 against f32 over {} texts: lowest cosine {worst}, mean {mean}", texts.len());
+    assert!(worst >= 0.99, "lowest cosine {worst}");
+    assert!(mean >= 0.998, "mean cosine {mean}");
+    // and not the same vectors: the int8 path did run
+    assert!(cos.iter().any(|&c| c < 0.99999), "int8 equals f32");
+    // the identities differ, so caches keep them apart
+    let (a, b) = (
+        open(rgd_embedders::Precision::F32).identity(),
+        open(rgd_embedders::Precision::Int8).identity(),
+    );
+    assert_ne!(a, b);
 }
