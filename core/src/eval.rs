@@ -32,6 +32,9 @@ pub struct RouterEval {
     pub top1_correct: Vec<bool>,
     /// Per question: was the top-3 vote correct.
     pub top3_correct: Vec<bool>,
+    /// Per question: the model ranked first (its index in the pool). Not written out.
+    #[serde(skip)]
+    pub top1_model: Vec<usize>,
 }
 
 /// The plurality letter of `ballots` (`(letter, tie key)`, in rank order); when several
@@ -102,11 +105,13 @@ pub fn evaluate(
     let mut t1 = vec![false; n];
     let mut t3 = vec![false; n];
     let mut first = vec![0usize; models.len()];
+    let mut picks = Vec::with_capacity(n);
     for q in 0..n {
         let row = scores.row(q);
         let ranked = rank(row.as_slice().unwrap_or(&row.to_vec()));
         let gold = test.questions[q].answer;
         first[ranked[0]] += 1;
+        picks.push(ranked[0]);
         t1[q] = test.responses.is_correct(q, ranked[0], gold);
         t3[q] = gold.is_some() && vote(test, q, &ranked, 3, train_stats) == gold;
     }
@@ -130,6 +135,7 @@ pub fn evaluate(
             .collect(),
         top1_correct: t1,
         top3_correct: t3,
+        top1_model: picks,
     }
 }
 

@@ -392,11 +392,20 @@ struct Rows<'a> {
     first: usize,
     out: usize,
     b: &'a [f32],
-    /// int8: the scales and column sums of the weights, and each row's `(scale, zero)`.
-    int8: Option<(&'a [f32], &'a [i32], &'a [(f32, u8)])>,
+    /// int8: how to rescale the `i32` products.
+    int8: Option<Rescale<'a>>,
     then: Then<'a>,
     precision: Precision,
     eps: f64,
+}
+
+/// What turns an int8 product back into f32: the weights' column scales and column sums, and
+/// each activation row's `(scale, zero point)`.
+#[derive(Clone, Copy)]
+struct Rescale<'a> {
+    scale: &'a [f32],
+    col_sum: &'a [i32],
+    rows: &'a [(f32, u8)],
 }
 
 impl pulp::WithSimd for Rows<'_> {
@@ -413,7 +422,11 @@ impl pulp::WithSimd for Rows<'_> {
                         *a += b;
                     }
                 }
-                Some((scale, col_sum, rows_q)) => {
+                Some(Rescale {
+                    scale,
+                    col_sum,
+                    rows: rows_q,
+                }) => {
                     let (sa, zero) = rows_q[i];
                     let zero = zero as i32;
                     for (((v, s), b), c) in row.iter_mut().zip(scale).zip(self.b).zip(col_sum) {
@@ -488,7 +501,11 @@ impl Bert {
                 (y, out, Some((&scale[..], &col_sum[..], rows_q)))
             }
         };
-        let int8 = int8.as_ref().map(|(s, c, q)| (*s, *c, &q[..]));
+        let int8 = int8.as_ref().map(|(scale, col_sum, rows)| Rescale {
+            scale,
+            col_sum,
+            rows,
+        });
         let arch = pulp::Arch::new();
         y.par_chunks_mut(out * BLOCK)
             .enumerate()

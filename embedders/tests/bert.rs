@@ -98,7 +98,10 @@ fn int8_is_close_to_f32_on_mmlu_questions_short_and_truncated_texts() {
         .collect();
     let worst = cos.iter().copied().fold(f32::INFINITY, f32::min);
     let mean = cos.iter().sum::<f32>() / cos.len() as f32;
-    eprintln!("int8 against f32 over {} texts: lowest cosine {worst}, mean {mean}", texts.len());
+    eprintln!(
+        "int8 against f32 over {} texts: lowest cosine {worst}, mean {mean}",
+        texts.len()
+    );
     assert!(worst >= 0.99, "lowest cosine {worst}");
     assert!(mean >= 0.998, "mean cosine {mean}");
     // and not the same vectors: the int8 path did run

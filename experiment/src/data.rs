@@ -328,7 +328,7 @@ fn generate(
 
 /// Embed the questions of a split that a data source gave without embeddings (a split whose
 /// embedding matrix has no column), in batches through the call cache.
-fn embed_missing(
+pub(crate) fn embed_missing(
     split: &mut rgd_core::Split,
     emb: &dyn rgd_core::Embedder,
     ctx: &Context,

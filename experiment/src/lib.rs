@@ -14,6 +14,7 @@
 //! ```
 
 pub mod ablation;
+pub mod agreement;
 pub mod artifact;
 pub mod cost;
 pub mod costs;

@@ -37,6 +37,11 @@ pub struct EmbedBenchArgs {
     /// are printed.
     #[arg(long, default_value = "f32", value_parser = ["f32", "int8"])]
     pub precision: String,
+    /// With `--pipeline` and `--precision int8`: embed every question of the pipeline's data
+    /// (both splits) with f32 and with int8 MiniLM, train and test each of its routers on both,
+    /// and print per router the two test accuracies and the share of identical top-1 picks.
+    #[arg(long)]
+    pub routing: bool,
 }
 
 /// The bench's texts: a seeded sample of `n` questions of the pipeline's data, or of MMLU's.
@@ -84,6 +89,9 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global();
+    if a.routing {
+        return routing_agreement(a);
+    }
     let (what, texts) = bench_texts(a)?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let registry = rgd_components::registry()?;
@@ -178,6 +186,62 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--routing`: f32 against int8 MiniLM on every question and router of a pipeline.
+#[cfg(feature = "benchmarks")]
+fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
+    let (Some(path), "int8") = (&a.pipeline, a.precision.as_str()) else {
+        anyhow::bail!(
+            "--routing compares f32 with int8 on a pipeline's data: give --pipeline and --precision int8"
+        );
+    };
+    if a.embedder != "minilm" {
+        anyhow::bail!("--routing compares MiniLM's precisions (`--embedder minilm`)");
+    }
+    let registry = rgd_components::registry()?;
+    let r = rgd_experiment::Resolved::from_file(&registry, path, true)?;
+    let session = rgd_experiment::Session::new(
+        rgd_experiment::CacheOptions::default(),
+        std::sync::Arc::new(rgd_experiment::Silent),
+        true,
+    );
+    let open = |precision: &str| {
+        let mut t = toml::Table::new();
+        t.insert("type".into(), "minilm".into());
+        t.insert("precision".into(), precision.into());
+        registry.build_embedder(t, "bench")
+    };
+    let (f32_e, int8_e) = (open("f32")?, open("int8")?);
+    let out = rgd_experiment::agreement::compare_embedders(&r, &session, &*f32_e, &*int8_e)?;
+    println!(
+        "{}: {} questions embedded by f32 MiniLM in {:.1} s and by int8 in {:.1} s ({:.2}x); cosine between the two embeddings of each question: min {:.6}, mean {:.6}",
+        path.display(),
+        out.questions,
+        out.seconds[0],
+        out.seconds[1],
+        out.seconds[0] / out.seconds[1].max(f64::MIN_POSITIVE),
+        out.cosine_min,
+        out.cosine_mean
+    );
+    println!(
+        "{:<18} {:>9} {:>9} {:>8} {:>10}",
+        "router", "top-1 f32", "int8", "diff", "same pick"
+    );
+    for x in &out.routers {
+        println!(
+            "{:<18} {:>8.2}% {:>8.2}% {:>+7.2} {:>9.1}%",
+            x.name,
+            100.0 * x.top1_a,
+            100.0 * x.top1_b,
+            100.0 * (x.top1_b - x.top1_a),
+            100.0 * x.same_pick
+        );
+    }
+    for (name, e) in &out.failed {
+        println!("{name}: failed: {e}");
+    }
+    Ok(())
+}
+
 /// The least and the mean cosine between the rows of `a` and the same rows of `b`.
 #[cfg(feature = "benchmarks")]
 fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> (f64, f64) {
@@ -186,7 +250,11 @@ fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> (f64, f64) {
         .into_iter()
         .zip(b.rows())
         .map(|(x, y)| {
-            let dot: f64 = x.iter().zip(&y).map(|(p, q)| (*p as f64) * (*q as f64)).sum();
+            let dot: f64 = x
+                .iter()
+                .zip(&y)
+                .map(|(p, q)| (*p as f64) * (*q as f64))
+                .sum();
             let nx = x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
             let ny = y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
             dot / (nx * ny).max(f64::MIN_POSITIVE)

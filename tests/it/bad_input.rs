@@ -318,6 +318,21 @@ fn bad_ablation_plugin_and_recording_keys_are_named() {
         e.contains("[sources.other]") && e.contains("`filters` names `nope`"),
         "{e}"
     );
+    // an embedder precision that does not exist
+    let p = t.path().join("e.toml");
+    std::fs::write(
+        &p,
+        format!("{world}\n[embedder]\ntype = \"minilm\"\nprecision = \"int4\"\n"),
+    )
+    .unwrap();
+    let e = run_err(t.path(), &p);
+    assert!(
+        e.contains("embedder")
+            && e.contains("precision")
+            && e.contains("int4")
+            && e.contains("int8"),
+        "{e}"
+    );
     // a plugin library that does not exist
     let p = t.path().join("b.toml");
     std::fs::write(&p, format!("plugins = [\"nowhere/librouter.so\"]\n{world}")).unwrap();

@@ -241,7 +241,7 @@ fn extreme_values_of_every_bench_flag_are_refused_before_anything_runs() {
         (
             "embed",
             &["batch", "repeats", "threads"],
-            &["embedder", "pipeline", "against", "plugin"],
+            &["embedder", "pipeline", "against", "precision", "plugin"],
         ),
         ("cache", &[], &["plugin"]),
         ("cost", &["points", "repeats"], &["plugin"]),

@@ -3,7 +3,8 @@
 //! stub backends answer at once (or after a fixed "model time"), so what is measured is the
 //! server's own work. Each client sends chat requests back to back for `--secs` seconds.
 //!
-//! `cargo bench -p rgd-serve [-- --secs S]` (needs the MiniLM asset: `rgd assets fetch minilm`).
+//! `cargo bench -p rgd-serve [-- --secs S] [--precision int8]` (needs the MiniLM asset:
+//! `rgd assets fetch minilm`).
 //! Prints, per scenario: requests/s, the server's routing time (embedding + routing, the
 //! `x-rgd-routing-ms` header) p50/p99, and the client-observed latency minus the stub's
 //! model time p50/p99.
@@ -55,7 +56,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
-fn scenario(delay_ms: u64, think_ms: u64, clients: usize, secs: f64, top3: bool) {
+fn scenario(delay_ms: u64, think_ms: u64, clients: usize, secs: f64, top3: bool, precision: &str) {
     let world = rgd_sim::Simulated {
         subjects: 8,
         train_per_subject: 100,
@@ -70,8 +71,11 @@ fn scenario(delay_ms: u64, think_ms: u64, clients: usize, secs: f64, top3: bool)
         .train(&world.train, &world.models, &ctx)
         .expect("CASCAL trains");
     let registry = Registry::builtin().expect("registry");
+    let mut spec = toml::Table::new();
+    spec.insert("type".into(), "minilm".into());
+    spec.insert("precision".into(), precision.into());
     let embedder = registry
-        .build_embedder(toml::toml! { type = "minilm" }, "bench")
+        .build_embedder(spec, "bench")
         .expect("MiniLM (run `rgd assets fetch minilm`)");
     embedder.embed(&["warm up"]).expect("MiniLM embeds");
     let members: Vec<(String, Arc<dyn LlmBackend>)> = world
@@ -182,13 +186,18 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(10.0);
-    println!("rgd serve: MiniLM + CASCAL (8 simulated models), stub backends");
+    let precision = std::env::args()
+        .skip_while(|a| a != "--precision")
+        .nth(1)
+        .unwrap_or_else(|| "f32".into());
+    println!("rgd serve: MiniLM ({precision}) + CASCAL (8 simulated models), stub backends");
     // clients of a model that answers in ~0.5 s, each pausing 0-1 s between requests (so
     // they are not in lockstep): the load a served router sees
-    scenario(500, 1000, 64, secs, false);
-    scenario(500, 1000, 64, secs, true);
-    // saturation: backends answer at once and clients never pause, so 64 requests are always
-    // waiting for embedding + routing; latency is then 64 / throughput
-    scenario(0, 0, 64, secs, false);
-    scenario(0, 0, 64, secs, true);
+    scenario(500, 1000, 64, secs, false, &precision);
+    scenario(500, 1000, 64, secs, true, &precision);
+    // saturation: backends answer at once and clients never pause, so 64 (or 16) requests
+    // are always waiting for embedding + routing; latency is then clients / throughput
+    scenario(0, 0, 64, secs, false, &precision);
+    scenario(0, 0, 64, secs, true, &precision);
+    scenario(0, 0, 16, secs, false, &precision);
 }

@@ -1,0 +1,115 @@
+//! Two embedders side by side on one pipeline's data: how close their vectors are and what
+//! routing makes of the difference (`rgd bench embed --precision int8 --routing`). The data
+//! loads once; each embedder embeds every question of both splits (any embeddings the data
+//! carried are replaced), and every router of the pipeline trains and tests on each.
+
+use crate::error::Result;
+use crate::evaluate::on_dataset;
+use crate::resolve::Resolved;
+use crate::session::Session;
+use rgd_core::eval::confidence_stats;
+use rgd_core::{Dataset, Embedder};
+
+/// One router under the two embedders.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RouterAgreement {
+    /// Its name in the pipeline.
+    pub name: String,
+    /// Test top-1 accuracy with the first embedder's vectors.
+    pub top1_a: f64,
+    /// Test top-1 accuracy with the second's.
+    pub top1_b: f64,
+    /// Share of test questions on which both runs picked the same model.
+    pub same_pick: f64,
+}
+
+/// The comparison: vectors, then routers.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EmbedderAgreement {
+    /// Questions embedded (both splits).
+    pub questions: usize,
+    /// Least cosine between the two embeddings of a question.
+    pub cosine_min: f64,
+    /// Mean of those cosines.
+    pub cosine_mean: f64,
+    /// Seconds each embedder took for all the questions.
+    pub seconds: [f64; 2],
+    /// Every router that trained under both (in the pipeline's order); a router that fails
+    /// under either is left out and named in `failed`.
+    pub routers: Vec<RouterAgreement>,
+    /// Routers that failed, with the error.
+    pub failed: Vec<(String, String)>,
+}
+
+/// Compare embedders `a` and `b` on the data and routers of `r`.
+pub fn compare_embedders(
+    r: &Resolved,
+    session: &Session,
+    a: &dyn Embedder,
+    b: &dyn Embedder,
+) -> Result<EmbedderAgreement> {
+    let (ds, _, _) = crate::run::load_data(r, session)?;
+    let embedded = |e: &dyn Embedder| -> Result<(Dataset, f64)> {
+        let mut d = ds.clone();
+        let t = std::time::Instant::now();
+        for split in [&mut d.train, &mut d.test] {
+            split.embeddings = ndarray::Array2::zeros((split.len(), 0));
+            crate::data::embed_missing(split, e, &r.ctx)?;
+        }
+        Ok((d, t.elapsed().as_secs_f64()))
+    };
+    let (da, sa) = embedded(a)?;
+    let (db, sb) = embedded(b)?;
+    let mut cos = Vec::new();
+    for (x, y) in [(&da.train, &db.train), (&da.test, &db.test)] {
+        for (u, v) in x.embeddings.rows().into_iter().zip(y.embeddings.rows()) {
+            let dot: f64 = u.iter().zip(&v).map(|(p, q)| *p as f64 * *q as f64).sum();
+            let nu = u.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
+            let nv = v.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
+            cos.push(dot / (nu * nv).max(f64::MIN_POSITIVE));
+        }
+    }
+    let train_stats = confidence_stats(&ds.train);
+    let mut routers = Vec::new();
+    let mut failed = Vec::new();
+    for router in &r.routers {
+        r.ctx.check_interrupt()?;
+        let stage = session.stage(format!("router {} (both embeddings)", router.name));
+        let ea = on_dataset(router.value.as_ref(), &da, &train_stats, &r.ctx);
+        let eb = on_dataset(router.value.as_ref(), &db, &train_stats, &r.ctx);
+        match (ea, eb) {
+            (Ok(ea), Ok(eb)) => {
+                let (pa, pb) = (&ea.eval.top1_model, &eb.eval.top1_model);
+                let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
+                let agreement = RouterAgreement {
+                    name: router.name.clone(),
+                    top1_a: ea.eval.overall.top1,
+                    top1_b: eb.eval.overall.top1,
+                    same_pick: same as f64 / pa.len().max(1) as f64,
+                };
+                stage.done(&format!(
+                    "top-1 {:.1}% and {:.1}%, same pick on {:.1}%",
+                    100.0 * agreement.top1_a,
+                    100.0 * agreement.top1_b,
+                    100.0 * agreement.same_pick
+                ));
+                routers.push(agreement);
+            }
+            (Err(rgd_core::Error::Interrupted), _) | (_, Err(rgd_core::Error::Interrupted)) => {
+                return Err(rgd_core::Error::Interrupted.into());
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                stage.done(&format!("FAILED: {e}"));
+                failed.push((router.name.clone(), e.to_string()));
+            }
+        }
+    }
+    Ok(EmbedderAgreement {
+        questions: cos.len(),
+        cosine_min: cos.iter().copied().fold(f64::INFINITY, f64::min),
+        cosine_mean: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
+        seconds: [sa, sb],
+        routers,
+        failed,
+    })
+}
