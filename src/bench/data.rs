@@ -89,15 +89,15 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build_global();
+    if a.precision != "f32" && a.embedder != "minilm" {
+        anyhow::bail!("--precision is MiniLM's (`--embedder minilm`)");
+    }
     if a.routing {
         return routing_agreement(a);
     }
     let (what, texts) = bench_texts(a)?;
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let registry = rgd_components::registry()?;
-    if a.precision != "f32" && a.embedder != "minilm" {
-        anyhow::bail!("--precision is MiniLM's (`--embedder minilm`)");
-    }
     // one timed run of the embedder at a precision: seconds (median) and the vectors
     let run = |precision: &str| -> Result<(f64, ndarray::Array2<f32>)> {
         let mut t = toml::Table::new();
@@ -179,7 +179,12 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
             a.repeats
         );
         println!(
-            "rgd / sentence-transformers: {:.2}x; cosine between their embeddings of each text: min {min:.6}, mean {mean:.6}",
+            "rgd ({}) / sentence-transformers: {:.2}x; cosine between their embeddings of each text: min {min:.6}, mean {mean:.6}",
+            if a.embedder == "minilm" {
+                a.precision.as_str()
+            } else {
+                a.embedder.as_str()
+            },
             rgd_rate / st_rate
         );
     }

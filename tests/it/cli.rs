@@ -398,6 +398,21 @@ fn bench_sizes_beyond_their_ceilings_are_errors_naming_the_flag() {
         ),
         (&["bench", "embed", "--batch", "0"][..], "--batch"),
         (
+            &["bench", "embed", "--routing"][..],
+            "--pipeline and --precision int8",
+        ),
+        (
+            &[
+                "bench",
+                "embed",
+                "--precision",
+                "int8",
+                "--embedder",
+                "wordllama",
+            ][..],
+            "--precision is MiniLM's",
+        ),
+        (
             &["bench", "matrix", "--questions", "1000000000000"][..],
             "--questions",
         ),

@@ -769,6 +769,58 @@ fn the_default_experiment_replays_its_recording_and_reproduces_the_committed_res
     replays_as_committed("default");
 }
 
+/// `rgd bench embed --routing`: f32 and int8 MiniLM on the default experiment's questions,
+/// every router trained and tested on each; a line per router with both accuracies.
+#[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
+fn int8_and_f32_minilm_route_the_default_experiment_side_by_side() {
+    let root = repo();
+    let t = tempfile::tempdir().unwrap();
+    let pipeline = root.join("examples/default/default.toml");
+    let o = rgd(
+        t.path(),
+        &[
+            "bench",
+            "embed",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--precision",
+            "int8",
+            "--routing",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}\n{out}", stderr(&o));
+    assert!(
+        out.contains("435 questions embedded by f32 MiniLM"),
+        "{out}"
+    );
+    for router in ["cascal", "knn", "mlp", "best_single", "random"] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(router))
+            .unwrap_or_else(|| panic!("no line for {router}: {out}"));
+        let pct: Vec<f64> = line
+            .split_whitespace()
+            .filter_map(|w| w.strip_suffix('%'))
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        assert_eq!(pct.len(), 3, "{line}");
+        assert!(pct.iter().all(|p| (0.0..=100.0).contains(p)), "{line}");
+    }
+    // routers that do not read the embeddings pick the same models under both
+    for router in ["best_single", "random"] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(router))
+            .unwrap();
+        assert!(line.trim_end().ends_with("100.0%"), "{line}");
+    }
+}
+
 /// The default's two variants the docs quote (without the self-answer filter; trained on the
 /// real validation questions) replay from the default's recording alone, on its test split.
 #[test]
