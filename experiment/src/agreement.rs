@@ -60,15 +60,8 @@ pub fn compare_embedders(
     };
     let (da, sa) = embedded(a)?;
     let (db, sb) = embedded(b)?;
-    let mut cos = Vec::new();
-    for (x, y) in [(&da.train, &db.train), (&da.test, &db.test)] {
-        for (u, v) in x.embeddings.rows().into_iter().zip(y.embeddings.rows()) {
-            let dot: f64 = u.iter().zip(&v).map(|(p, q)| *p as f64 * *q as f64).sum();
-            let nu = u.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
-            let nv = v.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
-            cos.push(dot / (nu * nv).max(f64::MIN_POSITIVE));
-        }
-    }
+    let mut cos = cosines(&da.train.embeddings, &db.train.embeddings);
+    cos.extend(cosines(&da.test.embeddings, &db.test.embeddings));
     let train_stats = confidence_stats(&ds.train);
     let mut routers = Vec::new();
     let mut failed = Vec::new();
@@ -112,4 +105,18 @@ pub fn compare_embedders(
         routers,
         failed,
     })
+}
+
+/// The cosine between each row of `a` and the same row of `b` (in f64).
+pub fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> Vec<f64> {
+    a.rows()
+        .into_iter()
+        .zip(b.rows())
+        .map(|(u, v)| {
+            let dot: f64 = u.iter().zip(&v).map(|(p, q)| *p as f64 * *q as f64).sum();
+            let nu = u.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
+            let nv = v.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
+            dot / (nu * nv).max(f64::MIN_POSITIVE)
+        })
+        .collect()
 }

@@ -250,21 +250,7 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
 /// The least and the mean cosine between the rows of `a` and the same rows of `b`.
 #[cfg(feature = "benchmarks")]
 fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> (f64, f64) {
-    let cos: Vec<f64> = a
-        .rows()
-        .into_iter()
-        .zip(b.rows())
-        .map(|(x, y)| {
-            let dot: f64 = x
-                .iter()
-                .zip(&y)
-                .map(|(p, q)| (*p as f64) * (*q as f64))
-                .sum();
-            let nx = x.iter().map(|p| (*p as f64).powi(2)).sum::<f64>().sqrt();
-            let ny = y.iter().map(|q| (*q as f64).powi(2)).sum::<f64>().sqrt();
-            dot / (nx * ny).max(f64::MIN_POSITIVE)
-        })
-        .collect();
+    let cos = rgd_experiment::agreement::cosines(a, b);
     let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
     (min, cos.iter().sum::<f64>() / cos.len().max(1) as f64)
 }
