@@ -44,6 +44,22 @@ pub struct EmbedBenchArgs {
     pub routing: bool,
 }
 
+/// A pipeline resolved for a bench, and a silent session with the default cache to load its
+/// data through.
+#[cfg(feature = "benchmarks")]
+fn resolve_quietly(
+    registry: &rgd_core::Registry,
+    path: &std::path::Path,
+) -> Result<(rgd_experiment::Resolved, rgd_experiment::Session)> {
+    let r = rgd_experiment::Resolved::from_file(registry, path, true)?;
+    let session = rgd_experiment::Session::new(
+        rgd_experiment::CacheOptions::default(),
+        std::sync::Arc::new(rgd_experiment::Silent),
+        true,
+    );
+    Ok((r, session))
+}
+
 /// The bench's texts: a seeded sample of `n` questions of the pipeline's data, or of MMLU's.
 #[cfg(feature = "benchmarks")]
 fn bench_texts(a: &EmbedBenchArgs) -> Result<(String, Vec<String>)> {
@@ -52,12 +68,7 @@ fn bench_texts(a: &EmbedBenchArgs) -> Result<(String, Vec<String>)> {
     let (what, mut texts): (String, Vec<String>) = match &a.pipeline {
         Some(p) => {
             let registry = rgd_components::registry()?;
-            let r = rgd_experiment::Resolved::from_file(&registry, p, true)?;
-            let session = rgd_experiment::Session::new(
-                rgd_experiment::CacheOptions::default(),
-                std::sync::Arc::new(rgd_experiment::Silent),
-                true,
-            );
+            let (r, session) = resolve_quietly(&registry, p)?;
             let (ds, _, _) = rgd_experiment::run::load_data(&r, &session)?;
             let texts = [&ds.train, &ds.test]
                 .into_iter()
@@ -203,12 +214,7 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
         anyhow::bail!("--routing compares MiniLM's precisions (`--embedder minilm`)");
     }
     let registry = rgd_components::registry()?;
-    let r = rgd_experiment::Resolved::from_file(&registry, path, true)?;
-    let session = rgd_experiment::Session::new(
-        rgd_experiment::CacheOptions::default(),
-        std::sync::Arc::new(rgd_experiment::Silent),
-        true,
-    );
+    let (r, session) = resolve_quietly(&registry, path)?;
     let open = |precision: &str| {
         let mut t = toml::Table::new();
         t.insert("type".into(), "minilm".into());
