@@ -21,7 +21,16 @@ pub struct RouterAgreement {
     pub top1_b: f64,
     /// Share of test questions on which both runs picked the same model.
     pub same_pick: f64,
+    /// The router's own reference, for routers with a `seed` field: the share of test
+    /// questions on which it picks the same model, on the first embedder's vectors, when
+    /// retrained under another seed ([`OTHER_SEED`]). A share of identical picks between the
+    /// embedders at or above it is within what the router's seed alone changes.
+    pub same_pick_other_seed: Option<f64>,
 }
+
+/// The seed a seeded router is retrained under for [`RouterAgreement::same_pick_other_seed`]
+/// (one more than its configured seed, or this one when it has none configured).
+pub const OTHER_SEED: u64 = 1_000_003;
 
 /// The comparison: vectors, then routers.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -73,12 +82,23 @@ pub fn compare_embedders(
         match (ea, eb) {
             (Ok(ea), Ok(eb)) => {
                 let (pa, pb) = (&ea.eval.top1_model, &eb.eval.top1_model);
-                let same = pa.iter().zip(pb).filter(|(x, y)| x == y).count();
+                let same_pick_other_seed = if r.is_seeded(router) {
+                    let seed = match router.spec.table.get("seed") {
+                        Some(toml::Value::Integer(s)) => (*s as u64).wrapping_add(1),
+                        _ => OTHER_SEED,
+                    };
+                    let reseeded = r.router_with_seed(router, seed)?;
+                    let es = on_dataset(reseeded.as_ref(), &da, &train_stats, &r.ctx)?;
+                    Some(same_share(pa, &es.eval.top1_model))
+                } else {
+                    None
+                };
                 let agreement = RouterAgreement {
                     name: router.name.clone(),
                     top1_a: ea.eval.overall.top1,
                     top1_b: eb.eval.overall.top1,
-                    same_pick: same as f64 / pa.len().max(1) as f64,
+                    same_pick: same_share(pa, pb),
+                    same_pick_other_seed,
                 };
                 stage.done(&format!(
                     "top-1 {:.1}% and {:.1}%, same pick on {:.1}%",
@@ -105,6 +125,11 @@ pub fn compare_embedders(
         routers,
         failed,
     })
+}
+
+/// The share of positions at which two runs' picks are the same.
+fn same_share(a: &[usize], b: &[usize]) -> f64 {
+    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
 }
 
 /// The cosine between each row of `a` and the same row of `b` (in f64).

@@ -234,19 +234,26 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
         out.cosine_mean
     );
     println!(
-        "{:<18} {:>9} {:>9} {:>8} {:>10}",
-        "router", "top-1 f32", "int8", "diff", "same pick"
+        "{:<18} {:>9} {:>9} {:>8} {:>10} {:>16}",
+        "router", "top-1 f32", "int8", "diff", "same pick", "f32, other seed"
     );
     for x in &out.routers {
+        let seeded = x
+            .same_pick_other_seed
+            .map_or("-".to_string(), |s| format!("{:.1}%", 100.0 * s));
         println!(
-            "{:<18} {:>8.2}% {:>8.2}% {:>+7.2} {:>9.1}%",
+            "{:<18} {:>8.2}% {:>8.2}% {:>+7.2} {:>9.1}% {:>16}",
             x.name,
             100.0 * x.top1_a,
             100.0 * x.top1_b,
             100.0 * (x.top1_b - x.top1_a),
-            100.0 * x.same_pick
+            100.0 * x.same_pick,
+            seeded
         );
     }
+    println!(
+        "(same pick: share of test questions on which f32 and int8 pick the same model; f32, other seed: the same share between two seeds of the router on f32 vectors)"
+    );
     for (name, e) in &out.failed {
         println!("{name}: failed: {e}");
     }
