@@ -327,7 +327,7 @@ impl Bert {
         let scale = 1.0 / (hd as f32).sqrt();
         match self.precision {
             // the fast attention sums blocks of 16 head dimensions (MiniLM's heads have 32)
-            Precision::Int8 if hd.is_multiple_of(W) && hd <= MAX_HEAD_DIM => {
+            Precision::Int8 if hd.is_multiple_of(W) => {
                 parts.into_par_iter().for_each(|(out, start, len)| {
                     let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
                     pulp::Arch::new().dispatch(Attend {
@@ -623,31 +623,24 @@ fn attention_exact(
 /// Attention of one text in f32, for the int8 path: `rows` its `[len, 3h]` query-key-value
 /// rows, `out` its `[len, h]` context rows. The same sums as [`attention_exact`] in another
 /// order (over the other index, so each loop is a vector update) and the exponential of
-/// [`exp_fast`]: faster, equal to float rounding. Each head's keys, values and a block of
-/// queries are first copied to contiguous buffers, so the inner loops stream through fixed
-/// size arrays with no index to check.
+/// [`exp_fast`]: faster, equal to float rounding.
 #[inline(always)]
 fn attention_fast(rows: &[f32], out: &mut [f32], len: usize, h: usize, heads: usize, scale: f32) {
     let hd = h / heads;
-    let blocks = len.div_ceil(W); // keys padded with zeros to whole blocks
-    let lp = blocks * W;
-    // keys by block of 16: `kb[(block * hd + d) * 16 + lane]`
-    let mut kb = vec![[0f32; W]; blocks * hd];
-    let mut v = vec![0f32; len * hd];
+    let lp = len.div_ceil(W) * W; // keys padded with zeros to whole blocks
+    let mut kt = vec![0f32; hd * lp];
     let mut p = vec![0f32; 8 * lp];
     for head in 0..heads {
+        // this head's keys, transposed: `kt[d * lp + j]`
         for j in 0..len {
-            let at = j * 3 * h + head * hd;
-            let k = &rows[at + h..][..hd];
-            for (d, &x) in k.iter().enumerate() {
-                kb[(j / W) * hd + d][j % W] = x;
+            let k = &rows[j * 3 * h + h + head * hd..][..hd];
+            for (d, &v) in k.iter().enumerate() {
+                kt[d * lp + j] = v;
             }
-            v[j * hd..][..hd].copy_from_slice(&rows[at + 2 * h..][..hd]);
         }
         let a = Head {
             rows,
-            kb: &kb,
-            v: &v,
+            kt: &kt,
             len,
             lp,
             h,
@@ -658,17 +651,16 @@ fn attention_fast(rows: &[f32], out: &mut [f32], len: usize, h: usize, heads: us
         // queries 8, then 4, then 1 at a time: independent sums for the vector units
         let mut i = 0;
         while i < len {
-            let r = match len - i {
+            match len - i {
+                8.. => a.queries::<8>(i, &mut p, out),
+                4.. => a.queries::<4>(i, &mut p, out),
+                _ => a.queries::<1>(i, &mut p, out),
+            }
+            i += match len - i {
                 8.. => 8,
                 4.. => 4,
                 _ => 1,
             };
-            match r {
-                8 => a.queries::<8>(i, &mut p, out),
-                4 => a.queries::<4>(i, &mut p, out),
-                _ => a.queries::<1>(i, &mut p, out),
-            }
-            i += r;
         }
     }
 }
@@ -676,16 +668,10 @@ fn attention_fast(rows: &[f32], out: &mut [f32], len: usize, h: usize, heads: us
 /// Lanes of the blocks [`attention_fast`] sums over (one AVX-512 vector of f32).
 const W: usize = 16;
 
-/// The largest head dimension [`attention_fast`] takes (its query block is on the stack).
-const MAX_HEAD_DIM: usize = 128;
-
 /// One head of one text in [`attention_fast`].
 struct Head<'a> {
     rows: &'a [f32],
-    /// The head's keys by block of 16 keys.
-    kb: &'a [[f32; W]],
-    /// The head's values, `[len, hd]`.
-    v: &'a [f32],
+    kt: &'a [f32],
     len: usize,
     lp: usize,
     h: usize,
@@ -700,8 +686,7 @@ impl Head<'_> {
     fn queries<const R: usize>(&self, i0: usize, p: &mut [f32], out: &mut [f32]) {
         let Head {
             rows,
-            kb,
-            v,
+            kt,
             len,
             lp,
             h,
@@ -709,18 +694,12 @@ impl Head<'_> {
             head,
             scale,
         } = *self;
-        // the queries transposed: `qt[d][r]`
-        let mut qt = [[0f32; R]; MAX_HEAD_DIM];
-        for (r, row) in rows[i0 * 3 * h..].chunks(3 * h).take(R).enumerate() {
-            for (q, &x) in qt.iter_mut().zip(&row[head * hd..][..hd]) {
-                q[r] = x;
-            }
-        }
-        let qt = &qt[..hd];
-        for (jb, keys) in kb.chunks_exact(hd).enumerate() {
+        for jb in 0..lp / W {
             let mut acc = [[0f32; W]; R];
-            for (k, q) in keys.iter().zip(qt) {
-                for (acc, &q) in acc.iter_mut().zip(q) {
+            for d in 0..hd {
+                let k: &[f32; W] = kt[d * lp + jb * W..][..W].try_into().unwrap_or(&[0.0; W]);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let q = rows[(i0 + r) * 3 * h + head * hd + d];
                     for (a, &kv) in acc.iter_mut().zip(k) {
                         *a = q.mul_add(kv, *a);
                     }
@@ -733,20 +712,16 @@ impl Head<'_> {
         for r in 0..R {
             softmax_fast(&mut p[r * lp..r * lp + len], scale);
         }
-        // the scores transposed, `pt[j][r]`, for the sums over keys
-        let mut pt = vec![[0f32; R]; len];
-        for (r, row) in p.chunks(lp).take(R).enumerate() {
-            for (t, &x) in pt.iter_mut().zip(&row[..len]) {
-                t[r] = x;
-            }
-        }
+        let scores: [&[f32]; R] = std::array::from_fn(|r| &p[r * lp..r * lp + len]);
         for c in (0..hd).step_by(W) {
             let mut acc = [[0f32; W]; R];
-            for (vr, s) in v.chunks_exact(hd).zip(&pt) {
-                let vv: &[f32; W] = vr[c..c + W].try_into().unwrap_or(&[0.0; W]);
-                for (acc, &pj) in acc.iter_mut().zip(s) {
-                    for (a, &x) in acc.iter_mut().zip(vv) {
-                        *a = pj.mul_add(x, *a);
+            for j in 0..len {
+                let at = j * 3 * h + 2 * h + head * hd + c;
+                let v: &[f32; W] = rows[at..at + W].try_into().unwrap_or(&[0.0; W]);
+                for (acc, s) in acc.iter_mut().zip(&scores) {
+                    let pj = s[j];
+                    for (a, &vv) in acc.iter_mut().zip(v) {
+                        *a = pj.mul_add(vv, *a);
                     }
                 }
             }
