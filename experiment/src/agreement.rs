@@ -117,10 +117,11 @@ pub fn compare_embedders(
             }
         }
     }
+    let (cosine_min, cosine_mean) = min_mean(&cos);
     Ok(EmbedderAgreement {
         questions: cos.len(),
-        cosine_min: cos.iter().copied().fold(f64::INFINITY, f64::min),
-        cosine_mean: cos.iter().sum::<f64>() / cos.len().max(1) as f64,
+        cosine_min,
+        cosine_mean,
         seconds: [sa, sb],
         routers,
         failed,
@@ -130,6 +131,12 @@ pub fn compare_embedders(
 /// The share of positions at which two runs' picks are the same.
 fn same_share(a: &[usize], b: &[usize]) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / a.len().max(1) as f64
+}
+
+/// The least and the mean of `v` (`(inf, 0)` when it is empty).
+pub fn min_mean(v: &[f64]) -> (f64, f64) {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    (min, v.iter().sum::<f64>() / v.len().max(1) as f64)
 }
 
 /// The cosine between each row of `a` and the same row of `b` (in f64).

@@ -60,6 +60,17 @@ fn resolve_quietly(
     Ok((r, session))
 }
 
+/// The `[embedder]` table of a bench's embedder (MiniLM's at `precision`).
+#[cfg(feature = "benchmarks")]
+fn embedder_table(embedder: &str, precision: &str) -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("type".into(), embedder.into());
+    if embedder == "minilm" {
+        t.insert("precision".into(), precision.into());
+    }
+    t
+}
+
 /// The bench's texts: a seeded sample of `n` questions of the pipeline's data, or of MMLU's.
 #[cfg(feature = "benchmarks")]
 fn bench_texts(a: &EmbedBenchArgs) -> Result<(String, Vec<String>)> {
@@ -111,12 +122,7 @@ pub fn bench_embed(a: &EmbedBenchArgs) -> Result<()> {
     let registry = rgd_components::registry()?;
     // one timed run of the embedder at a precision: seconds (median) and the vectors
     let run = |precision: &str| -> Result<(f64, ndarray::Array2<f32>)> {
-        let mut t = toml::Table::new();
-        t.insert("type".into(), a.embedder.clone().into());
-        if a.embedder == "minilm" {
-            t.insert("precision".into(), precision.into());
-        }
-        let e = registry.build_embedder(t, "bench")?;
+        let e = registry.build_embedder(embedder_table(&a.embedder, precision), "bench")?;
         e.embed(&texts[..1])?; // load
         let (secs, out) = time(a.repeats, || e.embed(&texts));
         let out = out?;
@@ -215,12 +221,8 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
     }
     let registry = rgd_components::registry()?;
     let (r, session) = resolve_quietly(&registry, path)?;
-    let open = |precision: &str| {
-        let mut t = toml::Table::new();
-        t.insert("type".into(), "minilm".into());
-        t.insert("precision".into(), precision.into());
-        registry.build_embedder(t, "bench")
-    };
+    let open =
+        |precision: &str| registry.build_embedder(embedder_table("minilm", precision), "bench");
     let (f32_e, int8_e) = (open("f32")?, open("int8")?);
     let out = rgd_experiment::agreement::compare_embedders(&r, &session, &*f32_e, &*int8_e)?;
     println!(
@@ -263,9 +265,7 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
 /// The least and the mean cosine between the rows of `a` and the same rows of `b`.
 #[cfg(feature = "benchmarks")]
 fn cosines(a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>) -> (f64, f64) {
-    let cos = rgd_experiment::agreement::cosines(a, b);
-    let min = cos.iter().copied().fold(f64::INFINITY, f64::min);
-    (min, cos.iter().sum::<f64>() / cos.len().max(1) as f64)
+    rgd_experiment::agreement::min_mean(&rgd_experiment::agreement::cosines(a, b))
 }
 
 /// Run a Python script with a JSON request on stdin; its JSON reply from stdout.
