@@ -102,8 +102,10 @@ fn int8_is_close_to_f32_on_mmlu_questions_short_and_truncated_texts() {
         "int8 against f32 over {} texts: lowest cosine {worst}, mean {mean}",
         texts.len()
     );
-    assert!(worst >= 0.99, "lowest cosine {worst}");
-    assert!(mean >= 0.998, "mean cosine {mean}");
+    // with the activations' outliers set aside (0.99826 and 0.99960 measured; 0.9969 and
+    // 0.9990 on MMLU-Pro's questions without)
+    assert!(worst >= 0.9975, "lowest cosine {worst}");
+    assert!(mean >= 0.9995, "mean cosine {mean}");
     // and not the same vectors: the int8 path did run
     assert!(cos.iter().any(|&c| c < 0.99999), "int8 equals f32");
     // the identities differ, so caches keep them apart
