@@ -336,7 +336,7 @@ impl Bert {
                     Vec::new,
                     |s, (out, start, len)| -> candle_core::Result<()> {
                         let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
-                        attention_gemm(&gemm, rows, out, s, len, h, heads, scale)
+                        attention_gemm(&gemm, rows, out, s, h, heads, scale)
                     },
                 )?
             }
@@ -636,10 +636,12 @@ fn quantize_row(
 ) {
     let rms = (lane_sum(row, |v| v * v) / row.len() as f32).sqrt();
     let mut cut = OUTLIER_RMS * rms;
-    // the outliers: blocks of 16 whose largest magnitude passes `cut`, looked at one by one
+    // the outliers: blocks of 16 with a value past `cut`, looked at one by one (counted as
+    // integers, which vectorizes where a fold of `f32::max` or an early exit would not)
+    let over = |v: &[f32]| v.iter().fold(0u32, |n, x| n + (x.abs() > cut) as u32);
     let mut found = 0usize;
     for (b, block) in row.chunks(16).enumerate() {
-        if block.iter().fold(0f32, |m, v| m.max(v.abs())) <= cut {
+        if over(block) == 0 {
             continue;
         }
         for (k, &v) in block.iter().enumerate() {
@@ -733,7 +735,7 @@ fn attention_exact(
 }
 
 /// Attention of one text in f32, for the int8 path: `rows` its `[len, 3h]` query-key-value
-/// rows, `out` its `[len, h]` context rows, `s` scratch for `len * len` scores. Each head's
+/// rows, `out` its `[len, h]` context rows, `s` scratch for the `len * len` scores. Each head's
 /// two products (queries by keys, scores by values) go through `rten-gemm`'s f32 kernel on
 /// strided views of `rows` (no copies); the softmax is [`softmax_fast`]'s. The same sums as
 /// [`attention_exact`] in another order: equal to float rounding.
@@ -742,12 +744,11 @@ fn attention_gemm(
     rows: &[f32],
     out: &mut [f32],
     s: &mut Vec<f32>,
-    len: usize,
     h: usize,
     heads: usize,
     scale: f32,
 ) -> candle_core::Result<()> {
-    let hd = h / heads;
+    let (len, hd) = (rows.len() / (3 * h), h / heads);
     let err = |e: &dyn std::fmt::Display| candle_core::Error::Msg(format!("attention: {e}"));
     let view = |at: usize, shape: [usize; 2], strides: [usize; 2]| {
         NdTensorView::from_slice_with_strides(shape, &rows[at..], strides).map_err(|e| err(&e))
@@ -1011,7 +1012,7 @@ mod tests {
                 .collect();
             let mut fast = vec![0f32; len * h];
             let gemm = GemmExecutor::<f32>::default();
-            attention_gemm(&gemm, &rows, &mut fast, &mut Vec::new(), len, h, heads, 0.5).unwrap();
+            attention_gemm(&gemm, &rows, &mut fast, &mut Vec::new(), h, heads, 0.5).unwrap();
             let mut exact = vec![0f32; len * h];
             attention_exact(&rows, vec![(&mut exact[..], 0, len)], h, heads, 0.5).unwrap();
             for (a, b) in fast.iter().zip(&exact) {

@@ -176,7 +176,9 @@ impl Embedder for MiniLmEmbedder {
         let sha = rgd_assets::sha256_of("minilm", "model.safetensors").unwrap_or("?");
         match self.cfg.precision {
             Precision::F32 => format!("minilm:{sha}:{}", self.cfg.max_tokens),
-            Precision::Int8 => format!("minilm:{sha}:{}:int8", self.cfg.max_tokens),
+            // `outliers`: the int8 arithmetic that sets each row's outliers aside, whose vectors
+            // are not those cached before it as `:int8`
+            Precision::Int8 => format!("minilm:{sha}:{}:int8-outliers", self.cfg.max_tokens),
         }
     }
 

@@ -26,6 +26,9 @@ pub struct RouterAgreement {
     /// retrained under another seed ([`OTHER_SEED`]). A share of identical picks between the
     /// embedders at or above it is within what the router's seed alone changes.
     pub same_pick_other_seed: Option<f64>,
+    /// With [`Self::same_pick_other_seed`]: the test top-1 accuracy of that retrained router
+    /// (on the first embedder's vectors): how far the router's seed alone moves its accuracy.
+    pub top1_other_seed: Option<f64>,
 }
 
 /// The seed a seeded router is retrained under for [`RouterAgreement::same_pick_other_seed`]
@@ -82,14 +85,14 @@ pub fn compare_embedders(
         match (ea, eb) {
             (Ok(ea), Ok(eb)) => {
                 let (pa, pb) = (&ea.eval.top1_model, &eb.eval.top1_model);
-                let same_pick_other_seed = if r.is_seeded(router) {
+                let other_seed = if r.is_seeded(router) {
                     let seed = match router.spec.table.get("seed") {
                         Some(toml::Value::Integer(s)) => (*s as u64).wrapping_add(1),
                         _ => OTHER_SEED,
                     };
                     let reseeded = r.router_with_seed(router, seed)?;
                     let es = on_dataset(reseeded.as_ref(), &da, &train_stats, &r.ctx)?;
-                    Some(same_share(pa, &es.eval.top1_model))
+                    Some((same_share(pa, &es.eval.top1_model), es.eval.overall.top1))
                 } else {
                     None
                 };
@@ -98,7 +101,8 @@ pub fn compare_embedders(
                     top1_a: ea.eval.overall.top1,
                     top1_b: eb.eval.overall.top1,
                     same_pick: same_share(pa, pb),
-                    same_pick_other_seed,
+                    same_pick_other_seed: other_seed.map(|o| o.0),
+                    top1_other_seed: other_seed.map(|o| o.1),
                 };
                 stage.done(&format!(
                     "top-1 {:.1}% and {:.1}%, same pick on {:.1}%",
