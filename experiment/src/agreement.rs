@@ -1,7 +1,8 @@
 //! Two embedders side by side on one pipeline's data: how close their vectors are and what
 //! routing makes of the difference (`rgd bench embed --precision int8 --routing`). The data
 //! loads once; each embedder embeds every question of both splits (any embeddings the data
-//! carried are replaced), and every router of the pipeline trains and tests on each.
+//! carried are replaced), and every router of the pipeline trains and tests on each, and once
+//! more trains on the first's vectors and tests on the second's.
 
 use crate::error::Result;
 use crate::evaluate::on_dataset;
@@ -21,6 +22,14 @@ pub struct RouterAgreement {
     pub top1_b: f64,
     /// Share of test questions on which both runs picked the same model.
     pub same_pick: f64,
+    /// Share of test questions on which the router trained on the first embedder's vectors
+    /// picks the same model when its test questions come in the second's: what changing the
+    /// embedder at routing time alone does (as a server would, keeping a router trained on
+    /// the first), where [`Self::same_pick`] also retrains on the second's vectors.
+    pub same_pick_test_only: f64,
+    /// With [`Self::same_pick_test_only`]: the test top-1 accuracy of the router trained on the
+    /// first embedder's vectors and tested on the second's.
+    pub top1_test_only: f64,
     /// The router's own reference, for routers with a `seed` field: the share of test
     /// questions on which it picks the same model, on the first embedder's vectors, when
     /// retrained under another seed ([`OTHER_SEED`]). A share of identical picks between the
@@ -72,6 +81,9 @@ pub fn compare_embedders(
     };
     let (da, sa) = embedded(a)?;
     let (db, sb) = embedded(b)?;
+    // the first embedder's training split with the second's test split
+    let mut dab = da.clone();
+    dab.test = db.test.clone();
     let mut cos = cosines(&da.train.embeddings, &db.train.embeddings);
     cos.extend(cosines(&da.test.embeddings, &db.test.embeddings));
     let train_stats = confidence_stats(&ds.train);
@@ -82,8 +94,9 @@ pub fn compare_embedders(
         let stage = session.stage(format!("router {} (both embeddings)", router.name));
         let ea = on_dataset(router.value.as_ref(), &da, &train_stats, &r.ctx);
         let eb = on_dataset(router.value.as_ref(), &db, &train_stats, &r.ctx);
-        match (ea, eb) {
-            (Ok(ea), Ok(eb)) => {
+        let eab = on_dataset(router.value.as_ref(), &dab, &train_stats, &r.ctx);
+        match (ea, eb, eab) {
+            (Ok(ea), Ok(eb), Ok(eab)) => {
                 let (pa, pb) = (&ea.eval.top1_model, &eb.eval.top1_model);
                 let other_seed = if r.is_seeded(router) {
                     let seed = match router.spec.table.get("seed") {
@@ -101,6 +114,8 @@ pub fn compare_embedders(
                     top1_a: ea.eval.overall.top1,
                     top1_b: eb.eval.overall.top1,
                     same_pick: same_share(pa, pb),
+                    same_pick_test_only: same_share(pa, &eab.eval.top1_model),
+                    top1_test_only: eab.eval.overall.top1,
                     same_pick_other_seed: other_seed.map(|o| o.0),
                     top1_other_seed: other_seed.map(|o| o.1),
                 };
@@ -112,10 +127,12 @@ pub fn compare_embedders(
                 ));
                 routers.push(agreement);
             }
-            (Err(rgd_core::Error::Interrupted), _) | (_, Err(rgd_core::Error::Interrupted)) => {
+            (Err(rgd_core::Error::Interrupted), _, _)
+            | (_, Err(rgd_core::Error::Interrupted), _)
+            | (_, _, Err(rgd_core::Error::Interrupted)) => {
                 return Err(rgd_core::Error::Interrupted.into());
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 stage.done(&format!("FAILED: {e}"));
                 failed.push((router.name.clone(), e.to_string()));
             }

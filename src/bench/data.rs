@@ -236,8 +236,16 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
         out.cosine_mean
     );
     println!(
-        "{:<18} {:>9} {:>9} {:>8} {:>10} {:>22} {:>10}",
-        "router", "top-1 f32", "int8", "diff", "same pick", "f32, other seed: top-1", "same pick"
+        "{:<18} {:>9} {:>9} {:>8} {:>10} {:>22} {:>10} {:>22} {:>10}",
+        "router",
+        "top-1 f32",
+        "int8",
+        "diff",
+        "same pick",
+        "test only: top-1",
+        "same pick",
+        "f32, other seed: top-1",
+        "same pick"
     );
     for x in &out.routers {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.2}%", 100.0 * s));
@@ -245,18 +253,24 @@ fn routing_agreement(a: &EmbedBenchArgs) -> Result<()> {
             format!(" ({:+.2})", 100.0 * (t - x.top1_a))
         });
         println!(
-            "{:<18} {:>8.2}% {:>8.2}% {:>+7.2} {:>9.1}% {:>22} {:>10}",
+            "{:<18} {:>8.2}% {:>8.2}% {:>+7.2} {:>9.1}% {:>22} {:>9.1}% {:>22} {:>10}",
             x.name,
             100.0 * x.top1_a,
             100.0 * x.top1_b,
             100.0 * (x.top1_b - x.top1_a),
             100.0 * x.same_pick,
+            format!(
+                "{:.2}% ({:+.2})",
+                100.0 * x.top1_test_only,
+                100.0 * (x.top1_test_only - x.top1_a)
+            ),
+            100.0 * x.same_pick_test_only,
             format!("{}{diff}", pct(x.top1_other_seed)),
             pct(x.same_pick_other_seed)
         );
     }
     println!(
-        "(same pick: share of test questions on which f32 and int8 pick the same model; f32, other seed: the router retrained under another seed on the f32 vectors, its top-1 (its change) and its share of the same picks as under its own seed)"
+        "(same pick: share of test questions on which f32 and int8 pick the same model, each router trained on its own precision's vectors; test only: trained on f32's, tested on int8's (its top-1, its change, its share of f32's picks); f32, other seed: the router retrained under another seed on the f32 vectors, its top-1 (its change) and its share of the same picks as under its own seed)"
     );
     for (name, e) in &out.failed {
         println!("{name}: failed: {e}");
