@@ -98,6 +98,15 @@ pub(crate) struct Bert {
     layers: Vec<Layer>,
 }
 
+thread_local! {
+    /// The int8 path's matrix products, one executor per thread, built once: building one
+    /// detects the CPU's kernels, which on serve's short batches was 1.5 % of the time (and an
+    /// executor is not `Send`, so the model cannot hold it).
+    static GEMM_I8: GemmExecutor<u8, i8, i32> = GemmExecutor::default();
+    /// The int8 path's attention products, likewise.
+    static GEMM_F32: GemmExecutor<f32> = GemmExecutor::default();
+}
+
 fn vec1(vb: &VarBuilder, name: &str, n: usize) -> candle_core::Result<Vec<f32>> {
     vb.get(n, name)?.to_vec1::<f32>()
 }
@@ -330,16 +339,13 @@ impl Bert {
         }
         let scale = 1.0 / (hd as f32).sqrt();
         match self.precision {
-            Precision::Int8 => {
-                let gemm = GemmExecutor::<f32>::default();
-                parts.into_par_iter().try_for_each_init(
-                    Vec::new,
-                    |s, (out, start, len)| -> candle_core::Result<()> {
-                        let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
-                        attention_gemm(&gemm, rows, out, s, h, heads, scale)
-                    },
-                )?
-            }
+            Precision::Int8 => parts.into_par_iter().try_for_each_init(
+                Vec::new,
+                |s, (out, start, len)| -> candle_core::Result<()> {
+                    let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+                    GEMM_F32.with(|g| attention_gemm(g, rows, out, s, h, heads, scale))
+                },
+            )?,
             Precision::F32 => attention_exact(&qkv, parts, h, heads, scale)?,
         }
         // output projection + residual, layer norm
@@ -499,24 +505,26 @@ impl Bert {
                 out,
             } => {
                 let (inp, out) = (*inp, *out);
-                let gemm = GemmExecutor::<u8, i8, i32>::default();
-                // without VNNI the x86 int8 kernels add pairs in i16, which saturates unless
-                // the u8 side keeps to 7 bits
-                let levels = if gemm.may_saturate() { 127.0 } else { 255.0 };
-                let q = quantize_rows(x, inp, levels);
-                // the products of the codes as they are, written over the f32 output's
-                // memory (its bits are rescaled in place); each row's zero point is taken off
-                // then (`zero * column sum`), not by rten-gemm's `a_quant`, whose per-row zero
-                // points came out wrong past the first row tile in 0.27 (checked against a
-                // plain loop)
-                let mut y = pool.take(rows * out); // overwritten by the product
-                gemm.gemm(
-                    bytemuck::cast_slice_mut::<f32, i32>(&mut y),
-                    GemmInputA::Unpacked(NdTensorView::from_data([rows, inp], &q.codes[..])),
-                    GemmInputB::Packed(packed),
-                    GemmOptions::default(),
-                )
-                .map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))?;
+                let (y, q) = GEMM_I8.with(|gemm| -> candle_core::Result<_> {
+                    // without VNNI the x86 int8 kernels add pairs in i16, which saturates
+                    // unless the u8 side keeps to 7 bits
+                    let levels = if gemm.may_saturate() { 127.0 } else { 255.0 };
+                    let q = quantize_rows(x, inp, levels);
+                    // the products of the codes as they are, written over the f32 output's
+                    // memory (its bits are rescaled in place); each row's zero point is taken
+                    // off then (`zero * column sum`), not by rten-gemm's `a_quant`, whose
+                    // per-row zero points came out wrong past the first row tile in 0.27
+                    // (checked against a plain loop)
+                    let mut y = pool.take(rows * out); // overwritten by the product
+                    gemm.gemm(
+                        bytemuck::cast_slice_mut::<f32, i32>(&mut y),
+                        GemmInputA::Unpacked(NdTensorView::from_data([rows, inp], &q.codes[..])),
+                        GemmInputB::Packed(packed),
+                        GemmOptions::default(),
+                    )
+                    .map_err(|e| candle_core::Error::Msg(format!("int8 product: {e}")))?;
+                    Ok((y, q))
+                })?;
                 (y, out, Some((&scale[..], &col_sum[..], &exact[..], q)))
             }
         };
