@@ -20,7 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// `rgd route`: load an artifact, embed the query, print the ranking.
-fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&str>) -> Result<()> {
+fn route(
+    registry: &Registry,
+    artifact: &Path,
+    query: &str,
+    embedding: Option<&str>,
+    precision: Option<&str>,
+) -> Result<()> {
     use rgd_experiment::artifact;
     let ranking = match embedding {
         Some(e) => artifact::route(
@@ -30,7 +36,7 @@ fn route(registry: &Registry, artifact: &Path, query: &str, embedding: Option<&s
             Some(serde_json::from_str(e).context("--embedding: expected a JSON array of numbers")?),
         )?,
         None => {
-            let (trained, embedder) = artifact::load_with_embedder(registry, artifact)?;
+            let (trained, embedder) = artifact::load_with_embedder(registry, artifact, precision)?;
             artifact::route(trained.as_ref(), Some(embedder.as_ref()), query, None)?
         }
     };
@@ -158,8 +164,12 @@ enum Cmd {
         query: String,
         /// The query's embedding as a JSON array (default: embed the text with the
         /// `embedder.toml` saved next to the artifact).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "precision")]
         embedding: Option<String>,
+        /// Embed the query at this MiniLM precision instead of the one the router was trained
+        /// with (as `rgd serve --precision`).
+        #[arg(long, value_parser = ["f32", "int8"])]
+        precision: Option<String>,
     },
     /// List every registered component type per kind, with its doc and fields.
     Plugins {
@@ -371,7 +381,14 @@ fn main() -> ExitCode {
                 artifact,
                 query,
                 embedding,
-            } => route(&registry, artifact, query, embedding.as_deref()),
+                precision,
+            } => route(
+                &registry,
+                artifact,
+                query,
+                embedding.as_deref(),
+                precision.as_deref(),
+            ),
             #[cfg(feature = "serve")]
             Cmd::Serve(a) => serve::serve(&registry, a, cli.quiet),
             Cmd::Sweep(a) => {

@@ -41,6 +41,11 @@ pub struct ServeArgs {
     /// Name served as `rgd:NAME` (default: the artifact's file name without `.json`).
     #[arg(long)]
     pub name: Option<String>,
+    /// Embed queries at this MiniLM precision instead of the one the router was trained with
+    /// (`int8`: ~2.4x the throughput; a router trained on f32 vectors keeps its picks on most
+    /// queries, BENCHMARKS.md).
+    #[arg(long, value_parser = ["f32", "int8"])]
+    pub precision: Option<String>,
 }
 
 /// A number of seconds from 0.001 to one day.
@@ -67,7 +72,11 @@ fn limits(a: &ServeArgs) -> rgd_serve::Limits {
 
 /// Run the server until the process is stopped.
 pub fn serve(registry: &Registry, a: &ServeArgs, quiet: bool) -> Result<()> {
-    let (router, embedder) = rgd_experiment::artifact::load_with_embedder(registry, &a.artifact)?;
+    let (router, embedder) = rgd_experiment::artifact::load_with_embedder(
+        registry,
+        &a.artifact,
+        a.precision.as_deref(),
+    )?;
     let p = Pipeline::from_file(&a.backends)?;
     let registry = rgd_experiment::resolve::with_plugins(registry, &p)?;
     // serving is live: each request is a new call

@@ -51,10 +51,14 @@ pub fn load_router(artifact: &Path) -> Result<Box<dyn TrainedRouter>> {
     Ok(trained)
 }
 
-/// Load the artifact and its embedder (`embedder.toml` beside it).
+/// Load the artifact and its embedder (`embedder.toml` beside it). `precision`, when given,
+/// replaces the MiniLM embedder's `precision` (`"f32"` or `"int8"`): a router trained on f32
+/// vectors routes queries embedded by the int8 path (`rgd bench embed --routing`'s "test only"
+/// columns measure what that changes); any other embedder is refused.
 pub fn load_with_embedder(
     registry: &Registry,
     artifact: &Path,
+    precision: Option<&str>,
 ) -> Result<(Box<dyn TrainedRouter>, Box<dyn Embedder>)> {
     let trained = load_router(artifact)?;
     let spec = artifact.with_file_name("embedder.toml");
@@ -64,9 +68,23 @@ pub fn load_with_embedder(
             spec.display()
         )
     })?;
-    let t: toml::Table = toml::from_str(&src)
+    let mut t: toml::Table = toml::from_str(&src)
         .map_err(|e| Error::Format(e.to_string()))
         .with_context(|| spec.display().to_string())?;
+    if let Some(p) = precision {
+        match t.get("type").and_then(|v| v.as_str()) {
+            Some("minilm") => {
+                t.insert("precision".into(), p.into());
+            }
+            other => {
+                return Err(Error::Invalid(format!(
+                    "{}: a precision applies to the `minilm` embedder; this artifact's embedder is {}",
+                    spec.display(),
+                    other.map_or("of no type".to_string(), |o| format!("`{o}`"))
+                )));
+            }
+        }
+    }
     let e = registry.build_embedder(t, &spec.display().to_string())?;
     Ok((trained, e))
 }

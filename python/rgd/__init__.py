@@ -287,10 +287,14 @@ def run(
     return Results(json.loads(text), report)
 
 
-def load_router(path: Union[str, "os.PathLike[str]"]) -> Router:
+def load_router(
+    path: Union[str, "os.PathLike[str]"], precision: Optional[str] = None
+) -> Router:
     """Load a trained router (`OUT/routers/NAME.json`): `.scores(emb)`, `.rank(emb)` for
-    float32 embeddings `[query, dim]`, and `.route(text)` when its embedder was saved."""
-    return _rgd.load_router(os.fspath(path))
+    float32 embeddings `[query, dim]`, and `.route(text)` when its embedder was saved.
+    `precision` ("f32" or "int8") replaces its MiniLM embedder's: `.route(text)` then embeds
+    by that path (as `rgd serve --precision`)."""
+    return _rgd.load_router(os.fspath(path), precision)
 
 
 class Split:

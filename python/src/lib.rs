@@ -313,14 +313,23 @@ impl Router {
     }
 }
 
-/// Load a trained router artifact (`OUT/routers/NAME.json`).
+/// Load a trained router artifact (`OUT/routers/NAME.json`); `precision` replaces its MiniLM
+/// embedder's (`"f32"` or `"int8"`).
 #[pyfunction]
-fn load_router(path: PathBuf) -> PyResult<Router> {
+#[pyo3(signature = (path, precision=None))]
+fn load_router(path: PathBuf, precision: Option<String>) -> PyResult<Router> {
     let registry = registry()?;
     let embedder_file = path.with_file_name("embedder.toml");
     let (trained, embedder) = if embedder_file.exists() {
-        let (t, e) = rgd_experiment::artifact::load_with_embedder(&registry, &path).map_err(err)?;
+        let (t, e) =
+            rgd_experiment::artifact::load_with_embedder(&registry, &path, precision.as_deref())
+                .map_err(err)?;
         (t, Some(e))
+    } else if precision.is_some() {
+        return Err(err(format!(
+            "{}: no embedder saved next to the artifact, so no precision to set",
+            embedder_file.display()
+        )));
     } else {
         (
             rgd_experiment::artifact::load_router(&path).map_err(err)?,

@@ -123,6 +123,9 @@ def test_load_router_ranks_numpy_embeddings_as_its_scores_say(tmp_path):
     rgd.run(WORLD, out=out, progress=False)
     router = rgd.load_router(out / "routers" / "cascal.json")
     assert router.models == ["M0", "M1", "M2", "M3"]
+    # a precision is the saved embedder's; this run's data carried its embeddings
+    with pytest.raises(rgd.RgdError, match="embedder.toml"):
+        rgd.load_router(out / "routers" / "cascal.json", precision="int8")
     ds = rgd.load_dataset(WORLD)
     emb = ds.test.embeddings
     assert emb.dtype == np.float32

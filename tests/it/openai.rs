@@ -586,6 +586,36 @@ fn serve_refuses_a_pool_without_the_routers_models() {
     assert!(e.contains("\"other\"") && e.contains("[pool]"), "{e}");
 }
 
+/// `--precision` is MiniLM's: on an artifact whose embedder is another (here the fake
+/// server's), `rgd route` and `rgd serve` refuse it, naming the embedder file and its type.
+#[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
+fn a_precision_is_refused_for_an_embedder_other_than_minilm() {
+    let (_fake, t, art, p) = trained_on_fake();
+    for args in [
+        vec!["route", art.to_str().unwrap(), "q", "--precision", "int8"],
+        vec![
+            "serve",
+            art.to_str().unwrap(),
+            "--backends",
+            p.to_str().unwrap(),
+            "--precision",
+            "int8",
+        ],
+    ] {
+        let o = rgd(t.path(), &args);
+        let e = stderr(&o);
+        assert!(!o.status.success(), "{args:?}: {e}");
+        assert!(
+            e.contains("embedder.toml") && e.contains("`minilm`") && e.contains("`openai`"),
+            "{args:?}: {e}"
+        );
+    }
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> PathBuf;
 }

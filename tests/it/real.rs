@@ -830,6 +830,76 @@ fn int8_and_f32_minilm_route_the_default_experiment_side_by_side() {
     }
 }
 
+/// A router trained on f32 MiniLM's vectors routes queries embedded by the int8 path when
+/// `rgd route` (as `rgd serve`) is given `--precision int8`: the embedder saved beside the
+/// artifact is rebuilt at that precision, the rest of its table kept.
+#[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "model tier: needs model or benchmark files (scripts/test.sh fetches them)"
+)]
+fn an_f32_trained_router_routes_int8_embedded_queries() {
+    let root = repo();
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("out");
+    let pipeline = root.join("examples/default/default.toml");
+    let o = rgd(
+        t.path(),
+        &[
+            "train",
+            pipeline.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let art = out.join("routers/cascal.json");
+    let registry = rgd_components::registry().unwrap();
+    for (precision, identity) in [(None, ":256"), (Some("int8"), ":int8-outliers")] {
+        let (_, e) =
+            rgd_experiment::artifact::load_with_embedder(&registry, &art, precision).unwrap();
+        assert!(
+            e.identity().starts_with("minilm:") && e.identity().ends_with(identity),
+            "{precision:?}: {}",
+            e.identity()
+        );
+    }
+    let route = |precision: &str| {
+        let o = rgd(
+            t.path(),
+            &[
+                "route",
+                art.to_str().unwrap(),
+                "Which organelle makes most of a cell's ATP?",
+                "--precision",
+                precision,
+            ],
+        );
+        assert!(o.status.success(), "{precision}: {}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let mut models: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| rank"))
+            .map(|l| l.split('|').nth(2).unwrap().trim().to_string())
+            .collect();
+        models.sort();
+        models
+    };
+    let ranked = route("int8");
+    assert_eq!(ranked.len(), 5, "the default pool: {ranked:?}");
+    assert_eq!(ranked, route("f32"));
+    // a precision MiniLM does not have is refused before anything loads
+    let o = rgd(
+        t.path(),
+        &["route", art.to_str().unwrap(), "q", "--precision", "int4"],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("int4"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 /// The default's two variants the docs quote (without the self-answer filter; trained on the
 /// real validation questions) replay from the default's recording alone, on its test split.
 #[test]
