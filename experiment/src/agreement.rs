@@ -1,11 +1,11 @@
 //! Two embedders side by side on one pipeline's data: how close their vectors are and what
 //! routing makes of the difference (`rgd bench embed --precision int8 --routing`). The data
 //! loads once; each embedder embeds every question of both splits (any embeddings the data
-//! carried are replaced), and every router of the pipeline trains and tests on each, and once
-//! more trains on the first's vectors and tests on the second's.
+//! carried are replaced), and every router of the pipeline trains and tests on each; the one
+//! trained on the first's vectors also scores the second's test questions.
 
 use crate::error::Result;
-use crate::evaluate::on_dataset;
+use crate::evaluate::{evaluate_trained, on_dataset};
 use crate::resolve::Resolved;
 use crate::session::Session;
 use rgd_core::eval::confidence_stats;
@@ -81,9 +81,6 @@ pub fn compare_embedders(
     };
     let (da, sa) = embedded(a)?;
     let (db, sb) = embedded(b)?;
-    // the first embedder's training split with the second's test split
-    let mut dab = da.clone();
-    dab.test = db.test.clone();
     let mut cos = cosines(&da.train.embeddings, &db.train.embeddings);
     cos.extend(cosines(&da.test.embeddings, &db.test.embeddings));
     let train_stats = confidence_stats(&ds.train);
@@ -94,10 +91,12 @@ pub fn compare_embedders(
         let stage = session.stage(format!("router {} (both embeddings)", router.name));
         let ea = on_dataset(router.value.as_ref(), &da, &train_stats, &r.ctx);
         let eb = on_dataset(router.value.as_ref(), &db, &train_stats, &r.ctx);
-        let eab = on_dataset(router.value.as_ref(), &dab, &train_stats, &r.ctx);
-        match (ea, eb, eab) {
-            (Ok(ea), Ok(eb), Ok(eab)) => {
+        match (ea, eb) {
+            (Ok(ea), Ok(eb)) => {
                 let (pa, pb) = (&ea.eval.top1_model, &eb.eval.top1_model);
+                // the router trained on the first's vectors, scoring the second's test split
+                let (_, served) =
+                    evaluate_trained(ea.trained.as_ref(), &db.test, &ds.models, &train_stats)?;
                 let other_seed = if r.is_seeded(router) {
                     let seed = match router.spec.table.get("seed") {
                         Some(toml::Value::Integer(s)) => (*s as u64).wrapping_add(1),
@@ -114,8 +113,8 @@ pub fn compare_embedders(
                     top1_a: ea.eval.overall.top1,
                     top1_b: eb.eval.overall.top1,
                     same_pick: same_share(pa, pb),
-                    same_pick_test_only: same_share(pa, &eab.eval.top1_model),
-                    top1_test_only: eab.eval.overall.top1,
+                    same_pick_test_only: same_share(pa, &served.top1_model),
+                    top1_test_only: served.overall.top1,
                     same_pick_other_seed: other_seed.map(|o| o.0),
                     top1_other_seed: other_seed.map(|o| o.1),
                 };
@@ -127,12 +126,10 @@ pub fn compare_embedders(
                 ));
                 routers.push(agreement);
             }
-            (Err(rgd_core::Error::Interrupted), _, _)
-            | (_, Err(rgd_core::Error::Interrupted), _)
-            | (_, _, Err(rgd_core::Error::Interrupted)) => {
+            (Err(rgd_core::Error::Interrupted), _) | (_, Err(rgd_core::Error::Interrupted)) => {
                 return Err(rgd_core::Error::Interrupted.into());
             }
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            (Err(e), _) | (_, Err(e)) => {
                 stage.done(&format!("FAILED: {e}"));
                 failed.push((router.name.clone(), e.to_string()));
             }

@@ -73,9 +73,8 @@ pub fn train_and_evaluate(
     let trained = router.train(train, models, ctx)?;
     let train_seconds = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let scores = trained.score_split(test)?;
+    let (scores, eval) = evaluate_trained(trained.as_ref(), test, models, train_stats)?;
     let route_seconds = t1.elapsed().as_secs_f64();
-    let eval = evaluate(test, models, &scores, train_stats);
     Ok(Evaluated {
         trained,
         scores,
@@ -83,6 +82,19 @@ pub fn train_and_evaluate(
         train_seconds,
         route_seconds,
     })
+}
+
+/// Score `test` with a router already trained and evaluate the scores against `test`'s
+/// answers (`train_stats` as in [`train_and_evaluate`]).
+pub fn evaluate_trained(
+    trained: &dyn TrainedRouter,
+    test: &Split,
+    models: &[String],
+    train_stats: &[LocScale],
+) -> rgd_core::Result<(Array2<f64>, RouterEval)> {
+    let scores = trained.score_split(test)?;
+    let eval = evaluate(test, models, &scores, train_stats);
+    Ok((scores, eval))
 }
 
 /// Mean and sample standard deviation.
