@@ -320,16 +320,12 @@ impl Router {
 fn load_router(path: PathBuf, precision: Option<String>) -> PyResult<Router> {
     let registry = registry()?;
     let embedder_file = path.with_file_name("embedder.toml");
-    let (trained, embedder) = if embedder_file.exists() {
+    // a precision is the saved embedder's: without one, the library says it has none
+    let (trained, embedder) = if embedder_file.exists() || precision.is_some() {
         let (t, e) =
             rgd_experiment::artifact::load_with_embedder(&registry, &path, precision.as_deref())
                 .map_err(err)?;
         (t, Some(e))
-    } else if precision.is_some() {
-        return Err(err(format!(
-            "{}: no embedder saved next to the artifact, so no precision to set",
-            embedder_file.display()
-        )));
     } else {
         (
             rgd_experiment::artifact::load_router(&path).map_err(err)?,
